@@ -1,0 +1,33 @@
+"""Shared fixtures. Tests are offline: no hub, no W&B server, one thread per process."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CULTURAX = REPO_ROOT.parent / "shared" / "culturax" / "CulturaX.csv"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random-weight Qwen3ForCausalLM / Qwen2ForCausalLM folders, built once per test run."""
+    from train.tiny_models import build
+
+    return build(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def culturax_release() -> Path:
+    """The released CulturaX.csv from ../shared (third-party data: read in place, never copied)."""
+    if not SHARED_CULTURAX.exists():
+        pytest.skip(f"{SHARED_CULTURAX} not present")
+    return SHARED_CULTURAX

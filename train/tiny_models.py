@@ -1,0 +1,156 @@
+"""Build tiny random-weight stand-ins of the real model architectures, fully offline.
+
+``python -m train.tiny_models --out DIR`` writes two folders that load with ``from_pretrained`` exactly like the
+hub models they stand in for, so every code path (chat template, TRL training template swap, LoRA target modules,
+generation) is the one a GPU user runs with the real ids; only the sizes differ:
+
+- ``DIR/tiny-qwen3``: ``Qwen3ForCausalLM`` + Qwen3-8B's real chat template (ChatML, ``<think>`` handling);
+- ``DIR/tiny-qwen2``: ``Qwen2ForCausalLM`` + DeepSeek-R1-Distill-Qwen-7B's real chat template and specials.
+
+The chat templates are the real ones TRL ships in ``trl/chat_templates``; TRL recognises them and swaps in its
+training variants, which carry the ``{% generation %}`` markers that assistant-only loss needs. The tokenizer is a
+byte-level BPE trained locally with Qwen's pre-tokenizer regex, so any text (any script, any bytes) encodes.
+"""
+
+import argparse
+from pathlib import Path
+
+import torch
+import trl
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+# Qwen2/Qwen3 tokenizer.json pre-tokenizer pattern (GPT-4 style split on letters, single digits, punctuation).
+QWEN_PRETOKENIZE_REGEX = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+TEMPLATES_DIR = Path(trl.__file__).parent / "chat_templates"
+VOCAB_SIZE = 1024
+
+# Special tokens as the real tokenizers name them.
+QWEN3_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+DEEPSEEK_SPECIALS = [
+    "<｜begin▁of▁sentence｜>",
+    "<｜end▁of▁sentence｜>",
+    "<｜User｜>",
+    "<｜Assistant｜>",
+    "<think>",
+    "</think>",
+    "<｜▁pad▁｜>",
+]
+
+# A small original English corpus so merges look like words; byte-level BPE still encodes anything.
+CORPUS = """\
+Culture is the shared way of life of a people: their language, food, crafts, music, dance and festivals.
+How do families in Kerala celebrate Onam, and what dishes appear on the banana-leaf feast?
+Explain the meaning of the masks worn during the Venetian carnival and how they are made by artisans.
+What should a visitor know before entering a Shinto shrine or a mosque for the first time?
+The museum keeps artifacts, monuments and historical sites that tell the story of a nation.
+Traditional weaving, pottery and wood carving are crafts passed from one generation to the next.
+Opera, theatre and folk dance are performed at festivals and markets across many regions.
+Newspapers, magazines, books, radio, television, film and video games carry stories to new audiences.
+Fashion design, graphic design, interior design and architecture shape how cities look and feel.
+A helpful, harmless and honest answer respects every culture and avoids stereotypes.
+National parks, botanical gardens, zoos, aquariums and marine ecosystems are natural heritage.
+Photography and fine arts record the landscapes, people and rituals of a place.
+Bio-cultural practices link communities to the land, the seasons and the animals around them.
+Folk sports such as kabaddi, sumo, hurling and buzkashi are played at village gatherings.
+Social networks and blogs spread recipes, songs and slang across the world in minutes.
+"""
+
+
+def train_tokenizer(special_tokens: list[str]) -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(CORPUS.splitlines() * 4, trainer=trainer)
+    return tokenizer
+
+
+def qwen3_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(QWEN3_SPECIALS),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        chat_template=(TEMPLATES_DIR / "qwen3.jinja").read_text(encoding="utf-8"),
+        model_max_length=4096,
+    )
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def deepseek_r1_distill_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=train_tokenizer(DEEPSEEK_SPECIALS),
+        bos_token="<｜begin▁of▁sentence｜>",
+        eos_token="<｜end▁of▁sentence｜>",
+        pad_token="<｜▁pad▁｜>",
+        chat_template=(TEMPLATES_DIR / "deepseek_r1_distill.jinja").read_text(encoding="utf-8"),
+        model_max_length=4096,
+    )
+    # The real tokenizer prepends BOS itself; the chat template writes {{bos_token}} too, as the real one does.
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def tiny_config_kwargs(tokenizer: PreTrainedTokenizerFast) -> dict:
+    """Shapes small enough for a CPU test, with the real models' structure (GQA, untied embeddings)."""
+    return dict(
+        vocab_size=((len(tokenizer) + 63) // 64) * 64,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=128,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+def build(out_dir: Path, seed: int = 0) -> dict[str, Path]:
+    """Write ``tiny-qwen3`` and ``tiny-qwen2`` under ``out_dir``; returns their paths by name."""
+    torch.manual_seed(seed)
+    paths = {}
+    for name, make_tokenizer, config_cls, model_cls, rope_theta in [
+        ("tiny-qwen3", qwen3_tokenizer, Qwen3Config, Qwen3ForCausalLM, 1_000_000.0),
+        ("tiny-qwen2", deepseek_r1_distill_tokenizer, Qwen2Config, Qwen2ForCausalLM, 10_000.0),
+    ]:
+        tokenizer = make_tokenizer()
+        config = config_cls(**tiny_config_kwargs(tokenizer))
+        config.rope_parameters = {"rope_type": "default", "rope_theta": rope_theta}
+        model = model_cls(config)
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        path = out_dir / name
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        paths[name] = path
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder to write tiny-qwen3/ and tiny-qwen2/ into")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for name, path in build(args.out, args.seed).items():
+        print(f"{name}: {path}")
+
+
+if __name__ == "__main__":
+    main()
