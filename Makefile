@@ -28,8 +28,39 @@ format: setup
 test: lint
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest $(PYTEST_ARGS)
 
+# The main job on the embedded default, offline on CPU: tiny models -> CULTURAX -> SFT -> DPO -> eval report.
+# Each stage is one command and one artefact; a finished stage is skipped unless its inputs changed.
+# FORCE=1 starts over (drops runs/demo, the LLM call cache included).
+DEMO := runs/demo
+TINY := runs/tiny_models
+ACCELERATE_CONFIG ?= accelerate_configs/cpu_2proc.yaml
+LAUNCH := $(VENV)/bin/accelerate launch --config_file $(ACCELERATE_CONFIG)
+DEMO_ENV := WANDB_DIR=$(DEMO) WANDB_RUN_GROUP=demo
+
 demo: setup
-	$(PYTHON) -m data_pipeline --config configs/data/demo.yaml
+ifeq ($(FORCE),1)
+	rm -rf $(DEMO)
+endif
+	@$(MAKE) --no-print-directory $(DEMO)/eval/report.md
+	@echo "Demo report: $(DEMO)/eval/report.md (plots beside it; dataset card: $(DEMO)/data/README.md)"
+
+$(TINY)/tiny-qwen3/config.json: train/tiny_models.py
+	$(PYTHON) -m train.tiny_models --out $(TINY)
+
+$(DEMO)/data/manifest.json: configs/data/demo.yaml $(TINY)/tiny-qwen3/config.json
+	$(PYTHON) -m data_pipeline --config configs/data/demo.yaml --output_dir $(DEMO)/data
+
+$(DEMO)/sft/train_results.json: configs/train/tiny-qwen3/sft_lora.yaml $(DEMO)/data/manifest.json
+	mkdir -p $(DEMO)
+	$(DEMO_ENV) $(LAUNCH) -m train.sft --config configs/train/tiny-qwen3/sft_lora.yaml \
+		--dataset_name $(DEMO)/data/sft --output_dir $(DEMO)/sft
+
+$(DEMO)/dpo/train_results.json: configs/train/tiny-qwen3/dpo_lora.yaml $(DEMO)/sft/train_results.json
+	$(DEMO_ENV) $(LAUNCH) -m train.dpo --config configs/train/tiny-qwen3/dpo_lora.yaml \
+		--dataset_name $(DEMO)/data/dpo --sft_adapter $(DEMO)/sft --output_dir $(DEMO)/dpo
+
+$(DEMO)/eval/report.md: configs/eval/demo.yaml $(DEMO)/dpo/train_results.json
+	$(DEMO_ENV) $(PYTHON) -m eval --config configs/eval/demo.yaml
 
 clean:
-	rm -rf runs/demo
+	rm -rf $(DEMO)

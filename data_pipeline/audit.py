@@ -1,0 +1,202 @@
+"""Audit any prompt dataset (the released CULTURAX included): duplicates, label balance, leakage, mismatched responses.
+
+    python -m data_pipeline.audit --input PATH [--format culturax_release|jsonl|csv|parquet|hf]
+        [--splits-dir DIR] --output report.json
+
+PATH is a file, a Hugging Face dataset id, a save_to_disk folder, or a pipeline output folder (its ``dataset/`` is
+audited, all splits together, with their cross-split leakage). ``--splits-dir`` names a saved DatasetDict whose
+cross-split leakage is reported. Records the importer rejects are skipped and listed (``--on_error raise`` to stop).
+
+Near duplicates are counted among distinct prompts (exact repeats are ``exact_duplicate_rows``):
+``near_duplicate_pairs`` are SimHash pairs within tau that the Jaccard check of data_pipeline.dedup confirms,
+``near_duplicate_pairs_unverified`` the SimHash pairs within tau it rejects (chance collisions).
+
+Response mismatch: a row's score is the cosine similarity between the MiniLM embedding of its prompt and the
+normalised mean of the embeddings of its responses; rows scoring below ``MISMATCH_THRESHOLD`` are reported. The
+threshold, 0.25, comes from the release (1,500 rows, three responses each): scores have median 0.62 and 5th
+percentile 0.36. All 42 rows under 0.25 were read: 37 answer a different question (a casual party with American
+colleagues answered with the history of salsa, a family trip to Singapore answered about Bengali hygiene; most sit
+in two blocks of the file, lines 12-31 and 82-100, whose responses look shifted), and 5 are short generic replies to
+hostile prompts. Between 0.25 and 0.32 such generic but on-topic replies dominate, so a higher threshold would
+mostly add false alarms. The score is topical: a response on the prompt's topic but off its question (the release's
+Mexico food-tour question answered about carnival parades scores 0.64) is beyond what it can see.
+"""
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from transformers import HfArgumentParser
+
+from data_pipeline import embeddings, taxonomy
+from data_pipeline.dedup import DedupConfig, fingerprint, near_duplicate_pairs, verify_pairs
+from data_pipeline.importers import SourceSpec, load_source
+
+MISMATCH_THRESHOLD = 0.25
+SUFFIX_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class AuditArguments:
+    input: str = field(metadata={"help": "file, HF dataset id, save_to_disk folder or pipeline output folder"})
+    output: str = field(metadata={"help": "where the JSON report is written"})
+    format: str = field(default="", metadata={"help": "culturax_release|jsonl|csv|parquet|hf; default from suffix"})
+    splits_dir: str = field(default="", metadata={"help": "saved DatasetDict to check for cross-split leakage"})
+    split: str = field(default="train", metadata={"help": "split to read for --format hf"})
+    tau: int = field(default=DedupConfig.tau, metadata={"help": "SimHash Hamming threshold"})
+    mismatch_threshold: float = field(default=MISMATCH_THRESHOLD, metadata={"help": "cosine below = mismatch"})
+    on_error: str = field(default="skip", metadata={"help": "skip (list bad records in the report) or raise"})
+
+
+def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object | None]:
+    """Rows, skipped records and the DatasetDict to check for leakage (None when no splits are given)."""
+    import datasets
+
+    path = Path(args.input)
+    if (path / "dataset" / "dataset_dict.json").exists():
+        path = path / "dataset"  # a pipeline output folder
+    splits = datasets.load_from_disk(args.splits_dir) if args.splits_dir else None
+    if (path / "dataset_dict.json").exists():
+        splits = splits if splits is not None else datasets.load_from_disk(str(path))
+        names = list(datasets.load_from_disk(str(path)))
+        specs = [SourceSpec("hf", str(path), split=name, on_error=args.on_error) for name in names]
+    else:
+        fmt = args.format or ("hf" if path.is_dir() else SUFFIX_FORMATS.get(path.suffix, ""))
+        if not fmt:
+            raise SystemExit(f"cannot tell the format of {args.input}: pass --format")
+        specs = [SourceSpec(fmt, args.input, split=args.split, on_error=args.on_error)]
+    rows, skipped = [], []
+    for spec in specs:
+        result = load_source(spec)
+        rows += result.rows
+        skipped += result.skipped
+    return rows, skipped, splits
+
+
+def exact_duplicate_ids(prompts: list[str], ids: list[str]) -> list[str]:
+    seen: set[str] = set()
+    repeats = []
+    for prompt, row_id in zip(prompts, ids, strict=True):
+        if prompt in seen:
+            repeats.append(row_id)
+        seen.add(prompt)
+    return repeats
+
+
+def near_duplicates(prompts: list[str], cfg: DedupConfig) -> dict:
+    distinct = list(dict.fromkeys(prompts))
+    pairs = near_duplicate_pairs(fingerprint(distinct), cfg.tau)
+    verified = verify_pairs(distinct, distinct, pairs, cfg) if len(pairs) else np.zeros(0, dtype=bool)
+    examples = [[distinct[i], distinct[j]] for i, j in pairs[verified][:5]]
+    return {"verified": int(verified.sum()), "unverified": int((~verified).sum()), "examples": examples}
+
+
+def response_scores(rows: list[dict]) -> tuple[list[int], np.ndarray]:
+    """Indices of rows with responses and their prompt-vs-responses cosine (see the module docstring)."""
+    scored = [i for i, row in enumerate(rows) if row["responses"]]
+    texts = list(dict.fromkeys(t for i in scored for t in [rows[i]["prompt"], *rows[i]["responses"]]))
+    vectors = dict(zip(texts, embeddings.embed(texts, show_progress=True), strict=True))
+    scores = np.zeros(len(scored), dtype=np.float32)
+    for k, i in enumerate(scored):
+        centroid = np.mean([vectors[t] for t in rows[i]["responses"]], axis=0)
+        scores[k] = vectors[rows[i]["prompt"]] @ centroid / max(float(np.linalg.norm(centroid)), 1e-12)
+    return scored, scores
+
+
+def response_mismatch(rows: list[dict], threshold: float) -> dict:
+    scored, scores = response_scores(rows)
+    flagged = [k for k in np.argsort(scores, kind="stable") if scores[k] < threshold]
+    return {
+        "count": len(flagged),
+        "ids": [rows[scored[k]]["id"] for k in flagged],  # worst first
+        "threshold": threshold,
+        "model": embeddings.MODEL_NAME,
+        "scored_rows": len(scored),
+        "score_percentiles": {str(q): round(float(np.percentile(scores, q)), 4) for q in (5, 25, 50)} if scored else {},
+        "examples": [
+            {"id": rows[scored[k]]["id"], "score": round(float(scores[k]), 4), "prompt": rows[scored[k]]["prompt"],
+             "response": rows[scored[k]]["responses"][0]}
+            for k in flagged[:3]
+        ],
+    }  # fmt: skip
+
+
+def audit_rows(rows: list[dict], cfg: DedupConfig, threshold: float, splits=None) -> dict:
+    prompts = [row["prompt"] for row in rows]
+    duplicates = exact_duplicate_ids(prompts, [row["id"] for row in rows])
+    near = near_duplicates(prompts, cfg)
+    counts = Counter(i for row in rows for i in row["subdomains"])
+    leakage = None
+    if splits is not None:
+        from data_pipeline.split import cross_split_leakage
+
+        leakage = cross_split_leakage(splits, cfg)
+    return {
+        "rows": len(rows),
+        "distinct_prompts": len(set(prompts)),
+        "exact_duplicate_rows": len(duplicates),
+        "exact_duplicate_ids": duplicates,
+        "tau": cfg.tau,
+        "jaccard_threshold": cfg.jaccard_threshold,
+        "near_duplicate_pairs": near["verified"],
+        "near_duplicate_pairs_unverified": near["unverified"],
+        "near_duplicate_examples": near["examples"],
+        "subdomain_counts": {str(i): counts[i] for i in sorted(counts)},
+        "unlabelled_rows": sum(1 for row in rows if not row["subdomains"]),
+        "imbalance_ratio": max(counts.values()) / min(counts.values()) if counts else None,
+        "cross_split_leakage": leakage,
+        "response_mismatch": response_mismatch(rows, threshold),
+    }
+
+
+def print_summary(report: dict, console: Console) -> None:
+    table = Table(title=f"Audit of {report['input']}", show_header=True, header_style="bold")
+    table.add_column("check")
+    table.add_column("result", justify="right")
+    mismatch = report["response_mismatch"]
+    leakage = report["cross_split_leakage"]
+    ratio = report["imbalance_ratio"]
+    leaked = "no splits given" if leakage is None else f"{leakage['pairs']} pairs ({leakage['rate']:.2%})"
+    lines = [
+        ("rows", f"{report['rows']:,}"),
+        ("records skipped (bad input)", f"{len(report['skipped']):,}"),
+        ("exact duplicate rows", f"{report['exact_duplicate_rows']:,}"),
+        (f"near-duplicate pairs, tau={report['tau']} (verified)", f"{report['near_duplicate_pairs']:,}"),
+        ("near-duplicate pairs, unverified", f"{report['near_duplicate_pairs_unverified']:,}"),
+        ("subdomains present", str(len(report["subdomain_counts"]))),
+        ("imbalance ratio (max/min)", "n/a" if ratio is None else f"{ratio:.1f}"),
+        ("cross-split leakage", leaked),
+        (f"response mismatch (cosine < {mismatch['threshold']})", f"{mismatch['count']} of {mismatch['scored_rows']}"),
+    ]
+    for name, value in lines:
+        table.add_row(name, value)
+    console.print(table)
+    counts = sorted(report["subdomain_counts"].items(), key=lambda item: -item[1])
+    console.print("subdomains: " + ", ".join(f"{taxonomy.get(int(i)).name} {n}" for i, n in counts))
+    for example in mismatch["examples"]:
+        console.print(f"mismatch {example['id']} ({example['score']:.2f}): {example['prompt'][:90]!r} -> "
+                      f"{example['response'][:70]!r}")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser(AuditArguments)
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    rows, skipped, splits = load_for_audit(args)
+    cfg = DedupConfig(tau=args.tau)
+    report = {"input": args.input, "format": args.format, **audit_rows(rows, cfg, args.mismatch_threshold, splits)}
+    report["skipped"] = skipped
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print_summary(report, Console())
+    print(f"report written to {output}", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""Two-stage HHH rejection sampling (paper: a Llama-3.1-8B judge, up to 2 feedback-resampling iterations).
+
+Stage 1 scores every candidate for helpfulness, harmlessness and honesty; a candidate passes when every facet meets
+its threshold. Stage 2 sends the judge's rationale for the best failing candidate back to the generator for a
+revision, re-judged, at most `max_iterations` times; rows that still fail are dropped and counted. Kept rows get a
+preference pair (chosen = best passing candidate, rejected per `rejected_rule`) when the score margin allows.
+
+Two judge modes:
+- "generative": the judge writes a rationale and per-facet ratings as JSON; parsed robustly, retried when
+  unparsable (each retry a new sample: the next candidate index at `retry_temperature`), then counted as failing.
+- "logprob": each facet's score is the expected rating under the judge's next-token distribution over the rating
+  digits (deterministic, usable even from a tiny random model); the rationale is a short generated critique.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from datasets import Dataset, Features, List, Value
+
+from data_pipeline.generate import (
+    GenerateConfig,
+    cultural_context,
+    in_batches,
+    load_prompt,
+    revision_conversation,
+)
+from data_pipeline.llm import Sampling
+
+if TYPE_CHECKING:
+    from string import Template
+
+    from data_pipeline.llm import LLM
+
+FACETS = ("helpful", "harmless", "honest")
+MODES = ("generative", "logprob")
+REJECTED_RULES = ("failed_or_lowest", "failed", "lowest")
+_FACET_NAMES = {"helpful": "helpful", "helpfulness": "helpful", "harmless": "harmless", "harmlessness": "harmless"}
+_FACET_NAMES |= {"honest": "honest", "honesty": "honest"}
+_RATIONALE_KEYS = ("rationale", "reason", "reasoning", "explanation", "critique", "justification", "feedback")
+_MAX_RATIONALE_CHARS = 1000
+
+CANDIDATE_SCORE = {f: Value("float64") for f in FACETS} | {"rationale": Value("string"), "passed": Value("bool")}
+JUDGE_FEATURES = {
+    "candidate_scores": List(CANDIDATE_SCORE),  # aligned with "candidates"
+    "candidate_iterations": List(Value("int32")),  # 0 = stage-1 sample, i = revision written in feedback iteration i
+    "chosen": Value("string"),
+    "rejected": Value("string"),  # "" when the row has no preference pair
+    "score_chosen": Value("float64"),  # mean facet score
+    "score_rejected": Value("float64"),  # None when the row has no preference pair
+    "has_preference_pair": Value("bool"),
+    "recovered_in_stage2": Value("bool"),
+    "feedback_iterations": Value("int32"),
+}
+
+
+@dataclass
+class JudgeConfig:
+    """HHH judge and rejection-sampling knobs. Scores and thresholds are on the 1..`scale` rating scale."""
+
+    mode: str = "generative"  # "generative" | "logprob"
+    scale: int = 5  # ratings 1..scale; the logprob mode reads one digit, so it needs scale <= 9
+    helpful_threshold: float = 4.0
+    harmless_threshold: float = 4.0
+    honest_threshold: float = 4.0
+    max_iterations: int = 2  # stage-2 feedback-resampling iterations (paper: 2)
+    parse_retries: int = 2  # generative mode: extra samples for an unparsable judgement before it counts as failing
+    temperature: float = 0.0  # first judgement
+    retry_temperature: float = 0.7  # retries must sample: a greedy retry would repeat the unparsable text
+    max_new_tokens: int = 256
+    critique_max_new_tokens: int = 64  # logprob mode's rationale
+    seed: int = 0
+    rejected_rule: str = "failed_or_lowest"  # | "failed" (only failing candidates) | "lowest" (any other candidate)
+    min_margin: float = 0.5  # score_chosen - score_rejected must reach this for a DPO pair
+    batch_size: int = 64  # requests per LLM call: the unit of progress
+    judge_prompt_file: str = "judge_generative_v1.txt"
+    facet_prompt_file: str = "judge_logprob_facet_v1.txt"
+    critique_prompt_file: str = "judge_critique_v1.txt"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"JudgeConfig.mode must be one of {MODES}, got {self.mode!r}")
+        if not 2 <= self.scale <= (9 if self.mode == "logprob" else 100):
+            raise ValueError(f"JudgeConfig.scale {self.scale} is not usable in mode {self.mode!r} (logprob: 2..9)")
+        for facet, value in self.thresholds.items():
+            if not 1 <= value <= self.scale:
+                raise ValueError(f"JudgeConfig.{facet}_threshold {value} is outside the rating scale 1..{self.scale}")
+        if self.rejected_rule not in REJECTED_RULES:
+            raise ValueError(f"JudgeConfig.rejected_rule must be one of {REJECTED_RULES}, got {self.rejected_rule!r}")
+        for name in ("max_iterations", "parse_retries", "min_margin"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"JudgeConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {facet: getattr(self, f"{facet}_threshold") for facet in FACETS}
+
+
+class JudgementParseError(ValueError):
+    """A judge reply without a usable rating for every facet."""
+
+
+# "Helpfulness: 4/5", "**honest** = 3", "'harmless': 5" — the fallback when a reply holds no JSON object with scores.
+_SCORE_TEXT = re.compile(
+    r"\b(helpful(?:ness)?|harmless(?:ness)?|honest(?:y)?)\b[\s*_\"']*(?:score|rating)?[\s*_\"']*[:=][\s*_\"']*"
+    r"(-?\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?",
+    re.IGNORECASE,
+)
+_SCORE_VALUE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(?:(?:/|out of)\s*(\d+))?\s*$", re.IGNORECASE)
+
+
+def _rating(value, denominator, facet: str, scale: int) -> float:
+    if isinstance(value, bool) or value is None:
+        raise JudgementParseError(f"{facet}: not a number: {value!r}")
+    if isinstance(value, str):
+        match = _SCORE_VALUE.match(value)
+        if not match:
+            raise JudgementParseError(f"{facet}: not a number: {value!r}")
+        value, denominator = match.group(1), match.group(2) or denominator
+    if not isinstance(value, int | float | str):
+        raise JudgementParseError(f"{facet}: not a number: {value!r}")
+    rating = float(value)
+    if denominator is not None and int(denominator) != scale:
+        raise JudgementParseError(f"{facet}: rated out of {denominator}, expected out of {scale}")
+    if not 1 <= rating <= scale:  # also rejects NaN
+        raise JudgementParseError(f"{facet}: {value} is outside 1..{scale}")
+    return rating
+
+
+def _json_objects(text: str) -> list[tuple[dict, int, int]]:
+    """Every top-level JSON object in free text (inside code fences or prose), with its span."""
+    decoder, found, position = json.JSONDecoder(), [], text.find("{")
+    while position != -1:
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            position = text.find("{", position + 1)
+            continue
+        if isinstance(value, dict):
+            found.append((value, position, end))
+        position = text.find("{", end)
+    return found
+
+
+def _facet_entries(obj: dict) -> dict[str, object]:
+    """Facet -> raw value, keys matched case-insensitively, also one level down ({"scores": {...}})."""
+    entries = {}
+    for mapping in [obj, *(v for v in obj.values() if isinstance(v, dict))]:
+        for key, value in mapping.items():
+            facet = _FACET_NAMES.get(str(key).strip().lower())
+            if facet and facet not in entries:
+                entries[facet] = value
+    return entries
+
+
+def _short(text: str) -> str:
+    """A one-paragraph rationale without markdown markup (fences, emphasis, headings)."""
+    return " ".join(re.sub(r"```(?:json)?|[*#`]+", " ", text).split())[:_MAX_RATIONALE_CHARS]
+
+
+def parse_judgement(text: str, scale: int) -> dict:
+    """A judge reply -> {"helpful", "harmless", "honest": float, "rationale": str}; JudgementParseError if unusable.
+
+    Takes the last JSON object that carries facet ratings (code fences and surrounding prose are ignored), else
+    "facet: n[/scale]" lines. A missing facet, a non-number, another scale or an out-of-range rating is an error.
+    """
+    candidates = [(obj, start, end) for obj, start, end in _json_objects(text) if _facet_entries(obj)]
+    if candidates:
+        obj, start, end = candidates[-1]
+        entries = _facet_entries(obj)
+        missing = [facet for facet in FACETS if facet not in entries]
+        if missing:
+            raise JudgementParseError(f"no rating for {', '.join(missing)}")
+        scores = {facet: _rating(entries[facet], None, facet, scale) for facet in FACETS}
+        lowered = {str(k).lower(): v for k, v in obj.items()}
+        rationale = next((lowered[k] for k in _RATIONALE_KEYS if isinstance(lowered.get(k), str)), None)
+        if rationale is None:  # the prose around the object is the judge's reasoning
+            rationale = text[:start] + " " + text[end:]
+        return {**scores, "rationale": _short(rationale)}
+    matches = list(_SCORE_TEXT.finditer(text))
+    if not matches:
+        raise JudgementParseError("no JSON object with ratings and no 'facet: rating' lines")
+    found = {}
+    for match in matches:  # the last mention of a facet is the verdict
+        found[_FACET_NAMES[match.group(1).lower()]] = match
+    missing = [facet for facet in FACETS if facet not in found]
+    if missing:
+        raise JudgementParseError(f"no rating for {', '.join(missing)}")
+    scores = {f: _rating(m.group(2), m.group(3), f, scale) for f, m in found.items()}
+    return {**{f: scores[f] for f in FACETS}, "rationale": _short(_SCORE_TEXT.sub(" ", text))}
+
+
+def expected_rating(logprobs: dict[str, float], scale: int) -> float | None:
+    """E[rating] under the judge's distribution renormalised over the digits 1..scale; None if none is possible."""
+    values = [logprobs.get(str(rating), -math.inf) for rating in range(1, scale + 1)]
+    top = max(values)
+    if not math.isfinite(top):
+        return None
+    weights = [math.exp(v - top) for v in values]
+    return sum(rating * w for rating, w in zip(range(1, scale + 1), weights, strict=True)) / sum(weights)
+
+
+def judge_conversations(template: Template, items: list[tuple], cfg: JudgeConfig, **extra) -> list[list[dict]]:
+    """One single-message conversation per (prompt, subdomains, response) item."""
+    fields = {"scale": cfg.scale, **extra}
+
+    def conversation(prompt: str, subdomains: list[int], response: str) -> list[dict]:
+        content = template.substitute(context=cultural_context(subdomains), prompt=prompt, response=response, **fields)
+        return [{"role": "user", "content": content}]
+
+    return [conversation(*item) for item in items]
+
+
+def _texts(llm: LLM, sampling: Sampling, n: int, index: int):
+    return lambda conversations: [per[index].text for per in llm.generate(conversations, sampling, n=n)]
+
+
+def _judge_generative(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Counter, desc: str) -> list[dict]:
+    conversations = judge_conversations(load_prompt(cfg.judge_prompt_file), items, cfg)
+    results: list[dict | None] = [None] * len(items)
+    errors: dict[int, str] = {}
+    pending = list(range(len(items)))
+    first = Sampling(temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+    # Another seed, so a retry is a new request even when retry_temperature equals temperature.
+    retry = Sampling(temperature=cfg.retry_temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1)
+    for attempt in range(cfg.parse_retries + 1):
+        # Retry r asks for r candidates and reads the last: candidate index r-1 is a sample no earlier attempt saw.
+        sampling, n = (first, 1) if attempt == 0 else (retry, attempt)
+        label = desc if attempt == 0 else f"{desc} (retry {attempt})"
+        asked = [conversations[i] for i in pending]
+        texts = in_batches(_texts(judge, sampling, n, n - 1), asked, cfg.batch_size, label)
+        still_pending = []
+        for i, text in zip(pending, texts, strict=True):
+            try:
+                results[i] = parse_judgement(text, cfg.scale)
+            except JudgementParseError as error:
+                errors[i] = str(error)
+                still_pending.append(i)
+        pending = still_pending
+        if not pending:
+            break
+        counts["judge_retries"] += len(pending) if attempt < cfg.parse_retries else 0
+    for i in pending:
+        counts["unparsable_judgements"] += 1
+        results[i] = {facet: None for facet in FACETS} | {"rationale": f"unparsable judgement: {errors[i]}"}
+    return results
+
+
+def _judge_logprob(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Counter, desc: str) -> list[dict]:
+    options = [str(rating) for rating in range(1, cfg.scale + 1)]
+    template = load_prompt(cfg.facet_prompt_file)
+    facet_conversations = [conv for f in FACETS for conv in judge_conversations(template, items, cfg, facet=f)]
+    logprobs = in_batches(
+        lambda convs: judge.next_token_logprobs(convs, options), facet_conversations, cfg.batch_size, f"{desc} ratings"
+    )
+    critique = Sampling(temperature=0.0, max_new_tokens=cfg.critique_max_new_tokens, seed=cfg.seed)
+    conversations = judge_conversations(load_prompt(cfg.critique_prompt_file), items, cfg)
+    critiques = in_batches(_texts(judge, critique, 1, 0), conversations, cfg.batch_size, f"{desc} critiques")
+    results = []
+    for i, text in enumerate(critiques):
+        scores = {f: expected_rating(logprobs[j * len(items) + i], cfg.scale) for j, f in enumerate(FACETS)}
+        if any(score is None for score in scores.values()):
+            counts["unparsable_judgements"] += 1
+            text = "unparsable judgement: no probability on any rating token"
+        results.append({**scores, "rationale": _short(text)})
+    return results
+
+
+def score_candidates(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Counter, desc: str) -> list[dict]:
+    """(prompt, subdomains, response) triples -> candidate score dicts with "passed" (unparsable never passes)."""
+    scorer = _judge_generative if cfg.mode == "generative" else _judge_logprob
+    scores = scorer(items, judge, cfg, counts, desc)
+    for score in scores:
+        score["passed"] = all(score[f] is not None and score[f] >= cfg.thresholds[f] for f in FACETS)
+    return scores
+
+
+def mean_score(score: dict) -> float | None:
+    values = [score[facet] for facet in FACETS]
+    return None if any(v is None for v in values) else sum(values) / len(values)
+
+
+def select_preference(candidates: list[str], scores: list[dict], cfg: JudgeConfig) -> tuple[int | None, int | None]:
+    """(chosen, rejected) candidate indices. Chosen: best passing by mean score, ties to the lower index. Rejected:
+    the lowest-scoring candidate of the rule's pool (never unscored, never the chosen text), if the margin holds."""
+    means = [mean_score(score) for score in scores]
+    passing = [i for i, score in enumerate(scores) if score["passed"]]
+    if not passing:
+        return None, None
+    chosen = max(passing, key=lambda i: (means[i], -i))
+    others = [i for i in range(len(scores)) if i != chosen and means[i] is not None]
+    others = [i for i in others if candidates[i].strip() != candidates[chosen].strip()]
+    failed = [i for i in others if not scores[i]["passed"]]
+    pool = {"failed": failed, "lowest": others, "failed_or_lowest": failed or others}[cfg.rejected_rule]
+    if not pool:
+        return chosen, None
+    rejected = min(pool, key=lambda i: (means[i], i))
+    return chosen, (rejected if means[chosen] - means[rejected] >= cfg.min_margin else None)
+
+
+def _best_to_revise(scores: list[dict]) -> int:
+    means = [mean_score(score) for score in scores]
+    return max(range(len(scores)), key=lambda i: (means[i] is not None, means[i] or 0.0, -i))
+
+
+def rejection_sample(
+    ds: Dataset, generator: LLM, judge: LLM, gen_cfg: GenerateConfig, cfg: JudgeConfig
+) -> tuple[Dataset, dict]:
+    """Stage 1 + stage 2 over rows with "candidates" (from generate_candidates); returns kept rows and stats."""
+    if "candidates" not in ds.column_names:
+        raise ValueError("rejection_sample needs a 'candidates' column: run generate.generate_candidates first")
+    rows, counts = ds.to_list(), Counter()
+    items = [(row["prompt"], row["subdomains"], text) for row in rows for text in row["candidates"]]
+    scores = iter(score_candidates(items, judge, cfg, counts, "judge stage 1"))
+    for row in rows:
+        row["candidate_scores"] = [next(scores) for _ in row["candidates"]]
+        row["candidate_iterations"] = [0] * len(row["candidates"])
+        row["feedback_iterations"] = 0
+    stage1_passed = [any(s["passed"] for s in row["candidate_scores"]) for row in rows]
+
+    system, feedback = load_prompt(gen_cfg.system_prompt_file), load_prompt(gen_cfg.feedback_prompt_file)
+    for iteration in range(1, cfg.max_iterations + 1):
+        failing = [row for row in rows if not any(s["passed"] for s in row["candidate_scores"])]
+        if not failing:
+            break
+        conversations = []
+        for row in failing:
+            best = _best_to_revise(row["candidate_scores"])
+            conversations.append(
+                revision_conversation(
+                    row["prompt"], row["subdomains"], row["candidates"][best], row["candidate_scores"][best],
+                    cfg.scale, system, feedback,
+                )
+            )  # fmt: skip
+        revise = _texts(generator, gen_cfg.sampling(iteration), 1, 0)
+        revisions = in_batches(revise, conversations, gen_cfg.batch_size, f"revise (iteration {iteration})")
+        items = [(row["prompt"], row["subdomains"], text) for row, text in zip(failing, revisions, strict=True)]
+        new_scores = score_candidates(items, judge, cfg, counts, f"judge stage 2 (iteration {iteration})")
+        for row, text, score in zip(failing, revisions, new_scores, strict=True):
+            row["candidates"].append(text)
+            row["candidate_scores"].append(score)
+            row["candidate_iterations"].append(iteration)
+            row["feedback_iterations"] = iteration
+
+    kept, kept_flags = [], []
+    for row, passed_stage1 in zip(rows, stage1_passed, strict=True):
+        chosen, rejected = select_preference(row["candidates"], row["candidate_scores"], cfg)
+        kept_flags.append(chosen is not None)
+        if chosen is None:
+            continue
+        row["chosen"], row["score_chosen"] = row["candidates"][chosen], mean_score(row["candidate_scores"][chosen])
+        row["has_preference_pair"] = rejected is not None
+        row["rejected"] = row["candidates"][rejected] if rejected is not None else ""
+        row["score_rejected"] = mean_score(row["candidate_scores"][rejected]) if rejected is not None else None
+        row["recovered_in_stage2"] = not passed_stage1
+        kept.append(row)
+    stats = rejection_stats(rows, stage1_passed, kept_flags, counts, cfg)
+    features = Features({**ds.features, **JUDGE_FEATURES})
+    # from_dict, not from_list: from_list cannot build a zero-row dataset (every row dropped) with given features.
+    return Dataset.from_dict({name: [row[name] for row in kept] for name in features}, features=features), stats
+
+
+def rejection_stats(
+    rows: list[dict], stage1_passed: list[bool], kept: list[bool], counts: Counter, cfg: JudgeConfig
+) -> dict:
+    """Per-subdomain figures for the dataset card (a multi-label row counts under each of its subdomains)."""
+    tallies: dict[str, Counter] = defaultdict(Counter)
+    for row, passed, is_kept in zip(rows, stage1_passed, kept, strict=True):
+        stage1 = [s for s, it in zip(row["candidate_scores"], row["candidate_iterations"], strict=True) if it == 0]
+        for key in [*(str(s) for s in row["subdomains"] or ["unlabelled"]), "total"]:
+            tally = tallies[key]
+            tally["prompts"] += 1
+            tally["candidates"] += len(row["candidates"])
+            tally["stage1_candidates"] += len(stage1)
+            tally["stage1_candidates_passed"] += sum(s["passed"] for s in stage1)
+            tally["stage1_passed"] += passed
+            tally["recovered_stage2"] += is_kept and not passed
+            tally["dropped"] += not is_kept
+            tally["preference_pairs"] += is_kept and bool(row.get("has_preference_pair"))
+    summary = {}
+    for key, tally in sorted(tallies.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else math.inf):
+        summary[key] = dict(tally)
+        summary[key]["stage1_pass_rate"] = tally["stage1_passed"] / tally["prompts"]
+        passed_candidates = tally["stage1_candidates_passed"] / max(tally["stage1_candidates"], 1)
+        summary[key]["stage1_candidate_pass_rate"] = passed_candidates
+    total = summary.pop("total", {})
+    return {
+        "judge_mode": cfg.mode,
+        "per_subdomain": summary,
+        "total": total,
+        "unparsable_judgements": counts["unparsable_judgements"],
+        "judge_retries": counts["judge_retries"],
+        "no_preference_pair": total.get("prompts", 0) - total.get("dropped", 0) - total.get("preference_pairs", 0),
+        "dropped_ids": [row["id"] for row, is_kept in zip(rows, kept, strict=True) if not is_kept],
+    }

@@ -1,0 +1,130 @@
+"""Types shared by the LLM interface and its backends (no heavy imports: torch/vllm load only in their backends)."""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+BACKENDS = ("openai", "transformers", "vllm")
+
+
+@dataclass
+class LLMConfig:
+    """Which model answers a role and how to reach it. Parsed from the ``llm`` blocks of the data/eval YAMLs."""
+
+    backend: str = "transformers"  # "openai" | "transformers" | "vllm"
+    model: str = ""  # hub id, local path, or the served model name for "openai"
+    adapter: str | None = None  # PEFT adapter dir applied on top of the model (transformers / vllm)
+    base_url: str | None = None  # OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (openai)
+    api_key_env: str | None = None  # NAME of the env var that holds the key; the key itself is never stored
+    max_concurrency: int = 8  # requests in flight at once (openai)
+    timeout_s: float = 120  # per HTTP attempt (openai)
+    max_retries: int = 6  # retries on timeouts, dropped connections, 408/409/429/5xx (openai client)
+    batch_size: int = 8  # sequences per forward pass (transformers)
+    dtype: str = "auto"  # torch dtype name for local weights ("auto", "bfloat16", "float32", ...)
+    chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {"enable_thinking": False} for Qwen3
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"LLMConfig.backend: {self.backend!r} is not one of {BACKENDS}")
+        if self.max_concurrency < 1 or self.batch_size < 1 or self.max_retries < 0:
+            raise ValueError("LLMConfig: max_concurrency and batch_size must be >= 1, max_retries >= 0")
+
+    def check_complete(self) -> None:
+        """What a model call needs; checked by build_llm, not at construction (configs may fill fields later)."""
+        if not self.model:
+            raise ValueError("LLMConfig.model: empty; give a hub id, a local path or a served model name")
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError("LLMConfig.base_url: required for the openai backend (e.g. http://127.0.0.1:8000/v1)")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise ValueError(f"Sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {self}")
+
+
+@dataclass
+class Completion:
+    text: str
+    output_tokens: int
+    latency_s: float  # seconds the call (local backends: its batch) took when made; as stored for cached ones
+    cached: bool
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One candidate to produce: ``seed`` is already specific to the candidate index (see ``candidate_seed``)."""
+
+    messages: list[dict]
+    sampling: Sampling
+    seed: int
+
+
+class LLMRequestError(RuntimeError):
+    """A call failed for good: a 4xx other than 408/409/429, or retries exhausted. The message names the model."""
+
+
+class Backend(Protocol):
+    """What LLM needs from a backend. Results are reported through callbacks as soon as each one is done, so the
+    cache holds every finished call even if the process dies in the middle of a batch."""
+
+    def key_fields(self) -> dict: ...
+
+    def generate(self, requests: list[GenerationRequest], on_done: Callable[[int, Completion], None]) -> None: ...
+
+    def next_token_logprobs(
+        self, conversations: list[list[dict]], options: list[str], on_done: Callable[[int, dict[str, float]], None]
+    ) -> None: ...
+
+
+def canonical_json(obj) -> str:
+    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def sha256_hex(obj) -> str:
+    return hashlib.sha256(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def candidate_seed(seed: int, candidate: int) -> int:
+    """The seed sent for candidate ``candidate``: distinct per index, stable across runs, fits a signed int32
+    (what OpenAI-compatible servers accept)."""
+    return int(sha256_hex({"seed": seed, "candidate": candidate})[:8], 16) & 0x7FFFFFFF
+
+
+def row_seed(messages: list[dict], seed: int) -> int:
+    """A local sampler's RNG seed: a function of the conversation and the candidate's seed only, so a candidate
+    comes out the same whatever else shares its batch."""
+    return int(sha256_hex({"messages": messages, "seed": seed})[:15], 16)
+
+
+def adapter_fingerprint(adapter: str | None) -> str | None:
+    """sha256 of a local adapter's files, so retraining an adapter in place invalidates its cached answers."""
+    if adapter is None or not Path(adapter).is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(Path(adapter).glob("adapter_*")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def check_conversations(conversations: list[list[dict]]) -> None:
+    if not isinstance(conversations, list):
+        raise TypeError(f"conversations: expected a list of message lists, got {type(conversations).__name__}")
+    for i, conversation in enumerate(conversations):
+        if not isinstance(conversation, list) or not conversation:
+            raise ValueError(f"conversations[{i}]: expected a non-empty list of {{'role', 'content'}} messages")
+        for j, message in enumerate(conversation):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise ValueError(f"conversations[{i}][{j}]: field 'role': missing or not a string")
+            if not isinstance(message.get("content"), str):
+                raise ValueError(f"conversations[{i}][{j}]: field 'content': missing or not a string")

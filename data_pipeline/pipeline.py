@@ -1,0 +1,201 @@
+"""The one place where the stage order is composed.
+
+import sources -> classify -> expand -> dedup -> contamination guard -> split -> generate -> judge -> views -> outputs
+
+Each stage is a function over datasets.Dataset rows with its settings in a config dataclass; this module only decides
+which of them run (``stages`` in the config), feeds each the previous stage's rows, and collects their reports into
+stats.json. LLMs are built once per role, all behind the on-disk call cache, so a rerun repeats no finished call.
+"""
+
+import json
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from datasets import Dataset, DatasetDict, Value, concatenate_datasets
+from rich.console import Console
+
+from data_pipeline.classify import build_classifier, classify_dataset
+from data_pipeline.config import ConfigError, PipelineConfig, secret_free
+from data_pipeline.dedup import dedup, remove_contaminated
+from data_pipeline.expand import expand_dataset
+from data_pipeline.generate import PROMPTS_DIR, generate_candidates
+from data_pipeline.importers import SEED_PATH, load_sources
+from data_pipeline.judge import rejection_sample
+from data_pipeline.llm import LLM, build_llm, call_counts
+from data_pipeline.outputs import save_datasets, sha256_file, subdomain_table, write_card, write_json, write_manifest
+from data_pipeline.schema import rows_to_dataset
+from data_pipeline.split import cross_split_leakage, split_dataset
+from data_pipeline.views import build_views
+
+console = Console(stderr=True)
+
+
+def load_eval_prompts(paths: list[str]) -> list[str]:
+    """Evaluation prompts to keep out of the data: ``.txt`` (one per line) or ``.jsonl`` (field "prompt")."""
+    prompts = []
+    for path in paths:
+        with open(path, encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                if path.endswith(".jsonl"):
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError as error:
+                        raise ConfigError(f"{path}:{line_number}: field 'prompt': invalid JSON ({error})") from None
+                    if not isinstance(record, dict) or not isinstance(record.get("prompt"), str):
+                        raise ConfigError(f"{path}:{line_number}: field 'prompt': missing or not a string")
+                    prompts.append(record["prompt"])
+                elif path.endswith(".txt"):
+                    prompts.append(line.strip())
+                else:
+                    raise ConfigError(f"{path}: eval prompts must be .txt or .jsonl")
+    return prompts
+
+
+class Stages:
+    """Announces each configured stage, times it and records its row count (progress bars come from the stages)."""
+
+    def __init__(self, names: list[str]):
+        self.names = [*names, "outputs"]
+        self.rows: dict[str, int] = {}
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        console.rule(f"[bold]stage {self.names.index(name.split()[0]) + 1}/{len(self.names)}: {name}")
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 3)
+        console.print(f"{name}: done in {self.seconds[name]:.1f}s")
+
+
+def _check_stages(cfg: PipelineConfig) -> None:
+    for stage, needs in (("judge", "generate"), ("views", "judge")):
+        if stage in cfg.stages and needs not in cfg.stages:
+            raise ConfigError(f"stage '{stage}' needs stage '{needs}' in 'stages'")
+    for required in ("import", "split"):
+        if required not in cfg.stages:
+            raise ConfigError(f"'stages' must include '{required}'")
+
+
+def _input_hashes(cfg: PipelineConfig) -> dict[str, str]:
+    """sha256 of every file the run read: sources, eval prompts, classifier training data and prompt files."""
+    files = [
+        Path(spec.path) if spec.format != "seed" else SEED_PATH for spec in cfg.source_specs if spec.format != "hf"
+    ]
+    files += [Path(p) for p in cfg.eval_prompts]
+    if "classify" in cfg.stages or "expand" in cfg.stages:
+        files.append(Path(cfg.classify_config.train_file) if cfg.classify_config.train_file else SEED_PATH)
+    prompt_files = []
+    if cfg.classify_config.method == "llm":
+        prompt_files.append(cfg.classify_config.prompt_file)
+    if "expand" in cfg.stages:
+        prompt_files.append(cfg.expand_config.prompt_file)
+    if "generate" in cfg.stages:
+        prompt_files += [cfg.generate_config.system_prompt_file, cfg.generate_config.feedback_prompt_file]
+    if "judge" in cfg.stages:
+        j = cfg.judge_config
+        prompt_files += (
+            [j.judge_prompt_file] if j.mode == "generative" else [j.facet_prompt_file, j.critique_prompt_file]
+        )
+    files += [Path(name) if Path(name).parent != Path(".") else PROMPTS_DIR / name for name in prompt_files]
+    return {str(path): sha256_file(path) for path in dict.fromkeys(files)}
+
+
+def _generate_and_judge(dsd: DatasetDict, cfg: PipelineConfig, llm) -> tuple[DatasetDict, dict]:
+    """Generation and judging run once over all splits (one progress bar, one stats table), then split back."""
+    tagged = [ds.add_column("split", [name] * len(ds), feature=Value("string")) for name, ds in dsd.items()]
+    ds = generate_candidates(concatenate_datasets(tagged), llm("generator"), cfg.generate_config)
+    stats = {"generate": {"prompts": len(ds), "candidates": len(ds) * cfg.generate_config.k}}
+    if "judge" in cfg.stages:
+        ds, stats["judge"] = rejection_sample(ds, llm("generator"), llm("judge"), cfg.generate_config, cfg.judge_config)
+    splits = DatasetDict({name: ds.filter(lambda s, n=name: s == n, input_columns="split") for name in dsd})
+    return DatasetDict({name: split.remove_columns("split") for name, split in splits.items()}), stats
+
+
+def _calls_since(before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """This run's {role: {new, cached}} (call_counts() counts since process start)."""
+    now = call_counts()
+    return {
+        role: {kind: n - before.get(role, {}).get(kind, 0) for kind, n in counts.items()}
+        for role, counts in now.items()
+    }
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict:
+    """Run the configured stages and write everything under cfg.output_dir; returns stats.json's content."""
+    _check_stages(cfg)
+    output_dir = Path(cfg.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    stage = Stages(list(cfg.stages))
+    calls_before = call_counts()
+    stats: dict = {}
+    llms: dict[str, LLM] = {}
+
+    def llm(role: str) -> LLM:
+        if role not in llms:
+            llms[role] = build_llm(cfg.llm_configs[role], cfg.cache_dir, role)
+        return llms[role]
+
+    eval_prompts = load_eval_prompts(cfg.eval_prompts)
+    with stage("import"):
+        imported = load_sources(cfg.source_specs)
+        ds: Dataset = rows_to_dataset(imported.rows)
+        stats["import"] = {"rows": len(ds), "skipped_rows": len(imported.skipped), "skipped": imported.skipped}
+        stage.rows["import"] = len(ds)
+
+    classifier = None
+    if "classify" in cfg.stages or "expand" in cfg.stages:
+        needs_llm = cfg.classify_config.method == "llm"
+        classifier = build_classifier(cfg.classify_config, llm("classifier") if needs_llm else None)
+    if "classify" in cfg.stages:
+        with stage("classify"):
+            ds, stats["classify"] = classify_dataset(ds, classifier, cfg.classify_config)
+            stage.rows["classify"] = len(ds)
+    if "expand" in cfg.stages:
+        with stage("expand"):
+            ds, stats["expand"] = expand_dataset(
+                ds, llm("expander"), classifier, cfg.classify_config.delta, cfg.expand_config, cfg.dedup_config,
+                eval_prompts, cfg.seed,
+            )  # fmt: skip
+            stage.rows["expand"] = len(ds)
+    if "dedup" in cfg.stages:
+        with stage("dedup"):
+            ds, stats["dedup"] = dedup(ds, cfg.dedup_config, progress=True)
+            stage.rows["dedup"] = len(ds)
+    if "contamination" in cfg.stages:
+        with stage("contamination"):
+            ds, stats["contamination"] = remove_contaminated(ds, eval_prompts, cfg.dedup_config, progress=True)
+            stage.rows["contamination"] = len(ds)
+    with stage("split"):
+        dsd = split_dataset(ds, cfg.dedup_config, tuple(cfg.split_fractions), cfg.seed)
+        stats["split"] = {name: len(split) for name, split in dsd.items()}
+        stage.rows["split"] = sum(stats["split"].values())
+    if "generate" in cfg.stages:
+        with stage("generate" if "judge" not in cfg.stages else "generate + judge"):
+            dsd, generated = _generate_and_judge(dsd, cfg, llm)
+            stats.update(generated)
+            stage.rows["judge" if "judge" in cfg.stages else "generate"] = sum(len(s) for s in dsd.values())
+    datasets = {"dataset": dsd}
+    if "views" in cfg.stages:
+        with stage("views"):
+            datasets.update(build_views(dsd))
+            stats["views"] = {view: {n: len(s) for n, s in views.items()} for view, views in datasets.items()}
+
+    with stage("outputs"):
+        # Leakage is re-checked on the final rows: judging drops rows, it never adds any.
+        leakage = cross_split_leakage(dsd, cfg.dedup_config)
+        stats["leakage"] = leakage
+        stats["rows_per_stage"] = stage.rows
+        stats["subdomain_counts"] = subdomain_table(dsd)
+        stats["llm_calls"] = _calls_since(calls_before)
+        hashes = save_datasets(output_dir, datasets)
+        write_json(output_dir / "stats.json", stats)
+        write_card(output_dir, datasets, stats, {role: built.name for role, built in llms.items()})
+        config = secret_free(cfg.resolved())
+        manifest = write_manifest(output_dir, config, cfg.seed, _input_hashes(cfg), hashes, leakage)
+    manifest["stage_seconds"] = stage.seconds  # timings vary run to run, so they stay out of stats.json
+    write_json(output_dir / "manifest.json", manifest)
+    return stats

@@ -1,0 +1,143 @@
+"""All knobs of one eval run, parsed from one YAML (TrlParser: YAML + CLI overrides, unknown keys fail).
+
+Flat fields (decoding, test sets, output) can be overridden on the command line (``--max_new_tokens 32``). The model
+list and the per-metric judges are nested mappings in the YAML; they are validated here into dataclasses, and an
+unknown key in them fails with the key's path, just like an unknown top-level key.
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trl import TrlParser
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")
+JUDGE_MODES = ("logprobs", "generative", "classifier")
+CLASSIFIER_METRICS = ("safety", "cultural")  # judgements of one (prompt, response) text
+
+
+@dataclass
+class ModelSpec:
+    """One evaluated model: a base model with an optional PEFT adapter, or a merged model path."""
+
+    name: str
+    model: str
+    adapter: str | None = None
+    backend: str | None = None  # None: the run's `backend`
+    base_url: str | None = None
+    api_key_env: str | None = None
+    baseline: str | None = None  # model this one is compared against; None: the first model of the list
+    train_runs: list[str] = field(default_factory=list)  # training output dirs holding train_results.json
+
+
+@dataclass
+class JudgeSpec:
+    """A judge for one metric: an LLM through the data pipeline's backends, or a sequence-classifier path."""
+
+    backend: str = "transformers"  # openai | transformers | vllm (ignored in classifier mode)
+    model: str = ""
+    adapter: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None  # NAME of the env var holding the key; the key never reaches disk or W&B
+    batch_size: int = 8
+    dtype: str = "auto"
+    chat_template_kwargs: dict = field(default_factory=dict)
+    mode: str = "logprobs"  # logprobs: argmax over verdict options' first-token log-probs; generative: parse text
+    prompt: str = ""  # prompt file under eval/prompts/ (or a path); "" = the metric's default versioned prompt
+    max_attempts: int = 3  # generative mode: attempts (new seed each) before a judgement counts as failed
+    max_new_tokens: int = 64  # generative mode
+    label_map: dict = field(default_factory=dict)  # classifier mode: classifier label -> verdict option
+
+
+@dataclass
+class EvalConfig:
+    output_dir: str = field(default="runs/eval", metadata={"help": "Where results.json, report.md, PNGs go."})
+    experiment: str = field(default="demo", metadata={"help": "Experiment name = W&B group of the training runs."})
+    cache_dir: str = field(default="runs/llm_cache", metadata={"help": "LLM call cache (generations, judgements)."})
+    report_to: str = field(default="wandb", metadata={"help": "'wandb' or 'none'."})
+    wandb_project: str | None = field(default=None, metadata={"help": "Default: env WANDB_PROJECT or aligncultura."})
+    wandb_entity: str | None = field(default=None, metadata={"help": "Default: env WANDB_ENTITY."})
+    seed: int = field(default=42, metadata={"help": "Sampling seed and bootstrap seed."})
+    # Decoding: one setting for every evaluated model.
+    backend: str = field(default="transformers", metadata={"help": "Generation backend of evaluated models."})
+    batch_size: int = 8
+    dtype: str = "auto"
+    max_concurrency: int = 8
+    chat_template_kwargs: dict = field(default_factory=dict, metadata={"help": "e.g. {enable_thinking: false}"})
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    system_prompt: str = ""
+    strip_reasoning: bool = field(default=True, metadata={"help": "Judge only the text after </think>."})
+    # Test sets: "fixture" (offline, eval/fixtures) or a hub id (tatsu-lab/alpaca_eval, ...).
+    culturax_dataset: str = field(default="", metadata={"help": "Pipeline <out>/dataset dir; '' skips CULTURAX."})
+    culturax_split: str = "test"
+    helpfulness: str = "fixture"
+    harmlessness: str = "fixture"
+    honesty: str = "fixture"
+    max_prompts_per_set: int | None = field(default=None, metadata={"help": "First N prompts of each set."})
+    bootstrap_resamples: int = 1000
+    leakage_tau: int = 10
+    models: list[dict] = field(default_factory=list, metadata={"help": "ModelSpec mappings (YAML only)."})
+    judges: dict = field(
+        default_factory=dict, metadata={"help": "metric -> JudgeSpec mapping; key 'default' applies to all."}
+    )
+
+    def __post_init__(self):
+        self.model_specs = [_strict(ModelSpec, m, f"models[{i}]") for i, m in enumerate(self.models)]
+        if not self.model_specs:
+            raise ValueError("config: 'models' must list at least one model")
+        names = [m.name for m in self.model_specs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"config: model names must be unique, got {names}")
+        for spec in self.model_specs:
+            if spec.baseline is not None and spec.baseline not in names:
+                raise ValueError(f"config: models '{spec.name}': baseline '{spec.baseline}' is not a listed model")
+        unknown = set(self.judges) - set(JUDGE_METRICS) - {"default"}
+        if unknown:
+            raise ValueError(f"config: judges: unknown metric(s) {sorted(unknown)}; known: {JUDGE_METRICS}")
+        default = self.judges.get("default", {})
+        self.judge_specs = {
+            metric: _strict(JudgeSpec, {**default, **self.judges.get(metric, {})}, f"judges.{metric}")
+            for metric in JUDGE_METRICS
+        }
+        for metric, spec in self.judge_specs.items():
+            if spec.mode not in JUDGE_MODES:
+                raise ValueError(f"config: judges.{metric}.mode '{spec.mode}' not in {JUDGE_MODES}")
+            if spec.mode == "classifier" and metric not in CLASSIFIER_METRICS:
+                raise ValueError(f"config: judges.{metric}.mode 'classifier' works for {CLASSIFIER_METRICS} only")
+            if not spec.model:
+                raise ValueError(f"config: judges.{metric}.model is empty (set judges.default.model)")
+        if self.report_to not in ("wandb", "none"):
+            raise ValueError(f"config: report_to '{self.report_to}' must be 'wandb' or 'none'")
+
+    def baseline_of(self, spec: ModelSpec) -> str | None:
+        """The model a spec is compared against (the first model by default; the first has none)."""
+        if spec.baseline is not None:
+            return spec.baseline
+        first = self.model_specs[0].name
+        return None if spec.name == first else first
+
+    def to_dict(self) -> dict:
+        """The config as given (for results.json and W&B); it holds env-var names only, never secrets."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def _strict(cls, mapping: dict, where: str):
+    if not isinstance(mapping, dict):
+        raise ValueError(f"config: {where} must be a mapping, got {type(mapping).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(mapping) - known
+    if unknown:
+        raise ValueError(f"config: {where}: unknown key(s) {sorted(unknown)}; known: {sorted(known)}")
+    try:
+        return cls(**mapping)
+    except TypeError as err:
+        raise ValueError(f"config: {where}: {err}") from err
+
+
+def parse_config(argv: list[str] | None = None) -> EvalConfig:
+    """`--config FILE.yaml` plus CLI overrides of flat fields; unknown keys anywhere fail."""
+    (cfg,) = TrlParser([EvalConfig]).parse_args_and_config(argv)
+    return cfg

@@ -1,0 +1,271 @@
+"""One eval run: generate with each model, judge every response, compute metrics and baseline -> tuned changes.
+
+Models are loaded one at a time (each freed before the next); judges are loaded once. Per-prompt verdicts are kept
+as arrays (NaN = failed judgement) so the same arrays give the point metrics and the paired bootstrap CIs.
+"""
+
+import gc
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset
+
+from eval import metrics
+from eval.config import EvalConfig, ModelSpec
+from eval.generation import build_model_llm, generate_responses
+from eval.judges import Judge, build_judges
+from eval.testsets import load_test_sets, source_of
+
+log = logging.getLogger(__name__)
+FLAG = {"unsafe": 1.0, "safe": 0.0, "yes": 1.0, "no": 0.0}
+HEADLINE = ("win_rate", "safety_score", "truth_info", "joint_hhh", "cultural_failure_rate")
+EFFICIENCY = ("output_tokens_per_response", "latency_s_per_response", "tokens_per_s")
+
+
+def _flags(labels: list[str | None]) -> np.ndarray:
+    return np.array([np.nan if label is None else FLAG[label] for label in labels])
+
+
+def subdomain_context(subdomains: list[int]) -> str:
+    from data_pipeline import taxonomy
+
+    return "; ".join(f"{taxonomy.get(s).name} ({taxonomy.get(s).domain})" for s in subdomains) or "unspecified"
+
+
+def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], responses: dict[str, list[dict]]) -> dict:
+    """Per-prompt arrays: helpfulness (pairwise score), harmlessness (unsafe flag), truthful, informative,
+    honesty (Truth×Info indicator) and, with CULTURAX, cultural failure labels."""
+    scores = {}
+    helpful, answers = sets["helpfulness"], [r["text"] for r in responses["helpfulness"]]
+    as_a = judges["helpfulness"](
+        [
+            {"instruction": p, "output_a": a, "output_b": ref}
+            for p, a, ref in zip(helpful["prompt"], answers, helpful["reference"], strict=True)
+        ]
+    )
+    as_b = judges["helpfulness"](
+        [
+            {"instruction": p, "output_a": ref, "output_b": a}
+            for p, a, ref in zip(helpful["prompt"], answers, helpful["reference"], strict=True)
+        ]
+    )
+    scores["helpfulness"] = np.array([metrics.pairwise_score(a, b) for a, b in zip(as_a, as_b, strict=True)])
+
+    harmful = sets["harmlessness"]
+    scores["harmlessness"] = _flags(
+        judges["safety"](
+            [
+                {"prompt": p, "response": r["text"]}
+                for p, r in zip(harmful["prompt"], responses["harmlessness"], strict=True)
+            ]
+        )
+    )
+
+    honest = sets["honesty"]
+    qa = [
+        {
+            "question": row["prompt"],
+            "answer": response["text"],
+            "correct_answers": "\n".join(f"- {a}" for a in row["correct_answers"]),
+            "incorrect_answers": "\n".join(f"- {a}" for a in row["incorrect_answers"]),
+        }
+        for row, response in zip(honest, responses["honesty"], strict=True)
+    ]
+    scores["truthful"] = _flags(judges["truthfulness"](qa))
+    scores["informative"] = _flags(
+        judges["informativeness"]([{"question": q["question"], "answer": q["answer"]} for q in qa])
+    )
+    scores["honesty"] = metrics.truth_info_scores(scores["truthful"], scores["informative"])
+
+    if "culturax" in sets:
+        cx = sets["culturax"]
+        scores["cultural"] = judges["cultural"](
+            [
+                {"prompt": row["prompt"], "response": response["text"], "context": subdomain_context(row["subdomains"])}
+                for row, response in zip(cx, responses["culturax"], strict=True)
+            ]
+        )
+    return scores
+
+
+def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec) -> dict:
+    win, ti, safety = (metrics.mean_percent(scores[k]) for k in ("helpfulness", "honesty", "harmlessness"))
+    out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}
+    out["truthful"] = metrics.mean_percent(scores["truthful"])
+    out["informative"] = metrics.mean_percent(scores["informative"])
+    if "cultural" in scores:
+        cultural = metrics.cultural_failure_rates(scores["cultural"], subdomains)
+        out["cultural_failure_rate"] = cultural["overall"]
+        out["per_subdomain"] = cultural["per_subdomain"]
+        out["per_failure_type"] = cultural["per_type"]
+    else:
+        out.update(cultural_failure_rate=float("nan"), per_subdomain={}, per_failure_type={})
+    everything = [r for rs in responses.values() for r in rs]
+    efficiency = metrics.generation_efficiency(
+        [r["output_tokens"] for r in everything], [r["latency_s"] for r in everything]
+    )
+    efficiency["cached_responses"] = sum(r["cached"] for r in everything)
+    efficiency["training"] = (
+        metrics.training_efficiency([_train_results(p) for p in spec.train_runs]) if spec.train_runs else None
+    )
+    out["efficiency"] = efficiency
+    out["failed_judgements"] = {
+        "helpfulness": int(np.isnan(scores["helpfulness"]).sum()),
+        "harmlessness": int(np.isnan(scores["harmlessness"]).sum()),
+        "honesty": int(np.isnan(scores["honesty"]).sum()),
+        "cultural": sum(label is None for label in scores.get("cultural", [])),
+    }
+    return out
+
+
+def _train_results(run_dir: str) -> dict:
+    path = Path(run_dir) / "train_results.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: train_results.json not found (a training run's output_dir)")
+    record = json.loads(path.read_text())
+    for key in ("train_runtime", "train_tokens", "gpu_hours"):
+        if key not in record:
+            raise ValueError(f"{path}: field '{key}': missing")
+    return record
+
+
+def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
+    """Every headline change tuned − baseline with a paired bootstrap 95% CI (fixed seed, prompts resampled)."""
+    boot = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
+    deltas = {
+        "win_rate": metrics.paired_bootstrap_delta(
+            base["scores"]["helpfulness"], tuned["scores"]["helpfulness"], **boot
+        ),
+        "safety_score": metrics.paired_bootstrap_delta(
+            base["scores"]["harmlessness"], tuned["scores"]["harmlessness"], **boot
+        ),
+        "truth_info": metrics.paired_bootstrap_delta(base["scores"]["honesty"], tuned["scores"]["honesty"], **boot),
+        "joint_hhh": metrics.paired_bootstrap_joint_hhh(base["scores"], tuned["scores"], **boot),
+    }
+    per_subdomain = {}
+    if "cultural" in base["scores"]:
+        b_fail = metrics.failure_indicators(base["scores"]["cultural"])
+        t_fail = metrics.failure_indicators(tuned["scores"]["cultural"])
+        deltas["cultural_failure_rate"] = metrics.paired_bootstrap_delta(b_fail, t_fail, **boot)
+        for sid in base["metrics"]["per_subdomain"]:
+            rows = [i for i, subs in enumerate(base["subdomains"]) if int(sid) in subs]
+            per_subdomain[sid] = metrics.paired_bootstrap_delta(b_fail[rows], t_fail[rows], **boot)
+    b_tok, b_lat = _per_response(base, "output_tokens"), _per_response(base, "latency_s")
+    t_tok, t_lat = _per_response(tuned, "output_tokens"), _per_response(tuned, "latency_s")
+    deltas["output_tokens_per_response"] = metrics.paired_bootstrap_delta(b_tok, t_tok, _mean_stat, **boot)
+    deltas["latency_s_per_response"] = metrics.paired_bootstrap_delta(b_lat, t_lat, _mean_stat, **boot)
+    deltas["tokens_per_s"] = metrics.paired_bootstrap_throughput((b_tok, b_lat), (t_tok, t_lat), **boot)
+    return {"deltas": deltas, "per_subdomain": per_subdomain}
+
+
+def _mean_stat(values: np.ndarray) -> np.ndarray:
+    return values.mean(axis=-1)
+
+
+def _per_response(model: dict, key: str) -> np.ndarray:
+    return np.array([r[key] for rs in model["responses"].values() for r in rs], dtype=float)
+
+
+def leakage(sets: dict[str, Dataset], train: Dataset | None, tau: int) -> dict:
+    """CULTURAX test prompts with a verified SimHash near-duplicate among the train prompts or the HHH sets."""
+    if "culturax" not in sets:
+        return {"tau": tau, "train": None, "hhh": None}
+    from data_pipeline.dedup import DedupConfig, cross_pairs, fingerprint, verify_pairs
+
+    dedup_cfg = DedupConfig(tau=tau)
+    test = list(sets["culturax"]["prompt"])
+    test_fps = fingerprint(test)
+    others = {
+        "train": list(train["prompt"]) if train is not None else [],
+        "hhh": [p for name in ("helpfulness", "harmlessness", "honesty") for p in sets[name]["prompt"]],
+    }
+    out: dict = {"tau": tau}
+    for name, texts in others.items():
+        if not texts:
+            out[name] = None
+            continue
+        pairs = cross_pairs(test_fps, fingerprint(texts), tau)
+        out[name] = metrics.leakage_counts(pairs, verify_pairs(test, texts, pairs, dedup_cfg), len(test))
+    return out
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    sets, train = load_test_sets(cfg)
+    judges = build_judges(cfg)
+    subdomains = list(sets["culturax"]["subdomains"]) if "culturax" in sets else []
+    runs: dict[str, dict] = {}
+    for spec in cfg.model_specs:
+        llm = build_model_llm(cfg, spec)
+        responses = {name: generate_responses(llm, ds, cfg) for name, ds in sets.items()}
+        del llm  # free the weights before the next model loads
+        gc.collect()
+        scores = judge_responses(judges, sets, responses)
+        runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains}
+        runs[spec.name]["metrics"] = model_metrics(scores, responses, subdomains, spec)
+    leak = leakage(sets, train, cfg.leakage_tau)
+    comparisons = []
+    for spec in cfg.model_specs:
+        baseline = cfg.baseline_of(spec)
+        if baseline is not None:
+            comparisons.append(
+                {"baseline": baseline, "tuned": spec.name, **compare(runs[baseline], runs[spec.name], cfg)}
+            )
+    return {
+        "models": [
+            {
+                "name": s.name,
+                "model": s.model,
+                "adapter": s.adapter,
+                "backend": s.backend or cfg.backend,
+                "baseline": cfg.baseline_of(s),
+                "train_runs": s.train_runs,
+                "stand_in": is_stand_in(s.model),
+            }
+            for s in cfg.model_specs
+        ],
+        "metrics": {name: {**run["metrics"], "leakage": leak} for name, run in runs.items()},
+        "comparisons": comparisons,
+        "judges": {metric: judge.describe() for metric, judge in judges.items()},
+        "judge_stand_in": any(is_stand_in(spec.model) for spec in cfg.judge_specs.values()),
+        "test_sets": {name: {"source": source_of(cfg, name), "n": len(ds)} for name, ds in sets.items()},
+        "decoding": {k: getattr(cfg, k) for k in ("temperature", "top_p", "max_new_tokens", "seed", "system_prompt")},
+        "config": cfg.to_dict(),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "samples": {name: _samples(sets, run) for name, run in runs.items()},
+    }
+
+
+def is_stand_in(model: str) -> bool:
+    """A local model small enough to be a random-weight stand-in (hidden size <= 256): its numbers are plumbing."""
+    config = Path(model) / "config.json"
+    return config.exists() and json.loads(config.read_text()).get("hidden_size", 10**9) <= 256
+
+
+def _samples(sets: dict[str, Dataset], run: dict) -> list[dict]:
+    """Per-prompt responses and verdict values, for samples/<model>.jsonl (inspection, not metrics)."""
+    rows = []
+    for name, ds in sets.items():
+        for i, (prompt, response) in enumerate(zip(ds["prompt"], run["responses"][name], strict=True)):
+            rows.append(
+                {
+                    "set": name,
+                    "id": response["id"],
+                    "prompt": prompt,
+                    "response": response["raw"],
+                    **_verdict(run["scores"], name, i),
+                }
+            )
+    return rows
+
+
+def _verdict(scores: dict, name: str, i: int) -> dict:
+    if name == "helpfulness":
+        return {"pairwise_score": float(scores["helpfulness"][i])}
+    if name == "harmlessness":
+        return {"unsafe": float(scores["harmlessness"][i])}
+    if name == "honesty":
+        return {"truthful": float(scores["truthful"][i]), "informative": float(scores["informative"][i])}
+    return {"cultural_label": scores["cultural"][i]}

@@ -1,0 +1,126 @@
+"""Every training recipe parses with the real TrlParser (unknown keys fail) and every accelerate config loads."""
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from accelerate.commands.config.config_args import load_config_from_file
+from accelerate.utils import DistributedType
+
+from tests.conftest import REPO_ROOT
+from train.dpo import make_parser as dpo_parser
+from train.sft import make_parser as sft_parser
+
+TRAIN_CONFIGS = REPO_ROOT / "configs" / "train"
+ACCELERATE_CONFIGS = REPO_ROOT / "accelerate_configs"
+REAL_MODELS = {"qwen3-8b": "Qwen/Qwen3-8B", "deepseek-r1-distill-qwen-7b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"}
+REAL_RECIPES = ["sft_lora", "sft_qlora", "dpo_lora", "dpo_qlora"]
+# Knobs whose value needs a reason: each must carry a comment on its line in the real recipes.
+DEFENDED = ["lora_r", "lora_alpha", "lora_target_modules", "learning_rate", "max_length", "gradient_accumulation_steps"]
+
+
+def parse(path: Path):
+    parser = sft_parser() if path.name.startswith("sft") else dpo_parser()
+    args = ["--config", str(path)]
+    if not torch.cuda.is_available() and yaml.safe_load(path.read_text()).get("bf16"):
+        args += ["--bf16", "false"]  # GPU recipes: transformers refuses bf16 without a GPU; every key is still checked
+    return parser.parse_args_and_config(args)
+
+
+def all_recipes() -> list[Path]:
+    return sorted(TRAIN_CONFIGS.glob("*/*.yaml"))
+
+
+def test_recipe_set_is_complete():
+    present = {(p.parent.name, p.stem) for p in all_recipes()}
+    for model in REAL_MODELS:
+        for recipe in REAL_RECIPES:
+            assert (model, recipe) in present
+    for model in ["tiny-qwen3", "tiny-qwen2"]:
+        assert {(model, "sft_lora"), (model, "dpo_lora")} <= present
+
+
+@pytest.mark.parametrize("path", all_recipes(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_recipe_parses_with_real_parser(path: Path):
+    script_args, training_args, model_args = parse(path)
+    assert script_args.dataset_name.endswith("/sft" if path.stem.startswith("sft") else "/dpo")
+    assert training_args.output_dir.endswith(f"{path.parent.name}/{path.stem}")
+    if model_args.use_peft:  # DPO recipes inherit the target modules from the SFT adapter's config
+        assert model_args.lora_target_modules == "all-linear"
+    assert "wandb" in training_args.report_to
+    if path.stem.startswith("sft"):
+        assert model_args.use_peft and training_args.assistant_only_loss and training_args.packing
+    else:
+        # DPO continues the SFT adapter of the same model and quantisation: its output_dir is our sft_adapter.
+        sft_path = path.with_name(path.stem.replace("dpo", "sft") + ".yaml")
+        if not sft_path.exists():
+            sft_path = path.with_name("sft_lora.yaml")
+        assert script_args.sft_adapter == parse(sft_path)[1].output_dir
+        assert not model_args.use_peft  # the adapter comes from sft_adapter; TRL rejects a second peft_config
+        assert training_args.beta > 0 and training_args.loss_type
+    assert model_args.load_in_4bit == ("qlora" in path.stem)
+    if "qwen3" in path.parent.name:
+        assert script_args.enable_thinking is False
+    if path.parent.name in REAL_MODELS:
+        assert model_args.model_name_or_path == REAL_MODELS[path.parent.name]
+        lines = path.read_text().splitlines()
+        for key in DEFENDED + (["beta", "loss_type"] if path.stem.startswith("dpo") else []):
+            line = next((line for line in lines if line.startswith(f"{key}:")), None)
+            if line is not None:
+                assert "#" in line, f"{path}: '{key}' has no one-line reason"
+        assert training_args.learning_rate == (2e-4 if path.stem.startswith("sft") else 5e-6)
+
+
+def test_unknown_key_fails(tmp_path):
+    config = yaml.safe_load((TRAIN_CONFIGS / "tiny-qwen3" / "sft_lora.yaml").read_text())
+    config["max_seq_length"] = 512  # the pre-TRL-1.x name: must not be silently ignored
+    path = tmp_path / "sft_bad.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(ValueError, match="max_seq_length"):
+        sft_parser().parse_args_and_config(["--config", str(path)])
+
+
+def test_cli_overrides_yaml_and_env_block_is_exported(tmp_path, monkeypatch):
+    monkeypatch.delenv("ALIGNCULTURA_TEST_ENV", raising=False)
+    config = yaml.safe_load((TRAIN_CONFIGS / "tiny-qwen3" / "dpo_lora.yaml").read_text())
+    config["env"] = {"ALIGNCULTURA_TEST_ENV": "from-yaml"}
+    path = tmp_path / "dpo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    script_args, training_args, _ = dpo_parser().parse_args_and_config(
+        ["--config", str(path), "--beta", "0.25", "--sft_adapter", "elsewhere"]
+    )
+    assert training_args.beta == 0.25 and script_args.sft_adapter == "elsewhere"
+    assert training_args.max_length == config["max_length"]
+    import os
+
+    assert os.environ["ALIGNCULTURA_TEST_ENV"] == "from-yaml"
+
+
+EXPECTED_ACCELERATE = {
+    "single_gpu": (DistributedType.NO, 1, 1),
+    "multi_gpu": (DistributedType.MULTI_GPU, None, 1),
+    "deepspeed_zero2": (DistributedType.DEEPSPEED, None, 1),
+    "deepspeed_zero3": (DistributedType.DEEPSPEED, None, 1),
+    "fsdp": (DistributedType.FSDP, None, 1),
+    "multi_node_multi_gpu": (DistributedType.MULTI_GPU, None, 2),
+    "multi_node_deepspeed_zero3": (DistributedType.DEEPSPEED, None, 2),
+    "cpu_2proc": (DistributedType.MULTI_GPU, 2, 1),
+}
+
+
+def test_accelerate_configs_load():
+    names = {p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml")}
+    assert names == set(EXPECTED_ACCELERATE)
+    for name, (kind, processes, machines) in EXPECTED_ACCELERATE.items():
+        config = load_config_from_file(str(ACCELERATE_CONFIGS / f"{name}.yaml"))
+        assert config.distributed_type == kind, name
+        assert config.num_machines == machines, name
+        if processes:
+            assert config.num_processes == processes, name
+        assert config.mixed_precision == ("no" if name == "cpu_2proc" else "bf16"), name
+    zero3 = load_config_from_file(str(ACCELERATE_CONFIGS / "deepspeed_zero3.yaml")).deepspeed_config
+    assert zero3["zero_stage"] == 3 and zero3["zero3_save_16bit_model"] is True  # whole adapters on save
+    assert load_config_from_file(str(ACCELERATE_CONFIGS / "deepspeed_zero2.yaml")).deepspeed_config["zero_stage"] == 2
+    fsdp = load_config_from_file(str(ACCELERATE_CONFIGS / "fsdp.yaml")).fsdp_config
+    assert fsdp["fsdp_state_dict_type"] == "FULL_STATE_DICT"

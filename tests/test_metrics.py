@@ -1,0 +1,97 @@
+"""Metric math on hand-computed inputs (eval/metrics.py)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from eval import metrics
+
+nan = float("nan")
+
+
+def test_pairwise_score_cancels_position_bias_and_counts_ties_half():
+    assert metrics.pairwise_score("A", "B") == 1.0  # model preferred in both orders
+    assert metrics.pairwise_score("B", "A") == 0.0  # reference preferred in both orders
+    assert metrics.pairwise_score("A", "A") == 0.5  # judge always picks slot A: position bias cancels
+    assert metrics.pairwise_score("tie", "B") == 0.75
+    assert math.isnan(metrics.pairwise_score(None, "B"))  # a failed order voids the prompt
+
+
+def test_win_rate_safety_truth_info_and_joint_hhh_by_hand():
+    # prompts: win, loss, position-biased, one tie + one win, failed -> (1 + 0 + 0.5 + 0.75) / 4 = 56.25 %
+    scores = [metrics.pairwise_score(*v) for v in [("A", "B"), ("B", "A"), ("A", "A"), ("tie", "B"), (None, "A")]]
+    assert metrics.win_rate(scores) == pytest.approx(56.25)
+    assert metrics.safety_score([1, 0, 0, 1, nan]) == pytest.approx(50.0)  # 2 unsafe of 4 judged
+    # truthful & informative: only questions 1 and 4 are both; question 5 failed -> 2 / 4
+    assert metrics.truth_info([1, 1, 0, 1, nan], [1, 0, 1, 1, 1]) == pytest.approx(50.0)
+    assert metrics.joint_hhh(56.25, 50.0, 50.0) == pytest.approx(56.25 / 3)
+    assert math.isnan(metrics.win_rate([nan, nan]))
+
+
+def test_cultural_failure_rates_overall_per_subdomain_and_type():
+    labels = ["none", "stereotyping", "refusal", None, "none", "stereotyping"]
+    subdomains = [[11], [11, 15], [15], [15], [21], [21]]
+    out = metrics.cultural_failure_rates(labels, subdomains)
+    assert out["overall"] == pytest.approx(60.0)  # 3 failures of 5 judged
+    assert out["per_type"]["stereotyping"] == pytest.approx(40.0)
+    assert out["per_type"]["refusal"] == pytest.approx(20.0)
+    assert sum(out["per_type"].values()) == pytest.approx(out["overall"])
+    assert out["per_subdomain"]["11"] == {"n": 2, "judged": 2, "failure_rate": 50.0}
+    assert out["per_subdomain"]["15"] == {"n": 3, "judged": 2, "failure_rate": 100.0}  # multi-label row counts twice
+    assert out["per_subdomain"]["21"]["failure_rate"] == pytest.approx(50.0)
+
+
+def test_generation_and_training_efficiency():
+    eff = metrics.generation_efficiency([10, 30], [0.5, 1.5])
+    assert eff == {
+        "responses": 2,
+        "output_tokens_per_response": 20.0,
+        "latency_s_per_response": 1.0,
+        "tokens_per_s": 20.0,
+    }
+    train = metrics.training_efficiency(
+        [
+            {"train_tokens": 1000, "train_runtime": 10, "gpu_hours": 0.5},
+            {"train_tokens": 500, "train_runtime": 20, "gpu_hours": 0.25},
+        ]
+    )
+    assert train["train_tokens_per_s"] == pytest.approx(50.0)
+    assert train["gpu_hours"] == pytest.approx(0.75)
+
+
+def test_paired_bootstrap_is_deterministic_and_brackets_the_delta():
+    base = np.array([0, 0, 1, 0, 1, 0, 0, 1, 0, 0], dtype=float)  # 30 %
+    tuned = np.array([1, 0, 1, 1, 1, 0, 1, 1, 0, 1], dtype=float)  # 70 %
+    first = metrics.paired_bootstrap_delta(base, tuned, n_resamples=2000, seed=7)
+    again = metrics.paired_bootstrap_delta(base, tuned, n_resamples=2000, seed=7)
+    assert first == again  # fixed seed: no noise in a reported number
+    assert first["delta"] == pytest.approx(40.0)
+    assert first["ci_low"] < 40.0 < first["ci_high"]
+    # Paired: the per-prompt difference is 0 or +1 (never -1), so no resample can show a decrease.
+    assert first["ci_low"] >= 0.0
+    same = metrics.paired_bootstrap_delta(base, base, n_resamples=500, seed=0)
+    assert same == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    with pytest.raises(ValueError, match="same prompts"):
+        metrics.paired_bootstrap_delta(base, tuned[:5])
+
+
+def test_joint_hhh_and_throughput_bootstrap_point_estimates():
+    base = {"helpfulness": np.array([0.5, 0.5]), "honesty": np.array([0.0, 1.0]), "harmlessness": np.array([0.0, 0.0])}
+    tuned = {"helpfulness": np.array([1.0, 1.0]), "honesty": np.array([1.0, 1.0]), "harmlessness": np.array([0.0, 1.0])}
+    out = metrics.paired_bootstrap_joint_hhh(base, tuned, n_resamples=300, seed=1)
+    # baseline (50 + 50 - 0) / 3 = 33.33; tuned (100 + 100 - 50) / 3 = 50 -> +16.67
+    assert out["delta"] == pytest.approx(50.0 - 100.0 / 3)
+    assert out["ci_low"] <= out["delta"] <= out["ci_high"]
+    thr = metrics.paired_bootstrap_throughput(
+        (np.array([10.0, 10.0]), np.array([1.0, 1.0])), (np.array([20.0, 40.0]), np.array([1.0, 2.0])), n_resamples=100
+    )
+    assert thr["delta"] == pytest.approx(10.0)  # 60/3 - 20/2
+
+
+def test_leakage_counts_unique_test_prompts_with_verified_pairs():
+    pairs = np.array([[0, 3], [0, 5], [2, 1], [4, 4]])
+    verified = np.array([True, True, False, True])
+    out = metrics.leakage_counts(pairs, verified, n_test=10)
+    assert out == {"candidate_pairs": 4, "verified_pairs": 3, "leaked_prompts": 2, "rate": 20.0}
+    assert metrics.leakage_counts(np.zeros((0, 2), dtype=int), np.zeros(0, dtype=bool), 5)["rate"] == 0.0

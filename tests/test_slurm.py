@@ -1,0 +1,347 @@
+"""slurm/ on a real SLURM cluster on localhost (slurm/local_cluster.sh): the real sbatch scripts with tiny recipes.
+
+- the per-node launcher reads each node's rank and GPU count when the srun task starts (not the batch shell's values);
+- submit_pipeline.sh chains data -> SFT -> DPO -> eval with afterok dependencies (checked in scontrol), then the
+  chain runs end to end; its SFT job is the single-node training job (2 processes on the node's 2 fake GPUs);
+- the multi-node script on one node (-N1): what its srun task saw (machine_rank, master address, num_processes);
+- an eval job array over the SFT checkpoints;
+- preemption: USR1 to a running training job -> checkpoint -> requeue -> resume -> the configured step count with
+  one continuous log history, SLURM_RESTART_COUNT=1, the same W&B run.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests._slurm_fixtures import LocalCluster, wait_for_path
+from tests._train_fixtures import write_training_data
+from tests.conftest import REPO_ROOT
+
+CPU_ACCELERATE = "accelerate_configs/cpu_2proc.yaml"
+SEED_PROMPTS = REPO_ROOT / "data_pipeline" / "seeds" / "prompts.jsonl"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    local = LocalCluster()
+    yield local
+    local.close()
+
+
+@pytest.fixture(scope="module")
+def job_env(tmp_path_factory) -> dict:
+    """What every submitted job sees (sbatch exports the environment): 2 processes on CPU, offline W&B in tmp."""
+    wandb_dir = tmp_path_factory.mktemp("wandb")
+    return {"AC_ACCELERATE_CONFIG": CPU_ACCELERATE, "AC_VENV": str(REPO_ROOT / ".venv"), "WANDB_DIR": str(wandb_dir)}
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def train_config(recipe: str, out: Path, tiny_models, **overrides) -> Path:
+    """The repo's tiny-qwen3 recipe with this test's model, data and output paths."""
+    config = yaml.safe_load((REPO_ROOT / "configs" / "train" / "tiny-qwen3" / f"{recipe}.yaml").read_text())
+    config.update(model_name_or_path=str(tiny_models["tiny-qwen3"]), **overrides)
+    return write_yaml(out / f"{recipe}.yaml", config)
+
+
+def log_of(job_dir: Path, job_id: str) -> str:
+    return (job_dir / f"{job_id}.out").read_text(errors="replace")
+
+
+# --- the per-node launcher (no cluster needed) ------------------------------------------------------------------
+
+
+def test_node_launcher_reads_rank_and_gpus_on_each_node():
+    """The text srun runs is evaluated on the node: node 3 of 4 with 8 GPUs renders rank 3 and 32 processes."""
+    script = 'source slurm/common.sh; export -f ac_gpus_per_node ac_die; bash -c "$AC_NODE_LAUNCHER" node -m train.sft'
+    env = {
+        **os.environ,
+        "SLURM_NODEID": "3",
+        "SLURM_JOB_NUM_NODES": "4",
+        "SLURM_GPUS_ON_NODE": "8",
+        "AC_MASTER_ADDR": "gpu-node-017",
+        "AC_MASTER_PORT": "23456",
+        "AC_ACCELERATE_CONFIG": "accelerate_configs/multi_node_multi_gpu.yaml",
+        "AC_DRY_RUN": "1",
+    }
+    proc = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert "machine_rank=3 " in proc.stdout and "num_processes=32 " in proc.stdout, proc.stdout
+    assert (
+        "--num_machines 4 --machine_rank 3 --num_processes 32 --main_process_ip gpu-node-017 --main_process_port 23456"
+        " -m train.sft" in proc.stdout
+    )
+    env.pop("SLURM_GPUS_ON_NODE")
+    env["CUDA_VISIBLE_DEVICES"] = "0,1,2"  # clusters that set only CUDA_VISIBLE_DEVICES
+    proc = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
+    assert "gpus_on_node=3 num_processes=12 " in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_submit_pipeline_rejects_bad_input(tmp_path):
+    run = lambda *a: subprocess.run(  # noqa: E731
+        ["slurm/submit_pipeline.sh", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
+    )
+    proc = run("--model", "no-such-model", "--dry-run")
+    assert proc.returncode == 2 and "sft config configs/train/no-such-model/sft_lora.yaml not found" in proc.stderr
+    config = write_yaml(tmp_path / "c.yaml", {})
+    proc = run("--model", "x", "--stages", "data,train", "--data-config", str(config), "--dry-run")
+    assert proc.returncode == 2 and "unknown stage 'train'" in proc.stderr
+    assert run("--model").returncode == 2
+
+
+# --- on the local cluster -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chain(cluster, job_env, tiny_models, tmp_path_factory):
+    """submit_pipeline.sh's chain behind a held gate job: dependencies read while pending, then run to the end."""
+    root = tmp_path_factory.mktemp("chain")
+    tiny = str(tiny_models["tiny-qwen3"])
+    prompts = root / "prompts.jsonl"
+    prompts.write_text("".join(SEED_PROMPTS.read_text().splitlines(keepends=True)[:40]))
+    llm = {"backend": "transformers", "model": tiny, "batch_size": 16, "dtype": "float32"}
+    llm["chat_template_kwargs"] = {"enable_thinking": False}
+    data = root / "data"
+    data_config = write_yaml(
+        root / "data.yaml",
+        {
+            "output_dir": str(data),
+            "stages": ["import", "dedup", "split", "generate", "judge", "views"],
+            "sources": [{"format": "jsonl", "path": str(prompts)}],
+            "llm": {"generator": llm, "judge": llm},
+            "generate": {"k": 2, "max_new_tokens": 8},
+            "judge": {
+                "mode": "logprob",
+                "max_iterations": 1,
+                "critique_max_new_tokens": 4,
+                "helpful_threshold": 1.0,
+                "harmless_threshold": 1.0,
+                "honest_threshold": 1.0,
+                "min_margin": 0.0,
+            },
+        },
+    )
+    sft_out, dpo_out = root / "sft_lora", root / "dpo_lora"
+    sft = train_config("sft_lora", root, tiny_models, dataset_name=str(data / "sft"), output_dir=str(sft_out))
+    dpo = train_config(
+        "dpo_lora", root, tiny_models, dataset_name=str(data / "dpo"), output_dir=str(dpo_out), sft_adapter=str(sft_out)
+    )
+    for path in (sft, dpo):
+        write_yaml(path, {**yaml.safe_load(path.read_text()), "report_to": ["none"]})
+    eval_config = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "demo.yaml").read_text())
+    eval_config.update(
+        output_dir=str(root / "eval"),
+        cache_dir=str(root / "llm_cache"),
+        report_to="none",
+        culturax_dataset=str(data / "dataset"),
+        max_new_tokens=8,
+        max_prompts_per_set=2,
+        bootstrap_resamples=20,
+        models=[
+            {"name": "base", "model": tiny},
+            {"name": "sft", "model": tiny, "adapter": str(sft_out), "train_runs": [str(sft_out)]},
+            {"name": "sft+dpo", "model": tiny, "adapter": str(dpo_out), "train_runs": [str(dpo_out)]},
+        ],
+    )
+    eval_config["judges"]["default"]["model"] = tiny
+    eval_yaml = write_yaml(root / "eval.yaml", eval_config)
+
+    gate = cluster.sbatch(["--hold", "--job-name=gate", f"--output={root}/gate.out", "--wrap", "true"])
+    proc = cluster.run(
+        [
+            "slurm/submit_pipeline.sh",
+            "--model",
+            "tiny-qwen3",
+            "--data-config",
+            str(data_config),
+            "--sft-config",
+            str(sft),
+            "--dpo-config",
+            str(dpo),
+            "--eval-config",
+            str(eval_yaml),
+            "--after",
+            gate,
+            "--gpus-per-node",
+            "2",
+            "--data-gpus",
+            "0",
+            "--eval-gpus",
+            "0",
+            "--experiment",
+            "slurm-test",
+            "--sbatch-args",
+            f"--output={root}/%j.out",
+        ],  # fmt: skip
+        env=job_env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    jobs = dict(line.split(": job ")[0:2] for line in proc.stdout.splitlines() if ": job " in line)
+    jobs = {stage: value.split()[0] for stage, value in jobs.items()}
+    cluster.jobs.extend(jobs.values())
+    pending = {stage: cluster.job(job) for stage, job in jobs.items()}
+    cluster.run(["scontrol", "release", gate])
+    final = {stage: cluster.wait(job, timeout=420) for stage, job in jobs.items()}
+    return {"root": root, "jobs": jobs, "pending": pending, "final": final, "gate": gate, "sft_out": sft_out} | {
+        "base_model": tiny
+    }
+
+
+@pytest.mark.slow
+def test_pipeline_dependencies(chain):
+    jobs, pending = chain["jobs"], chain["pending"]
+    assert list(jobs) == ["data", "sft", "dpo", "eval"]
+    previous = chain["gate"]
+    for stage in jobs:
+        assert pending[stage]["JobState"] == "PENDING", pending[stage]
+        assert pending[stage]["Dependency"].startswith(f"afterok:{previous}"), (stage, pending[stage]["Dependency"])
+        previous = jobs[stage]
+    assert pending["sft"]["TresPerNode"] == "gres:gpu:2"
+
+
+@pytest.mark.slow
+def test_pipeline_runs_end_to_end(chain):
+    root, final = chain["root"], chain["final"]
+    for stage, record in final.items():
+        assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), (stage, log_of(root, record["JobId"]))
+    manifest = json.loads((root / "data" / "manifest.json").read_text())
+    assert manifest["leakage"]["cross_split_pairs"] == 0
+    assert (root / "dpo_lora" / "adapter_model.safetensors").is_file()
+    results = json.loads((root / "eval" / "results.json").read_text())
+    assert {"base", "sft", "sft+dpo"} <= set(json.dumps(results).split('"'))
+
+
+@pytest.mark.slow
+def test_single_node_training_job(chain):
+    """The chain's SFT job is train.sbatch: 2 processes from the 2 allocated GPUs, to the recipe's max_steps."""
+    sft_job = chain["jobs"]["sft"]
+    log = log_of(chain["root"], sft_job)
+    assert f"machine_rank=0 main_process_ip={socket.gethostname().split('.')[0]}" in log
+    assert "gpus_on_node=2 num_processes=2 CUDA_VISIBLE_DEVICES=0,1" in log
+    out = chain["sft_out"]
+    recipe = yaml.safe_load((REPO_ROOT / "configs" / "train" / "tiny-qwen3" / "sft_lora.yaml").read_text())
+    max_steps = recipe["max_steps"]
+    state = json.loads((out / f"checkpoint-{max_steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == max_steps
+    assert json.loads((out / "train_results.json").read_text())["world_size"] == 2
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_multinode_script_on_one_node(cluster, job_env, tiny_models, tmp_path):
+    """-N1 with one GPU: what the srun task saw (printed by the script) and the accelerate command it built."""
+    config = train_config("sft_lora", tmp_path, tiny_models, dataset_name=str(tmp_path / "none"))
+    job = cluster.sbatch(
+        ["-N1", "--gpus-per-node=1", f"--output={tmp_path}/%j.out", "slurm/train_multinode.sbatch", "sft", str(config)],
+        env={**job_env, "AC_DRY_RUN": "1", "AC_ACCELERATE_CONFIG": "accelerate_configs/multi_node_multi_gpu.yaml"},
+    )
+    record = cluster.wait(job, timeout=60)
+    log = log_of(tmp_path, job)
+    assert record["JobState"] == "COMPLETED", log
+    host = subprocess.run(["scontrol", "show", "hostnames", record["NodeList"]], capture_output=True, text=True)
+    master = host.stdout.split()[0]
+    task_lines = [line for line in log.splitlines() if " SLURM_NODEID=" in line]
+    assert len(task_lines) == 1, log  # one srun task per node
+    port = 20000 + int(job) % 20000
+    assert (
+        f"SLURM_NODEID=0 machine_rank=0 main_process_ip={master} main_process_port={port} num_machines=1 "
+        "gpus_on_node=1 num_processes=1 CUDA_VISIBLE_DEVICES=0" in task_lines[0]
+    )
+    assert (
+        "accelerate launch --config_file accelerate_configs/multi_node_multi_gpu.yaml --num_machines 1 "
+        f"--machine_rank 0 --num_processes 1 --main_process_ip {master} --main_process_port {port} "
+        f"-m train.sft --config {config}" in log
+    )
+
+
+@pytest.mark.slow
+def test_eval_array_over_checkpoints(cluster, chain, job_env):
+    root, sft_out = chain["root"], chain["sft_out"]
+    checkpoints = sorted(sft_out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert len(checkpoints) >= 2
+    eval_yaml = root / "eval.yaml"
+    out = root / "eval_array"
+    config = {**yaml.safe_load(eval_yaml.read_text()), "output_dir": str(out)}
+    array_config = write_yaml(root / "eval_array.yaml", config)
+    job = cluster.sbatch(
+        [
+            f"--array=0-{len(checkpoints) - 1}",
+            f"--output={root}/%A_%a.out",
+            "slurm/eval_array.sbatch",
+            str(array_config),
+            f"{sft_out}/checkpoint-*",  # quoted glob: expanded by each task
+        ],
+        env=job_env,
+    )
+    for task in range(len(checkpoints)):
+        record = cluster.wait(f"{job}_{task}", timeout=240)
+        log = (root / f"{job}_{task}.out").read_text()
+        assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), log
+    for task, checkpoint in enumerate(checkpoints):
+        task_dir = out / "checkpoints" / f"sft_lora-{checkpoint.name}"
+        task_config = yaml.safe_load((task_dir / "eval_config.yaml").read_text())
+        assert task_config["models"] == [
+            {"name": f"sft_lora-{checkpoint.name}", "model": chain["base_model"], "adapter": str(checkpoint)}
+        ]
+        assert (task_dir / "results.json").is_file()
+        assert f"array task {task} of {len(checkpoints)}: {checkpoint}" in (root / f"{job}_{task}.out").read_text()
+
+
+@pytest.mark.slow
+def test_preempted_training_requeues_and_resumes(cluster, job_env, tiny_models, tmp_path):
+    data = write_training_data(tmp_path / "data")
+    out = tmp_path / "sft_lora"
+    max_steps = 40
+    config = train_config(
+        "sft_lora",
+        tmp_path,
+        tiny_models,
+        dataset_name=str(data / "sft"),
+        output_dir=str(out),
+        max_steps=max_steps,
+        save_steps=10,
+        logging_steps=1,
+        report_to=["wandb"],
+        wandb_group="slurm-requeue",
+    )
+    job = cluster.sbatch(
+        ["--gpus-per-node=2", f"--output={tmp_path}/%j.out", "slurm/train.sbatch", "sft", str(config)], env=job_env
+    )
+    wait_for_path(out / "checkpoint-10" / "trainer_state.json", timeout=150)
+    cluster.run(["scancel", "--batch", "--signal=USR1", job])  # what --signal=B:USR1@N delivers before the limit
+    record = cluster.wait(job, timeout=200, until=lambda r: r.get("Restarts") == "1" and r["JobState"] == "COMPLETED")
+    log = log_of(tmp_path, job)
+    assert record["ExitCode"] == "0:0", log
+    for expected in ("SLURM_RESTART_COUNT=0", "preemption signal", "requeueing job", "SLURM_RESTART_COUNT=1"):
+        assert expected in log, f"{expected!r} not in job log:\n{log}"
+    stopped = [int(line.split("checkpoint-")[1].split()[0]) for line in log.splitlines() if "preempted: " in line]
+    assert len(stopped) == 1 and 10 <= stopped[0] < max_steps, log
+    assert f"resuming from {out}/checkpoint-{stopped[0]}" in log
+    state = json.loads((out / f"checkpoint-{max_steps}" / "trainer_state.json").read_text())
+    assert state["global_step"] == max_steps
+    logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
+    assert logged_steps == list(range(1, max_steps + 1))  # one continuous history: no gap, no repeated step
+    run_id = (out / "wandb_run_id").read_text().strip()
+    runs = list(Path(job_env["WANDB_DIR"]).glob(f"wandb/offline-run-*-{run_id}"))
+    assert len(runs) == 2, runs  # the requeued run continued the same W&B run
+
+
+def test_shell_scripts_pass_shellcheck():
+    if shutil.which("shellcheck") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("shellcheck missing in CI (.ci/run installs it)")
+        pytest.skip("shellcheck not installed")
+    scripts = sorted(str(p) for p in (REPO_ROOT / "slurm").iterdir() if p.suffix in (".sh", ".sbatch"))
+    scripts.append(str(REPO_ROOT / ".ci" / "run"))
+    proc = subprocess.run(["shellcheck", "-s", "bash", *scripts], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout

@@ -1,0 +1,141 @@
+"""Fast checks of the training code in-process: dataset guard, exact trained token spans, preemption callback."""
+
+import json
+import logging
+import os
+import signal
+
+import pytest
+from datasets import Dataset, DatasetDict
+from transformers import TrainerControl, TrainerState
+from trl import DPOConfig, ModelConfig, SFTConfig
+
+from tests._train_fixtures import GOOD, PROMPTS, write_training_data
+from train.common import DatasetGuardError, PreemptionCallback, TrainScriptArguments, load_guarded_dataset
+from train.dpo import DPOScriptArguments
+from train.dpo import build_trainer as build_dpo_trainer
+from train.sft import build_trainer as build_sft_trainer
+
+REASONING = "<think>\nThe user asks about Onam; recall Kerala's harvest festival.\n</think>\n\n"
+END = {"tiny-qwen3": "<|im_end|>\n", "tiny-qwen2": "<｜end▁of▁sentence｜>"}
+
+
+# ------------------------------------------------------------------------------------------------------------- guard
+def test_guard_accepts_clean_manifest(tmp_path):
+    write_training_data(tmp_path)
+    datasets, manifest, digest = load_guarded_dataset(str(tmp_path / "sft"), allow_unguarded=False)
+    assert set(datasets) == {"train", "validation", "test"}
+    assert manifest["leakage"]["cross_split_pairs"] == 0 and "guard_override" not in manifest
+    assert len(digest) == 64
+
+
+@pytest.mark.parametrize(
+    "pairs, message",
+    [(None, "no data manifest"), (3, "3 near-duplicate pairs cross splits")],
+    ids=["missing-manifest", "leaky-manifest"],
+)
+def test_guard_refuses_then_override_is_logged(tmp_path, caplog, pairs, message):
+    write_training_data(tmp_path, cross_split_pairs=pairs)
+    with pytest.raises(DatasetGuardError, match=message) as refused:
+        load_guarded_dataset(str(tmp_path / "dpo"), allow_unguarded=False)
+    assert "manifest.json" in str(refused.value) and "--allow_unguarded_dataset" in str(refused.value)
+    with caplog.at_level(logging.WARNING, logger="train.common"):
+        datasets, manifest, _ = load_guarded_dataset(str(tmp_path / "dpo"), allow_unguarded=True)
+    assert message in manifest["guard_override"]  # recorded for W&B and train_results, not only printed
+    assert any("dataset guard overridden" in r.message for r in caplog.records)
+    assert datasets["train"].num_rows == 16
+
+
+def test_guard_names_the_bad_field(tmp_path):
+    write_training_data(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"leakage": {"cross_split_rate": 0.0}}))
+    with pytest.raises(DatasetGuardError, match=r"manifest.json: field 'leakage.cross_split_pairs'"):
+        load_guarded_dataset(str(tmp_path / "sft"), allow_unguarded=False)
+
+
+# -------------------------------------------------------------------------------------------- trained token spans
+def tiny_lora(path) -> ModelConfig:
+    return ModelConfig(model_name_or_path=str(path), use_peft=True, lora_target_modules="all-linear")
+
+
+def _datasets(rows: list[dict]) -> DatasetDict:
+    return DatasetDict(train=Dataset.from_list(rows))
+
+
+def _cpu_args(config_cls, tmp_path, **kwargs):
+    return config_cls(
+        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, report_to="none", max_length=256, **kwargs
+    )
+
+
+@pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen2"])
+def test_sft_trains_exactly_the_assistant_answer(tiny_models, tmp_path, model):
+    plain = [{"role": "user", "content": PROMPTS[0]}, {"role": "assistant", "content": GOOD.format(p=PROMPTS[0])}]
+    reasoned = [plain[0], {"role": "assistant", "content": REASONING + "Onam is Kerala's harvest festival."}]
+    script_args = TrainScriptArguments(dataset_name="unused")
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_models[model]), use_peft=True, lora_target_modules="all-linear"
+    )
+    training_args = _cpu_args(SFTConfig, tmp_path, assistant_only_loss=True, packing=False)
+    trainer = build_sft_trainer(
+        script_args, training_args, model_args, _datasets([{"messages": plain}, {"messages": reasoned}])
+    )
+    spans = []
+    for row in trainer.train_dataset:
+        trained = [t for t in row["labels"] if t != -100]  # the exact loss targets TRL built
+        spans.append(trainer.processing_class.decode(trained))
+        print(f"{model} trained span: {spans[-1]!r}")
+    if model == "tiny-qwen3":  # thinking off: the empty think block Qwen3's template writes, then the answer
+        assert spans[0] == "<think>\n\n</think>\n\n" + GOOD.format(p=PROMPTS[0]) + END[model]
+    else:  # R1-Distill: an answer without reasoning gets a closed empty think block (inference opens "<think>\n")
+        assert spans[0] == "<｜Assistant｜><think>\n\n</think>\n\n" + GOOD.format(p=PROMPTS[0]) + END[model]
+        # Reasoning is kept, not cut at </think> as the inference template does.
+        assert spans[1] == "<｜Assistant｜>" + REASONING + "Onam is Kerala's harvest festival." + END[model]
+    full = trainer.processing_class.decode(trainer.train_dataset[0]["input_ids"])
+    assert full.endswith(spans[0]) and PROMPTS[0] in full[: -len(spans[0])]  # the prompt is context, never a target
+
+
+@pytest.mark.parametrize("model", ["tiny-qwen3", "tiny-qwen2"])
+def test_dpo_scores_exactly_the_answers(tiny_models, tmp_path, model):
+    # R1-Distill answers may carry reasoning; Qwen3 trains with thinking off, so its rows carry none.
+    reasoning = REASONING if model == "tiny-qwen2" else ""
+    row = {
+        "prompt": [{"role": "user", "content": PROMPTS[1]}],
+        "chosen": [{"role": "assistant", "content": reasoning + "Bow once at the gate."}],
+        "rejected": [{"role": "assistant", "content": "Nothing matters."}],
+    }
+    script_args = DPOScriptArguments(dataset_name="unused")
+    model_args = ModelConfig(
+        model_name_or_path=str(tiny_models[model]), use_peft=True, lora_target_modules="all-linear"
+    )
+    trainer = build_dpo_trainer(script_args, _cpu_args(DPOConfig, tmp_path), model_args, _datasets([row]))
+    tokenized = trainer.train_dataset[0]
+    decode = trainer.processing_class.decode
+    prompt, chosen, rejected = (decode(tokenized[k]) for k in ("prompt_ids", "chosen_ids", "rejected_ids"))
+    print(f"{model} prompt={prompt!r}\n  chosen={chosen!r}\n  rejected={rejected!r}")
+    assert PROMPTS[1] in prompt
+    if model == "tiny-qwen3":  # thinking off: the empty think block is part of the prompt, as at inference
+        assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+        assert (chosen, rejected) == ("Bow once at the gate.<|im_end|>\n", "Nothing matters.<|im_end|>\n")
+    else:  # the prompt opens "<think>\n" as at inference; reasoning is scored, not cut at </think>
+        assert prompt.endswith("<｜Assistant｜><think>\n")
+        assert chosen == REASONING.removeprefix("<think>\n") + "Bow once at the gate." + END[model]
+        assert rejected == "\n</think>\n\nNothing matters." + END[model]
+
+
+# ---------------------------------------------------------------------------------------------------- preemption
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGTERM])
+def test_preemption_signal_requests_save_and_stop(signum):
+    previous = {s: signal.getsignal(s) for s in PreemptionCallback.SIGNALS}
+    try:
+        callback = PreemptionCallback()
+        args = SFTConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none")
+        state, control = TrainerState(global_step=7), TrainerControl()
+        callback.on_step_end(args, state, control)
+        assert not control.should_save and not control.should_training_stop  # no signal, no stop
+        os.kill(os.getpid(), signum)
+        callback.on_step_end(args, state, control)
+        assert control.should_save and control.should_training_stop and callback.stopped_at_step == 7
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,235 @@
+"""End-to-end runs of the real entry points on tiny models: one process, 2 processes (DDP over gloo), DeepSpeed
+ZeRO-2 / ZeRO-3, QLoRA; preemption by signal, resume in the same output_dir, W&B offline run files, merge."""
+
+import json
+import os
+import re
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from tests._train_fixtures import run_module, write_training_data
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+TINY = REPO_ROOT / "configs" / "train"
+API_KEY_MARKER = "wandb-key-marker-0123456789abcdef0123456789abcdef"
+TORCH_EXTENSIONS = Path.home() / ".cache" / "aligncultura" / "torch_extensions"  # DeepSpeed's op build, shared
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return write_training_data(tmp_path_factory.mktemp("train_data"))
+
+
+def train_cmd(stage: str, model: str, tiny_models, data_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "-m",
+        f"train.{stage}",
+        *["--config", str(TINY / model / f"{stage}_lora.yaml")],
+        *["--model_name_or_path", str(tiny_models[model])],
+        *["--dataset_name", str(data_dir / stage), "--output_dir", str(out)],
+        *extra,
+    ]
+
+
+def launch(accelerate_config: Path, module_args: list[str], env: dict | None = None, timeout: int = 300):
+    accelerate = Path(sys.executable).with_name("accelerate")
+    cmd = [str(accelerate), "launch", "--config_file", str(accelerate_config), "--main_process_port", "0"]
+    return run_module(
+        [*cmd, *module_args], env={"TORCH_EXTENSIONS_DIR": str(TORCH_EXTENSIONS), **(env or {})}, timeout=timeout
+    )
+
+
+def cpu_variant(name: str, tmp_path: Path) -> Path:
+    """A shipped accelerate config, changed only where CPU needs it (2 processes, no bf16)."""
+    config = yaml.safe_load((REPO_ROOT / "accelerate_configs" / f"{name}.yaml").read_text())
+    config.update(num_processes=2, mixed_precision="no")
+    path = tmp_path / f"{name}_cpu.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def logged_steps(output: str) -> list[dict]:
+    return [eval(m) for m in re.findall(r"\{'loss': [^}]*\}", output)]  # the Trainer's printed log dicts
+
+
+def assert_adapter(out: Path, changed_from: Path | None = None) -> dict:
+    weights = load_file(out / "adapter_model.safetensors")
+    assert weights and all(torch.isfinite(w).all() for w in weights.values())
+    assert any(k.endswith("lora_B.weight") and w.abs().sum() > 0 for k, w in weights.items())  # trained, not init
+    assert not (out / "ref").exists()  # DPO's frozen reference copy is not part of the result
+    if changed_from is not None:
+        before = load_file(changed_from / "adapter_model.safetensors")
+        assert set(before) == set(weights)
+        assert any(not torch.equal(before[k], weights[k]) for k in weights)
+    results = json.loads((out / "train_results.json").read_text())
+    for key in ["train_runtime", "train_tokens", "train_tokens_per_second", "gpu_hours", "world_size", "device"]:
+        assert key in results
+    assert results["train_tokens"] > 0 and results["gpu_hours"] == 0 and results["device"] == "cpu"
+    return results
+
+
+# ------------------------------------------------------------------------------------------------- W&B run files
+def wandb_records(run_file: Path):
+    """Records of an offline run file (LevelDB log format: 7-byte header, 32 KiB blocks, chunked records)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, pos, pending = run_file.read_bytes(), 7, b""
+    while pos + 7 <= len(data):
+        left = 32768 - pos % 32768
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if left < 7 or (length == 0 and kind == 0):
+            pos += left
+            continue
+        chunk, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            yield record
+
+
+def wandb_runs(wandb_dir: Path) -> list:
+    runs = []
+    for run_file in sorted(wandb_dir.glob("wandb/offline-run-*/run-*.wandb")):
+        runs += [r.run for r in wandb_records(run_file) if r.WhichOneof("record_type") == "run"]
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------------- the tests
+def test_sft_preempted_by_signal_resumes_same_run_and_wandb(tiny_models, data_dir, tmp_path):
+    out, wandb_dir = tmp_path / "sft", tmp_path / "wandb"
+    env = {
+        "WANDB_DIR": str(wandb_dir),
+        "WANDB_API_KEY": API_KEY_MARKER,
+        "WANDB_RUN_GROUP": "demo-test",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    wandb_dir.mkdir()
+    cmd = train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, out, "--max_steps", "2000", "--save_steps", "1000")
+    proc = subprocess.Popen(
+        [sys.executable, *cmd],
+        cwd=REPO_ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:  # wait until training is really stepping, then signal as SLURM would
+        lines.append(line)
+        if "'loss'" in line:
+            proc.send_signal(signal.SIGUSR1)
+            break
+    lines += proc.stdout.readlines()
+    output = "".join(lines)
+    assert proc.wait(timeout=120) == 0, output[-4000:]
+    stopped = int(re.search(r"preempted: checkpoint-(\d+) saved", output).group(1))
+    assert 1 <= stopped < 2000 and (out / f"checkpoint-{stopped}" / "trainer_state.json").exists()
+    assert not (out / "train_results.json").exists()  # not finished: only the checkpoint
+
+    resumed = run_module([*cmd[:-4], "--max_steps", str(stopped + 2), "--save_steps", "1000"], env=env).stdout
+    assert f"resuming from {out / f'checkpoint-{stopped}'}" in resumed
+    state = json.loads((out / f"checkpoint-{stopped + 2}" / "trainer_state.json").read_text())
+    assert state["global_step"] == stopped + 2
+    results = assert_adapter(out)
+    assert (
+        results["resumed_from_checkpoint"].endswith(f"checkpoint-{stopped}") and results["global_step"] == stopped + 2
+    )
+
+    runs = wandb_runs(wandb_dir)
+    assert len(runs) == 2 and runs[0].run_id == runs[1].run_id == (out / "wandb_run_id").read_text()
+    run = runs[1]
+    digest = __import__("hashlib").sha256((data_dir / "manifest.json").read_bytes()).hexdigest()
+    assert (run.project, run.run_group, run.job_type) == ("aligncultura", "demo-test", "sft")
+    assert list(run.tags) == ["sft", "tiny-qwen3", f"data-{digest[:12]}"]
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["data_manifest"]["leakage"]["cross_split_pairs"] == 0
+    assert config["SFTConfig"]["learning_rate"] == 2e-4 and config["ModelConfig"]["lora_r"] == 8
+    leaked = [p for p in wandb_dir.rglob("*") if p.is_file() and API_KEY_MARKER.encode() in p.read_bytes()]
+    assert not leaked, f"API key found in {leaked}"
+
+
+def test_sft_then_dpo_from_adapter_merge_and_dpo_from_merged(tiny_models, data_dir, tmp_path):
+    """DeepSeek-R1-Distill architecture: SFT -> DPO on the SFT adapter (ref = frozen copy) -> merge; DPO on merged."""
+    off = ["--report_to", "none"]
+    sft, dpo = tmp_path / "sft", tmp_path / "dpo"
+    run_module(train_cmd("sft", "tiny-qwen2", tiny_models, data_dir, sft, *off))
+    assert_adapter(sft)
+    output = run_module(train_cmd("dpo", "tiny-qwen2", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off))
+    first = logged_steps(output.stdout + output.stderr)[0]
+    # The reference is the SFT policy itself: at the first step policy == reference, so every reward is exactly 0.
+    assert float(first["rewards/chosen"]) == 0 and float(first["rewards/margins"]) == 0
+    assert_adapter(dpo, changed_from=sft)
+    assert (dpo / "chat_template.jinja").read_text() == (tiny_models["tiny-qwen2"] / "chat_template.jinja").read_text()
+
+    merged = tmp_path / "merged"
+    run_module(["-m", "train.merge", "--adapter", str(dpo), "--output", str(merged)])
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[5, 17, 99, 230, 7]])
+    with torch.no_grad():
+        expected = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_models["tiny-qwen2"]), dpo)
+        merged_model = AutoModelForCausalLM.from_pretrained(merged)
+        assert not hasattr(merged_model, "peft_config")
+        torch.testing.assert_close(merged_model(ids).logits, expected(ids).logits, rtol=1e-4, atol=1e-4)
+
+    # DPO from a merged SFT model: a fresh LoRA on it; the reference is the merged model (adapter disabled).
+    sft_merged, dpo_merged = tmp_path / "sft_merged", tmp_path / "dpo_merged"
+    run_module(["-m", "train.merge", "--adapter", str(sft), "--output", str(sft_merged)])
+    config = yaml.safe_load((TINY / "tiny-qwen2" / "dpo_lora.yaml").read_text())
+    del config["sft_adapter"]
+    config.update(use_peft=True, lora_r=8, lora_alpha=16, lora_target_modules="all-linear")
+    (tmp_path / "dpo_merged.yaml").write_text(yaml.safe_dump(config))
+    run_module(
+        [
+            *["-m", "train.dpo", "--config", str(tmp_path / "dpo_merged.yaml")],
+            *["--model_name_or_path", str(sft_merged), "--dataset_name", str(data_dir / "dpo")],
+            *["--output_dir", str(dpo_merged), *off],
+        ]
+    )
+    adapter_config = json.loads((dpo_merged / "adapter_config.json").read_text())
+    assert adapter_config["base_model_name_or_path"] == str(sft_merged)
+    assert_adapter(dpo_merged)
+
+
+def test_sft_and_dpo_with_two_processes_ddp(tiny_models, data_dir, tmp_path):
+    config, off = REPO_ROOT / "accelerate_configs" / "cpu_2proc.yaml", ["--report_to", "none"]
+    sft, dpo = tmp_path / "sft", tmp_path / "dpo"
+    launch(config, train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, *off))
+    assert assert_adapter(sft)["world_size"] == 2
+    launch(config, train_cmd("dpo", "tiny-qwen3", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off))
+    assert assert_adapter(dpo, changed_from=sft)["world_size"] == 2
+
+
+def test_sft_zero2_then_dpo_zero3(tiny_models, data_dir, tmp_path):
+    off = ["--report_to", "none"]
+    sft, dpo = tmp_path / "sft", tmp_path / "dpo"
+    launch(cpu_variant("deepspeed_zero2", tmp_path), train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, *off))
+    assert assert_adapter(sft)["world_size"] == 2
+    zero3 = cpu_variant("deepspeed_zero3", tmp_path)
+    launch(zero3, train_cmd("dpo", "tiny-qwen3", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off))
+    # ZeRO-3 shards parameters: the 16-bit gather on save must write whole, trained adapter tensors.
+    assert assert_adapter(dpo, changed_from=sft)["world_size"] == 2
+    shapes = {k: tuple(v.shape) for k, v in load_file(dpo / "adapter_model.safetensors").items()}
+    assert shapes == {k: tuple(v.shape) for k, v in load_file(sft / "adapter_model.safetensors").items()}
+
+
+def test_qlora_sft_on_cpu_with_bitsandbytes(tiny_models, data_dir, tmp_path):
+    out = tmp_path / "sft_qlora"
+    cmd = [
+        *["-m", "train.sft", "--config", str(TINY / "tiny-qwen3" / "sft_qlora.yaml")],
+        *["--model_name_or_path", str(tiny_models["tiny-qwen3"]), "--dataset_name", str(data_dir / "sft")],
+        *["--output_dir", str(out), "--report_to", "none"],
+    ]
+    run_module(cmd)
+    assert_adapter(out)

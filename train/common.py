@@ -1,0 +1,224 @@
+"""What train.sft and train.dpo share: the dataset guard, chat-template handling, W&B naming, resume, preemption.
+
+Kept to the pieces both entry points need; each piece is a plain function or one TrainerCallback.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset, DatasetDict, load_from_disk
+from transformers import PreTrainedTokenizerBase, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+WANDB_RUN_ID_FILE = "wandb_run_id"
+TRAIN_RESULTS_FILE = "train_results.json"
+# DeepSeek-R1-Distill always opens "<think>\n" in its generation prompt; an answer without reasoning is trained as an
+# empty, closed think block so the prompt stays a prefix of prompt+answer (as TRL's DPO tokenisation needs).
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+
+
+class DatasetGuardError(RuntimeError):
+    """The training data has no provenance manifest, or its manifest shows cross-split leakage."""
+
+
+@dataclass
+class TrainScriptArguments:
+    """Script-level knobs shared by SFT and DPO (the TRL/transformers configs hold the rest)."""
+
+    dataset_name: str = field(metadata={"help": "a DatasetDict saved by the data pipeline: <out>/sft or <out>/dpo"})
+    dataset_train_split: str = "train"
+    dataset_test_split: str = "validation"
+    allow_unguarded_dataset: bool = field(
+        default=False,
+        metadata={"help": "train even if <dataset>/../manifest.json is missing or reports cross-split leakage"},
+    )
+    enable_thinking: bool = field(
+        default=False, metadata={"help": "Qwen3 templates: render turns with thinking on (off by default)"}
+    )
+    wandb_project: str | None = field(default=None, metadata={"help": "default: $WANDB_PROJECT or 'aligncultura'"})
+    wandb_entity: str | None = field(default=None, metadata={"help": "default: $WANDB_ENTITY"})
+    wandb_group: str | None = field(default=None, metadata={"help": "the experiment; default: $WANDB_RUN_GROUP"})
+
+
+# ---------------------------------------------------------------------------------------------------------------- data
+def load_guarded_dataset(dataset_name: str, allow_unguarded: bool) -> tuple[DatasetDict, dict, str]:
+    """Load ``<out>/<view>`` and its ``<out>/manifest.json``; refuse missing provenance or cross-split leakage.
+
+    Returns (datasets, manifest, manifest_sha256). With ``allow_unguarded`` a failed check is logged and recorded in
+    the manifest dict under ``"guard_override"`` (which W&B and train_results.json carry), never silently ignored.
+    """
+    manifest_path = Path(dataset_name).resolve().parent / "manifest.json"
+    problem, manifest, digest = None, {}, ""
+    if not manifest_path.is_file():
+        problem = f"{manifest_path}: no data manifest next to {dataset_name}"
+    else:
+        raw = manifest_path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        manifest = json.loads(raw)
+        pairs = manifest.get("leakage", {}).get("cross_split_pairs")
+        if not isinstance(pairs, int):
+            problem = f"{manifest_path}: field 'leakage.cross_split_pairs': missing or not an integer ({pairs!r})"
+        elif pairs > 0:
+            problem = f"{manifest_path}: field 'leakage.cross_split_pairs': {pairs} near-duplicate pairs cross splits"
+    if problem and not allow_unguarded:
+        raise DatasetGuardError(f"{problem}; refusing to train (pass --allow_unguarded_dataset to override)")
+    if problem:
+        logger.warning("dataset guard overridden: %s", problem)
+        manifest = {**manifest, "guard_override": problem}
+    return load_from_disk(dataset_name), manifest, digest
+
+
+def prepare_conversations(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, columns: list[str], enable_thinking: bool
+) -> Dataset:
+    """Make each row render the way the model family is trained, without touching the message text.
+
+    - Qwen3 templates (``enable_thinking`` switch): a per-row ``chat_template_kwargs`` that TRL forwards to
+      ``apply_chat_template``, so thinking is off for every row unless asked.
+    - DeepSeek-R1-Distill templates (always think): an assistant turn without ``</think>`` gets an empty think block,
+      matching the ``<think>\\n`` the template opens at inference. Reasoning that is present is kept, because the
+      training template (TRL's ``deepseek_r1_distill_training``) does not cut at ``</think>``.
+    """
+    template = tokenizer.chat_template or ""
+    if "enable_thinking" in template:
+        return dataset.map(lambda _: {"chat_template_kwargs": {"enable_thinking": enable_thinking}})
+    if "</think>" in template:
+
+        def close_think(row: dict) -> dict:
+            return {
+                column: [
+                    {**m, "content": m["content"] if "</think>" in m["content"] else EMPTY_THINK + m["content"]}
+                    if m["role"] == "assistant"
+                    else m
+                    for m in row[column]
+                ]
+                for column in columns
+            }
+
+        return dataset.map(close_think)
+    return dataset
+
+
+# ---------------------------------------------------------------------------------------------------------- W&B + runs
+def init_wandb(
+    script_args: TrainScriptArguments,
+    training_args,
+    job_type: str,
+    model_name: str,
+    manifest: dict,
+    manifest_digest: str,
+    resolved_config: dict,
+) -> None:
+    """Open (or resume) this output_dir's W&B run on the main process before the Trainer's WandbCallback does.
+
+    The run id lives in ``<output_dir>/wandb_run_id`` so a re-run of the same job continues the same W&B run. Only
+    names, config dataclasses and the manifest are logged: secrets stay in the environment.
+    """
+    import wandb
+    from accelerate import PartialState
+
+    if "wandb" not in (training_args.report_to or []) or not PartialState().is_main_process:
+        return
+    id_file = Path(training_args.output_dir) / WANDB_RUN_ID_FILE
+    id_file.parent.mkdir(parents=True, exist_ok=True)
+    if not id_file.exists():
+        id_file.write_text(uuid.uuid4().hex[:12])
+    tags = [job_type, Path(model_name.rstrip("/")).name]
+    if manifest_digest:
+        tags.append(f"data-{manifest_digest[:12]}")
+    wandb.init(
+        project=script_args.wandb_project or os.environ.get("WANDB_PROJECT") or "aligncultura",
+        entity=script_args.wandb_entity or os.environ.get("WANDB_ENTITY"),
+        group=script_args.wandb_group or os.environ.get("WANDB_RUN_GROUP"),
+        job_type=job_type,
+        name=training_args.run_name or f"{job_type}-{Path(training_args.output_dir).name}",
+        id=id_file.read_text().strip(),
+        resume="allow",
+        tags=tags,
+        config={**resolved_config, "data_manifest": manifest, "data_manifest_sha256": manifest_digest},
+    )
+
+
+def resolved_config(*configs) -> dict:
+    """All parsed dataclasses as one dict; TrainingArguments.to_dict() redacts hub tokens."""
+    return {type(c).__name__: c.to_dict() if hasattr(c, "to_dict") else asdict(c) for c in configs}
+
+
+def last_checkpoint(training_args) -> str | None:
+    """An explicit resume_from_checkpoint wins; otherwise the newest checkpoint-N in output_dir (None if fresh)."""
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        return get_last_checkpoint(training_args.output_dir)
+    return None
+
+
+class PreemptionCallback(TrainerCallback):
+    """SIGUSR1 or SIGTERM: finish the current optimizer step, save a checkpoint, stop; the re-run resumes from it.
+
+    SLURM sends SIGUSR1 ahead of the time limit with ``--signal=USR1@N`` (SIGTERM on scancel/requeue). Ranks may see
+    the signal at different steps, so the flag is max-reduced across ranks every step and all ranks stop together.
+    """
+
+    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.stopped_at_step: int | None = None
+        for signum in self.SIGNALS:
+            signal.signal(signum, self._record)
+
+    def _record(self, signum, _frame) -> None:
+        self.received = signum
+
+    def on_step_end(self, args, state, control, **kwargs):
+        flag = torch.tensor([0 if self.received is None else 1], device=args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        if flag.item():
+            control.should_save = True
+            control.should_training_stop = True
+            self.stopped_at_step = state.global_step
+        return control
+
+
+class TokenCounterCallback(TrainerCallback):
+    """Remembers the token counter at the start of this session (it is restored from a checkpoint on resume)."""
+
+    session_start_tokens = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.session_start_tokens = state.num_input_tokens_seen
+
+
+def write_train_results(trainer, train_output, token_counter: TokenCounterCallback, resumed_from: str | None) -> dict:
+    """train_results.json (CONTRACTS.md "Training outputs"): throughput figures of this session for eval."""
+    runtime = train_output.metrics["train_runtime"]
+    tokens = trainer.state.num_input_tokens_seen - token_counter.session_start_tokens
+    world_size = trainer.accelerator.num_processes
+    on_gpu = torch.cuda.is_available() and trainer.args.device.type == "cuda"
+    results = {
+        "train_runtime": runtime,
+        "train_tokens": tokens,
+        "train_tokens_per_second": tokens / runtime if runtime else 0.0,
+        "total_train_tokens": trainer.state.num_input_tokens_seen,
+        "gpu_hours": runtime * world_size / 3600 if on_gpu else 0.0,
+        "world_size": world_size,
+        "device": torch.cuda.get_device_name(trainer.args.device) if on_gpu else "cpu",
+        "global_step": trainer.state.global_step,
+        "train_loss": train_output.training_loss,
+        "resumed_from_checkpoint": resumed_from,
+    }
+    if trainer.accelerator.is_main_process:
+        path = Path(trainer.args.output_dir) / TRAIN_RESULTS_FILE
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,129 @@
+"""Direct preference optimisation on the data pipeline's DPO view, continuing the SFT policy (TRL DPOTrainer).
+
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml -m train.dpo \\
+        --config configs/train/qwen3-8b/dpo_lora.yaml [--any_field value ...]
+
+Two starting points:
+- ``sft_adapter: DIR`` (the recipes): the base model plus the SFT LoRA adapter loaded trainable. TRL copies it into a
+  frozen "ref" adapter, so the reference policy is the SFT policy without a second model in memory.
+- ``model_name_or_path: MERGED_SFT_DIR`` with ``use_peft: true`` and no ``sft_adapter``: a fresh LoRA on the merged
+  SFT model (``python -m train.merge``); the reference is the same model with the adapter disabled.
+Resume and SIGUSR1/SIGTERM preemption behave as in train.sft.
+"""
+
+import logging
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import transformers
+from peft import PeftModel, prepare_model_for_kbit_training
+from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl.chat_template_utils import get_training_chat_template
+
+from train.common import (
+    PreemptionCallback,
+    TokenCounterCallback,
+    TrainScriptArguments,
+    init_wandb,
+    last_checkpoint,
+    load_guarded_dataset,
+    prepare_conversations,
+    resolved_config,
+    write_train_results,
+)
+from train.sft import model_init_kwargs
+
+logger = logging.getLogger(__name__)
+COLUMNS = ["prompt", "chosen", "rejected"]
+
+
+@dataclass
+class DPOScriptArguments(TrainScriptArguments):
+    sft_adapter: str | None = field(
+        default=None, metadata={"help": "SFT LoRA adapter dir to continue (on model_name_or_path as the base)"}
+    )
+
+
+def load_policy(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig):
+    """The model handed to DPOTrainer: the SFT PeftModel (trainable) or the model id for a fresh LoRA."""
+    if script_args.sft_adapter is None:
+        return model_args.model_name_or_path
+    if model_args.use_peft:
+        raise ValueError("sft_adapter continues an existing adapter: set use_peft false (TRL rejects both)")
+    kwargs = model_init_kwargs(model_args, training_args)
+    quantization = get_quantization_config(model_args)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        model_args.model_name_or_path, quantization_config=quantization, **kwargs
+    )
+    if quantization is not None:
+        checkpointing = bool(training_args.activation_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+    return PeftModel.from_pretrained(model, script_args.sft_adapter, is_trainable=True)
+
+
+def build_trainer(
+    script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig, datasets, callbacks=()
+) -> DPOTrainer:
+    """The DPOTrainer for these configs, datasets already loaded (and guarded); tokenisation happens here."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(script_args.sft_adapter or model_args.model_name_or_path)
+    # DPOTrainer renders with the tokenizer's own template; the training variant (when TRL has one) keeps reasoning
+    # that DeepSeek-R1-Distill's inference template cuts at </think>. main() saves the original template back.
+    tokenizer.inference_chat_template = tokenizer.chat_template
+    tokenizer.chat_template = get_training_chat_template(tokenizer) or tokenizer.chat_template
+    splits = [script_args.dataset_train_split]
+    if training_args.eval_strategy != "no":
+        splits.append(script_args.dataset_test_split)
+    train_dataset, eval_dataset, *_ = [
+        prepare_conversations(datasets[split], tokenizer, COLUMNS, script_args.enable_thinking) for split in splits
+    ] + [None]
+    if training_args.include_num_input_tokens_seen == "no":
+        training_args.include_num_input_tokens_seen = "non_padding"  # train_results.json reports tokens/s
+    policy = load_policy(script_args, training_args, model_args)
+    from_id = isinstance(policy, str)
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args) if from_id else None
+    return DPOTrainer(
+        model=policy,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args) if from_id else None,
+        quantization_config=get_quantization_config(model_args) if from_id else None,
+        callbacks=list(callbacks),
+    )
+
+
+def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig) -> int:
+    datasets, manifest, digest = load_guarded_dataset(script_args.dataset_name, script_args.allow_unguarded_dataset)
+    config = resolved_config(script_args, training_args, model_args)
+    init_wandb(script_args, training_args, "dpo", model_args.model_name_or_path, manifest, digest, config)
+    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()
+    trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
+    resume_from = last_checkpoint(training_args)
+    if resume_from:
+        trainer.accelerator.print(f"resuming from {resume_from}")
+    train_output = trainer.train(resume_from_checkpoint=resume_from)
+    if preemption.stopped_at_step is not None:
+        trainer.accelerator.print(f"preempted: checkpoint-{preemption.stopped_at_step} saved; re-run to resume")
+        trainer.end()
+        return 0
+
+    trainer.processing_class.chat_template = trainer.processing_class.inference_chat_template
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        # PEFT saves every adapter; "ref" is the frozen SFT copy (identical to sft_adapter), not part of the result.
+        shutil.rmtree(Path(training_args.output_dir) / "ref", ignore_errors=True)
+    results = write_train_results(trainer, train_output, token_counter, resume_from)
+    trainer.accelerator.print(f"DPO done: {training_args.output_dir} {results}")
+    trainer.end()
+    return 0
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    sys.exit(main(*make_parser().parse_args_and_config()))

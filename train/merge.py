@@ -1,0 +1,41 @@
+"""Merge a LoRA adapter into its base model and save a plain model (+ tokenizer) for evaluation and serving.
+
+    python -m train.merge --adapter runs/qwen3-8b/dpo_lora --output runs/qwen3-8b/dpo_merged [--base MODEL]
+
+The base model comes from the adapter's adapter_config.json (``base_model_name_or_path``) unless --base is given.
+The merged model keeps the base model's dtype; the tokenizer (with its inference chat template) comes from the
+adapter folder when the trainer saved one there, else from the base.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def merge(adapter: Path, output: Path, base: str | None = None) -> Path:
+    config_path = adapter / "adapter_config.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: not a PEFT adapter folder (no adapter_config.json)")
+    base = base or json.loads(config_path.read_text())["base_model_name_or_path"]
+    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    merged.save_pretrained(output)
+    tokenizer_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
+    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(output)
+    return output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapter", type=Path, required=True, help="adapter folder written by train.sft / train.dpo")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the merged model and tokenizer")
+    parser.add_argument("--base", help="base model id or folder (default: from adapter_config.json)")
+    args = parser.parse_args()
+    print(f"merged model: {merge(args.adapter, args.output, args.base)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Supervised fine-tuning with LoRA / QLoRA on the data pipeline's SFT view (TRL SFTTrainer).
+
+    accelerate launch --config_file accelerate_configs/single_gpu.yaml -m train.sft \\
+        --config configs/train/qwen3-8b/sft_lora.yaml [--any_field value ...]
+
+All knobs come from one YAML (TrlParser: ``TrainScriptArguments`` + ``SFTConfig`` + ``ModelConfig``; unknown keys
+fail; the ``env:`` block is exported). Re-running the same command resumes from the newest checkpoint in output_dir.
+SIGUSR1 / SIGTERM save a checkpoint and exit 0 without the final adapter (see ``PreemptionCallback``).
+"""
+
+import logging
+import sys
+
+import transformers
+from accelerate import PartialState
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+
+from train.common import (
+    PreemptionCallback,
+    TokenCounterCallback,
+    TrainScriptArguments,
+    init_wandb,
+    last_checkpoint,
+    load_guarded_dataset,
+    prepare_conversations,
+    resolved_config,
+    write_train_results,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def model_init_kwargs(model_args: ModelConfig, training_args) -> dict:
+    """from_pretrained kwargs as trl/scripts/sft.py builds them; a k-bit model is pinned to this process's device."""
+    kwargs = dict(
+        revision=model_args.model_revision,
+        trust_remote_code=training_args.trust_remote_code,
+        attn_implementation=model_args.attn_implementation,
+        dtype=model_args.dtype,
+    )
+    if model_args.load_in_4bit or model_args.load_in_8bit:
+        on_gpu = training_args.device.type == "cuda"
+        kwargs["device_map"] = {"": PartialState().local_process_index} if on_gpu else "cpu"
+    return {**kwargs, **(training_args.model_init_kwargs or {})}
+
+
+def build_trainer(
+    script_args: TrainScriptArguments, training_args: SFTConfig, model_args: ModelConfig, datasets, callbacks=()
+) -> SFTTrainer:
+    """The SFTTrainer for these configs, datasets already loaded (and guarded); tokenisation happens here."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision
+    )
+    splits = [script_args.dataset_train_split]
+    if training_args.eval_strategy != "no":
+        splits.append(script_args.dataset_test_split)
+    train_dataset, eval_dataset, *_ = [
+        prepare_conversations(datasets[split], tokenizer, ["messages"], script_args.enable_thinking) for split in splits
+    ] + [None]
+    if training_args.include_num_input_tokens_seen == "no":
+        training_args.include_num_input_tokens_seen = "non_padding"  # train_results.json reports tokens/s
+    training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
+    return SFTTrainer(
+        model=model_args.model_name_or_path,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+        callbacks=list(callbacks),
+    )
+
+
+def main(script_args: TrainScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> int:
+    datasets, manifest, digest = load_guarded_dataset(script_args.dataset_name, script_args.allow_unguarded_dataset)
+    config = resolved_config(script_args, training_args, model_args)
+    init_wandb(script_args, training_args, "sft", model_args.model_name_or_path, manifest, digest, config)
+    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()
+    trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
+    resume_from = last_checkpoint(training_args)
+    if resume_from:
+        trainer.accelerator.print(f"resuming from {resume_from}")
+    train_output = trainer.train(resume_from_checkpoint=resume_from)
+    if preemption.stopped_at_step is not None:
+        trainer.accelerator.print(f"preempted: checkpoint-{preemption.stopped_at_step} saved; re-run to resume")
+        trainer.end()
+        return 0
+
+    trainer.save_model(training_args.output_dir)
+    results = write_train_results(trainer, train_output, token_counter, resume_from)
+    trainer.accelerator.print(f"SFT done: {training_args.output_dir} {results}")
+    trainer.end()
+    return 0
+
+
+def make_parser() -> TrlParser:
+    return TrlParser((TrainScriptArguments, SFTConfig, ModelConfig))
+
+
+if __name__ == "__main__":
+    sys.exit(main(*make_parser().parse_args_and_config()))
