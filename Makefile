@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lint format demo clean
+.PHONY: setup test lint format demo qlora-24gb clean
 
 $(VENV)/.installed: requirements.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -61,6 +61,17 @@ $(DEMO)/dpo/train_results.json: configs/train/tiny-qwen3/dpo_lora.yaml $(DEMO)/s
 
 $(DEMO)/eval/report.md: configs/eval/demo.yaml $(DEMO)/dpo/train_results.json
 	$(DEMO_ENV) $(PYTHON) -m eval --config configs/eval/demo.yaml
+
+# The same chain on a real model with one 24 GB GPU: 4-bit NF4 QLoRA SFT, then QLoRA DPO on that adapter, then the
+# re-benchmark. Needs a built CULTURAX (python -m data_pipeline --config configs/data/culturax.yaml) and the model
+# weights (hub access or a local mirror). MODEL=qwen3-8b | deepseek-r1-distill-qwen-7b.
+MODEL ?= qwen3-8b
+qlora-24gb: setup
+	$(VENV)/bin/accelerate launch --config_file accelerate_configs/single_gpu.yaml -m train.sft \
+		--config configs/train/$(MODEL)/sft_qlora.yaml
+	$(VENV)/bin/accelerate launch --config_file accelerate_configs/single_gpu.yaml -m train.dpo \
+		--config configs/train/$(MODEL)/dpo_qlora.yaml
+	$(PYTHON) -m eval --config configs/eval/$(MODEL)_qlora.yaml
 
 clean:
 	rm -rf $(DEMO)

@@ -47,7 +47,7 @@ def scores(probs: np.ndarray, label_ids: list[int], truth: np.ndarray, delta: fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--release", type=Path, default=DEFAULT_RELEASE)
-    parser.add_argument("--llm-rows", type=int, default=60, help="rows for the tiny-LLM plumbing check (0: skip)")
+    parser.add_argument("--llm-rows", type=int, default=100, help="rows for the tiny-LLM plumbing check (0: skip)")
     parser.add_argument("--tiny-model", type=Path, default=None, help="tiny-qwen3 folder (default: build one)")
     args = parser.parse_args()
     if not args.release.exists():

@@ -61,17 +61,18 @@ def synthetic_corpus(n: int, seed: int = 0, planted_fraction: float = 0.05):
     """n prompts of ~190 characters; a fraction are edited copies of earlier prompts (the planted pairs)."""
     rng = np.random.default_rng(seed)
     vocab, p = _vocabulary()
-    draws = vocab[rng.choice(len(vocab), size=n * 45, p=p)].tolist()
+    vocab_words = vocab.tolist()  # indexing this list shares one str per word (numpy str arrays would cost GBs at 1M)
+    draws = rng.choice(len(vocab), size=n * 45, p=p).astype(np.int32)
     texts, word_lists, planted, cursor = [], [], [], 0
     for i in range(n):
         if i > 10 and rng.random() < planted_fraction:
             source = int(rng.integers(i))
-            words = _edit(word_lists[source], rng, vocab[rng.choice(len(vocab), size=3, p=p)].tolist())
+            words = _edit(word_lists[source], rng, [vocab_words[k] for k in rng.choice(len(vocab), size=3, p=p)])
             planted.append((source, i))
         else:
             words, length = [], 0
             while length < TARGET_CHARS:
-                words.append(draws[cursor % len(draws)])
+                words.append(vocab_words[draws[cursor % len(draws)]])
                 length += len(words[-1]) + 1
                 cursor += 1
             words[0] = words[0].capitalize()
@@ -187,8 +188,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(release):,} CulturaX release questions = {total:,}; mean {np.mean([len(t) for t in texts]):.0f} chars"
     )
 
+    rss_before_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     run_ours(texts[:200], cfg)  # warm-up: loads the compiled numba kernels and builds the character table
     ours = run_ours(texts, cfg)
+    rss_after_ours = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
     recall, precision = quality(ours["pairs"], planted, families, len(synthetic), total)
     cand_recall, cand_precision = quality(ours["candidates"], planted, families, len(synthetic), total)
     release_pairs = int((ours["pairs"].max(axis=1) >= len(synthetic)).sum()) if len(ours["pairs"]) else 0
@@ -247,28 +250,27 @@ def main(argv: list[str] | None = None) -> None:
                 (datasketch["minhash_s"] + result["lsh_s"]) * scale,
                 d_recall,
                 d_precision,
-                peak_mib(run_datasketch, texts[: min(prefix, 5000)], (threshold,)),
+                peak_mib(run_datasketch, texts[:prefix], (threshold,)),
                 f"extrapolated from {prefix:,} rows",
             )
         )
-    print(
-        f"\n{'method':58} {'fps/s':>9} {'search s':>10} {'total s':>9} {'recall':>7} {'prec.':>6} {'peak MiB':>9}  notes"
-    )
+    header = f"{'method':58} {'fps/s':>9} {'search s':>10} {'total s':>9} {'recall':>7} {'prec.':>6} {'peak MiB':>9}"
+    print(f"\n{header}  notes")
     for name, rate, search_s, total_s, r, p, mib, note in rows:
         print(f"{name:58} {rate:9,.0f} {search_s:10.1f} {total_s:9.1f} {r:7.3f} {p:6.3f} {mib:9.1f}  {note}")
     print(
         f"\nours: fingerprint {ours['fingerprint_s']:.1f} s, search {ours['search_s']:.1f} s "
         f"({len(ours['candidates']):,} candidate pairs), verify {ours['verify_s']:.1f} s "
         f"({len(ours['pairs']):,} verified, {len(ours['candidates']) - len(ours['pairs']):,} unverified, "
-        f"{release_pairs} involving release questions); process peak RSS "
-        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:,.0f} MiB"
+        f"{release_pairs} involving release questions, left out of precision); process peak RSS "
+        f"{rss_before_ours:,.0f} MiB before ours (corpus built), {rss_after_ours:,.0f} MiB after"
     )
     print(
         f"SimhashIndex: timed on the first {prefix:,} rows and {args.queries} queries, extrapolated to {total:,} "
         f"(build x {scale:.1f}, queries x {total:,} x {scale:.1f}); its answers agree with our exact search on "
         f"{simhash['agree']}/{args.queries} queried rows. recall/precision: the same fingerprints and tau as ours "
-        f"before verification. datasketch: recall and precision on the first {prefix:,} rows; peak memory of "
-        f"datasketch on the first {min(prefix, 5000):,} rows, the others on {prefix:,} rows (tracemalloc)."
+        f"before verification. datasketch: recall and precision on the first {prefix:,} rows. Peak memory: "
+        f"tracemalloc peak of each method run again on the first {prefix:,} rows."
     )
     datasketch_s = (datasketch["minhash_s"] + datasketch[0.8]["lsh_s"]) * scale
     print(

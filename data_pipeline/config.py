@@ -10,6 +10,7 @@ name. Dotted CLI flags (``--judge.max_iterations 1``, ``--sources.0.path FILE``)
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from typing import Any
 import yaml
 from trl import TrlParser
 
+from data_pipeline.classify import ClassifyConfig
 from data_pipeline.dedup import DedupConfig
+from data_pipeline.expand import ExpandConfig
 from data_pipeline.generate import GenerateConfig
 from data_pipeline.importers import SourceSpec
 from data_pipeline.judge import JudgeConfig
@@ -61,20 +64,15 @@ class PipelineConfig:
     )
     split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     llm_cache_dir: str | None = field(default=None, metadata={"help": "LLM call cache; default output_dir/llm_cache"})
-    llm: dict = field(
-        default_factory=dict, metadata={"help": "per-role LLMConfig: classifier/expander/generator/judge"}
-    )
-    classify: dict = field(default_factory=dict, metadata={"help": "classify.ClassifyConfig"})
-    expand: dict = field(default_factory=dict, metadata={"help": "expand.ExpandConfig"})
-    dedup: dict = field(default_factory=dict, metadata={"help": "dedup.DedupConfig"})
-    generate: dict = field(default_factory=dict, metadata={"help": "generate.GenerateConfig"})
-    judge: dict = field(default_factory=dict, metadata={"help": "judge.JudgeConfig"})
+    # Nested mappings (YAML); on the command line override one key at a time: --llm.judge.model X, --expand.max_calls 9
+    llm: dict = field(default_factory=dict, metadata={"help": "{classifier|expander|generator|judge: LLMConfig}"})
+    classify: dict = field(default_factory=dict, metadata={"help": "ClassifyConfig (--classify.KEY VALUE)"})
+    expand: dict = field(default_factory=dict, metadata={"help": "ExpandConfig (--expand.KEY VALUE)"})
+    dedup: dict = field(default_factory=dict, metadata={"help": "DedupConfig (--dedup.KEY VALUE)"})
+    generate: dict = field(default_factory=dict, metadata={"help": "GenerateConfig (--generate.KEY VALUE)"})
+    judge: dict = field(default_factory=dict, metadata={"help": "JudgeConfig (--judge.KEY VALUE)"})
 
     def __post_init__(self):
-        # Imported here so that importing the config does not load the stage modules (and their models) first.
-        from data_pipeline.classify import ClassifyConfig
-        from data_pipeline.expand import ExpandConfig
-
         for stage in self.stages:
             if stage not in STAGES:
                 raise ConfigError(f"unknown stage '{stage}' in 'stages' (known, in run order: {', '.join(STAGES)})")
@@ -119,10 +117,6 @@ class PipelineConfig:
         return resolved
 
 
-def _parse_scalar(text: str) -> Any:
-    return yaml.safe_load(text)
-
-
 def _set_dotted(config: dict, dotted: str, value: Any) -> None:
     """Set ``config['a']['b'][0]['c'] = value`` for ``a.b.0.c``, creating mappings as needed."""
     *parents, last = dotted.split(".")
@@ -140,8 +134,6 @@ def _set_dotted(config: dict, dotted: str, value: Any) -> None:
 
 def parse_config(argv: list[str] | None = None) -> PipelineConfig:
     """YAML (``--config``) + CLI overrides -> PipelineConfig. Unknown keys anywhere fail, naming the key."""
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     config: dict = {}
     if "--config" in argv:
@@ -155,22 +147,20 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
     # Dotted overrides reach into nested mappings; argparse handles the flat ones.
     flat_args: list[str] = []
     defaults = {f.name: f.default_factory() for f in dataclasses.fields(PipelineConfig) if callable(f.default_factory)}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("--") and "." in arg.split("=")[0]:
-            key, _, inline = arg[2:].partition("=")
-            if inline == "" and "=" not in arg:
-                if i + 1 >= len(argv):
-                    raise ConfigError(f"'--{key}' needs a value")
-                inline, i = argv[i + 1], i + 1
-            root = key.split(".")[0]
-            if root not in config and root in defaults:  # e.g. --sources.0.path on top of the default sources
-                config[root] = defaults[root]
-            _set_dotted(config, key, _parse_scalar(inline))
-        else:
+    args = iter(argv)
+    for arg in args:
+        key, has_value, value = arg[2:].partition("=")
+        if not (arg.startswith("--") and "." in key):
             flat_args.append(arg)
-        i += 1
+            continue
+        if not has_value:
+            value = next(args, None)
+            if value is None:
+                raise ConfigError(f"'--{key}' needs a value")
+        root = key.split(".")[0]
+        if root not in config and root in defaults:  # e.g. --sources.0.path on top of the default sources
+            config[root] = defaults[root]
+        _set_dotted(config, key, yaml.safe_load(value))  # YAML scalars: 3 -> int, true -> bool, [a, b] -> list
     parser = TrlParser(PipelineConfig)
     unknown = parser.set_defaults_with_config(**config)
     if unknown:
@@ -182,7 +172,7 @@ def parse_config(argv: list[str] | None = None) -> PipelineConfig:
 
 
 def secret_free(values: Any) -> Any:
-    """Drop any value equal to a secret in the environment named by an ``api_key_env`` (defence in depth)."""
+    """Redact any string that contains the value of an env var named by an ``api_key_env`` (defence in depth)."""
     secrets = {os.environ[name] for name in _api_key_envs(values) if os.environ.get(name)}
 
     def scrub(node: Any) -> Any:

@@ -6,7 +6,7 @@ drawn from that subdomain's rows, a different draw each round). A proposal is ke
 1. it parses (one line of reasonable length),
 2. the classifier puts it into the intended subdomain (p >= delta),
 3. it is not near an evaluation prompt (SimHash within tau, confirmed by the dedup verifier),
-4. it is not a near duplicate of anything kept so far (originals, earlier expansions, earlier proposals this round).
+4. it is not a near duplicate of anything kept so far (originals, earlier expansions, earlier acceptances this round).
 
 Expansion stops per subdomain at its target and overall at the call budget (``max_calls`` proposals) or after
 ``max_rounds``. Everything is deterministic given the seed and the LLM call cache, so a rerun reproduces it.
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from data_pipeline import taxonomy
 from data_pipeline.classify import PREDICTED_COLUMN, labels_from_proba
-from data_pipeline.dedup import DedupConfig, cross_pairs, fingerprint, near_duplicate_pairs, verify_pairs
+from data_pipeline.dedup import DedupConfig, cross_pairs, fingerprint, verify_pairs
 from data_pipeline.generate import load_prompt
 from data_pipeline.llm import LLM, Sampling
 from data_pipeline.schema import ORIGIN_EXPANDED, make_row
@@ -107,18 +107,6 @@ class _NearSet:
             self.fps = np.concatenate([self.fps, fingerprint(texts)])
 
 
-def _within_batch_duplicates(texts: list[str], cfg: DedupConfig) -> np.ndarray:
-    """True for every text that nearly repeats an earlier text of the same batch (the first one stays)."""
-    duplicate = np.zeros(len(texts), dtype=bool)
-    if len(texts) < 2:
-        return duplicate
-    pairs = near_duplicate_pairs(fingerprint(texts), cfg.tau)
-    if len(pairs):
-        verified = verify_pairs(texts, texts, pairs, cfg)
-        duplicate[pairs[verified, 1]] = True  # pairs are (i, j) with i < j: the later one goes
-    return duplicate
-
-
 def expand_dataset(
     ds: Dataset,
     expander: LLM,
@@ -175,40 +163,20 @@ def expand_dataset(
         texts = [text for _, _, text in proposals]
         labels = labels_from_proba(classifier.predict_proba(texts), classifier.label_ids, delta)
         near_eval = eval_set.near(texts)
-        near_kept = kept.near(texts)
-        repeated = _within_batch_duplicates(texts, dedup_cfg)
-        for (sid, parent_ids, text), got, is_eval, is_kept, is_repeat in zip(
-            proposals, labels, near_eval, near_kept, repeated, strict=True
-        ):
-            reason = (
-                "off_subdomain"
-                if sid not in got
-                else "near_eval"
-                if is_eval
-                else "duplicate"
-                if is_kept or is_repeat
-                else "target_reached"
-                if counts[sid] >= targets[sid]
-                else None
-            )
-            if reason:
-                rejected[reason] += 1
-                continue
-            row = make_row(
-                id=f"expanded-{sid:02d}-{len(new_rows):05d}",
-                prompt=text,
-                subdomains=got,
-                source=f"expanded:{expander.name}",
-                origin=ORIGIN_EXPANDED,
-                parents=parent_ids,
-                generator=expander.name,
-            )
-            if PREDICTED_COLUMN in ds.column_names:
-                row[PREDICTED_COLUMN] = got
-            new_rows.append(row)
-            kept.add([text])
-            counts.update(got)
-            accepted_for[sid] += 1
+        for (sid, parent_ids, text), got, is_eval in zip(proposals, labels, near_eval, strict=True):
+            if sid not in got:
+                rejected["off_subdomain"] += 1
+            elif is_eval:
+                rejected["near_eval"] += 1
+            elif kept.near([text])[0]:  # checked one by one: "kept so far" includes this round's acceptances
+                rejected["duplicate"] += 1
+            elif counts[sid] >= targets[sid]:
+                rejected["target_reached"] += 1
+            else:
+                accepted_for[sid] += 1
+                new_rows.append(_expanded_row(ds, sid, len(new_rows), text, got, parent_ids, expander.name))
+                kept.add([text])
+                counts.update(got)
     progress.close()
     out = concatenate_datasets([ds, Dataset.from_list(new_rows, features=ds.features)]) if new_rows else ds
     scope = list(targets)
@@ -228,6 +196,21 @@ def expand_dataset(
         "missing_after": [s for s in scope if counts[s] == 0],
     }
     return out, stats
+
+
+def _expanded_row(ds: Dataset, sid: int, index: int, text: str, labels, parents, model: str) -> dict:
+    row = make_row(
+        id=f"expanded-{sid:02d}-{index:05d}",
+        prompt=text,
+        subdomains=labels,
+        source=f"expanded:{model}",
+        origin=ORIGIN_EXPANDED,
+        parents=parents,
+        generator=model,
+    )
+    if PREDICTED_COLUMN in ds.column_names:  # classified rows carry the classifier's labels
+        row[PREDICTED_COLUMN] = labels
+    return row
 
 
 def _few_shot(examples: list[tuple[str, str]], k: int, seed: int, sid: int, round_index: int):

@@ -30,21 +30,22 @@ VERSIONED_PACKAGES = (
 )  # fmt: skip
 
 
-def sha256_file(path: Path) -> str:
+def _sha256(paths: list[Path]) -> str:
+    """One digest over the files' bytes, in the order given (same as ``cat FILES | sha256sum``)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return _sha256([path])
 
 
 def sha256_split(split_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for arrow in sorted(split_dir.glob("data-*.arrow")):
-        with open(arrow, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):  # noqa: B023 (handle is bound per iteration)
-                digest.update(block)
-    return digest.hexdigest()
+    return _sha256(sorted(split_dir.glob("data-*.arrow")))
 
 
 def package_versions() -> dict[str, str]:
@@ -59,6 +60,9 @@ def package_versions() -> dict[str, str]:
 
 def save_datasets(output_dir: Path, datasets: dict[str, DatasetDict]) -> dict[str, str]:
     """save_to_disk each view (replacing an earlier run's) and return {"<view>/<split>": sha256}."""
+    for stale in ("dataset", "sft", "dpo"):  # a view this run does not build must not survive from an earlier run
+        if stale not in datasets and (output_dir / stale).exists():
+            shutil.rmtree(output_dir / stale)
     hashes = {}
     for view, dsd in datasets.items():
         target = output_dir / view
@@ -84,7 +88,13 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def write_manifest(
-    output_dir: Path, config: dict, seed: int, inputs: dict[str, str], outputs: dict[str, str], leakage: dict
+    output_dir: Path,
+    config: dict,
+    seed: int,
+    inputs: dict[str, str],
+    outputs: dict[str, str],
+    leakage: dict,
+    stage_seconds: dict[str, float],
 ) -> dict:
     manifest = {
         "config": config,
@@ -94,6 +104,7 @@ def write_manifest(
         "outputs": outputs,
         "leakage": {"cross_split_pairs": int(leakage["pairs"]), "cross_split_rate": float(leakage["rate"])},
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stage_seconds": stage_seconds,
     }
     write_json(output_dir / "manifest.json", manifest)
     return manifest

@@ -16,7 +16,7 @@ from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 from rich.console import Console
 
 from data_pipeline.classify import build_classifier, classify_dataset
-from data_pipeline.config import ConfigError, PipelineConfig, secret_free
+from data_pipeline.config import STAGES, ConfigError, PipelineConfig, secret_free
 from data_pipeline.dedup import dedup, remove_contaminated
 from data_pipeline.expand import expand_dataset
 from data_pipeline.generate import PROMPTS_DIR, generate_candidates
@@ -64,7 +64,7 @@ class Stages:
 
     @contextmanager
     def __call__(self, name: str):
-        console.rule(f"[bold]stage {self.names.index(name.split()[0]) + 1}/{len(self.names)}: {name}")
+        console.rule(f"[bold]stage {self.names.index(name) + 1}/{len(self.names)}: {name}")
         start = time.perf_counter()
         yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
@@ -104,17 +104,6 @@ def _input_hashes(cfg: PipelineConfig) -> dict[str, str]:
     return {str(path): sha256_file(path) for path in dict.fromkeys(files)}
 
 
-def _generate_and_judge(dsd: DatasetDict, cfg: PipelineConfig, llm) -> tuple[DatasetDict, dict]:
-    """Generation and judging run once over all splits (one progress bar, one stats table), then split back."""
-    tagged = [ds.add_column("split", [name] * len(ds), feature=Value("string")) for name, ds in dsd.items()]
-    ds = generate_candidates(concatenate_datasets(tagged), llm("generator"), cfg.generate_config)
-    stats = {"generate": {"prompts": len(ds), "candidates": len(ds) * cfg.generate_config.k}}
-    if "judge" in cfg.stages:
-        ds, stats["judge"] = rejection_sample(ds, llm("generator"), llm("judge"), cfg.generate_config, cfg.judge_config)
-    splits = DatasetDict({name: ds.filter(lambda s, n=name: s == n, input_columns="split") for name in dsd})
-    return DatasetDict({name: split.remove_columns("split") for name, split in splits.items()}), stats
-
-
 def _calls_since(before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
     """This run's {role: {new, cached}} (call_counts() counts since process start)."""
     now = call_counts()
@@ -129,7 +118,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     _check_stages(cfg)
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    stage = Stages(list(cfg.stages))
+    (output_dir / "manifest.json").unlink(missing_ok=True)  # consumers treat a manifest as "this run completed"
+    stage = Stages([name for name in STAGES if name in cfg.stages])
     calls_before = call_counts()
     stats: dict = {}
     llms: dict[str, LLM] = {}
@@ -174,10 +164,23 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         stats["split"] = {name: len(split) for name, split in dsd.items()}
         stage.rows["split"] = sum(stats["split"].values())
     if "generate" in cfg.stages:
-        with stage("generate" if "judge" not in cfg.stages else "generate + judge"):
-            dsd, generated = _generate_and_judge(dsd, cfg, llm)
-            stats.update(generated)
-            stage.rows["judge" if "judge" in cfg.stages else "generate"] = sum(len(s) for s in dsd.values())
+        # Generation and judging run once over all splits (one progress bar, one stats table), then split back.
+        tagged = [
+            split.add_column("split", [name] * len(split), feature=Value("string")) for name, split in dsd.items()
+        ]
+        ds = concatenate_datasets(tagged)
+        with stage("generate"):
+            ds = generate_candidates(ds, llm("generator"), cfg.generate_config)
+            stats["generate"] = {"prompts": len(ds), "candidates": len(ds) * cfg.generate_config.k}
+            stage.rows["generate"] = len(ds)
+        if "judge" in cfg.stages:
+            with stage("judge"):
+                generator, judge = llm("generator"), llm("judge")
+                ds, stats["judge"] = rejection_sample(ds, generator, judge, cfg.generate_config, cfg.judge_config)
+                stage.rows["judge"] = len(ds)
+        dsd = DatasetDict(
+            {name: ds.filter(lambda s, n=name: s == n, input_columns="split").remove_columns("split") for name in dsd}
+        )
     datasets = {"dataset": dsd}
     if "views" in cfg.stages:
         with stage("views"):
@@ -194,8 +197,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         hashes = save_datasets(output_dir, datasets)
         write_json(output_dir / "stats.json", stats)
         write_card(output_dir, datasets, stats, {role: built.name for role, built in llms.items()})
-        config = secret_free(cfg.resolved())
-        manifest = write_manifest(output_dir, config, cfg.seed, _input_hashes(cfg), hashes, leakage)
-    manifest["stage_seconds"] = stage.seconds  # timings vary run to run, so they stay out of stats.json
-    write_json(output_dir / "manifest.json", manifest)
+    # Written last: a manifest means a complete run. Timings vary run to run, so they stay out of stats.json.
+    config = secret_free(cfg.resolved())
+    write_manifest(output_dir, config, cfg.seed, _input_hashes(cfg), hashes, leakage, stage.seconds)
     return stats

@@ -6,6 +6,7 @@
 #   AC_MODULES            environment modules to load, space-separated (e.g. "cuda/12.4 nccl")
 #   AC_ENV_SETUP          a file to source before running (conda activate, proxies, HF_HOME, ...)
 #   AC_ACCELERATE_CONFIG  accelerate config for training (default per script)
+#   AC_MASTER_ADDR        rendezvous host (default: the first node of the allocation, as Slurm addresses it)
 #   AC_MASTER_PORT        rendezvous port (default: 20000 + job id % 20000, so jobs sharing a node do not collide)
 #   AC_DRY_RUN=1          print what each node would run, run nothing
 #
@@ -127,7 +128,11 @@ ac_launch_training() {
     [[ $module == sft || $module == dpo ]] || ac_die "first argument must be sft or dpo, got '$module'"
     [[ -f $config ]] || ac_die "training config $config not found (paths are relative to $AC_REPO)"
     [[ -f $AC_ACCELERATE_CONFIG ]] || ac_die "accelerate config $AC_ACCELERATE_CONFIG not found"
-    AC_MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    local first_node node_addr
+    first_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    # Slurm's own address for the first node (NodeAddr, which defaults to its name); the name if scontrol won't say.
+    node_addr=$(scontrol show node "$first_node" 2>/dev/null | sed -n 's/.*NodeAddr=\([^ ]*\).*/\1/p') || node_addr=""
+    AC_MASTER_ADDR=${AC_MASTER_ADDR:-${node_addr:-$first_node}}
     AC_MASTER_PORT=${AC_MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}
     export AC_MASTER_ADDR AC_MASTER_PORT AC_ACCELERATE_CONFIG
     export -f ac_gpus_per_node ac_die

@@ -2,7 +2,9 @@
 # Submit the whole chain as SLURM jobs: data -> SFT -> DPO -> eval, each stage starting only when the previous one
 # ended well (afterok; a failed stage cancels the rest). Run from the repository root.
 #
-# Qwen3-8B with the paper's settings (CULTURAX build, LoRA SFT then LoRA DPO on the SFT adapter, re-benchmark):
+# Qwen3-8B with the paper's settings (CULTURAX build, LoRA SFT then LoRA DPO on the SFT adapter, re-benchmark).
+# Once: pip install -r requirements.txt -r requirements-gpu.txt (vLLM serves culturax.yaml's local judge/expander
+# models inside the data job), and export OPENAI_API_KEY for the GPT-4.1 generator (the job inherits it).
 #   slurm/submit_pipeline.sh --model qwen3-8b --partition gpu --account myproj --gpus-per-node 8
 # DeepSeek-R1-Distill-Qwen-7B, same settings:
 #   slurm/submit_pipeline.sh --model deepseek-r1-distill-qwen-7b --partition gpu --account myproj --gpus-per-node 8
@@ -31,7 +33,8 @@ Options:
   --after JOBID           make the first submitted stage wait for this job (afterok)
   --nodes N               training nodes (default 1; N > 1 uses slurm/train_multinode.sbatch)
   --gpus-per-node N       GPUs per training node (default $GPUS_PER_NODE or 8)
-  --data-gpus N           GPUs for the data job (default 1; 0 for API backends)
+  --data-gpus N           GPUs for the data job's vLLM servers (default 2: culturax.yaml serves two 7-8B models
+                          on 127.0.0.1; 0 when every LLM role is a remote API or runs on CPU)
   --eval-gpus N           GPUs for the eval job (default 1)
   --accelerate-config P   accelerate config for training (default: the training script's)
   --partition P, --account A, --qos Q     passed to every sbatch
@@ -49,7 +52,7 @@ die() {
 }
 
 model="" data_config="configs/data/culturax.yaml" sft_config="" dpo_config="" eval_config=""
-stages="data,sft,dpo,eval" after="" nodes=1 gpus="${GPUS_PER_NODE:-8}" data_gpus=1 eval_gpus=1
+stages="data,sft,dpo,eval" after="" nodes=1 gpus="${GPUS_PER_NODE:-8}" data_gpus=2 eval_gpus=1
 accelerate_config="" experiment="" dry_run=0
 time_data="" time_train="" time_eval="" data_args="" sft_args="" dpo_args="" eval_args=""
 common=()
@@ -142,10 +145,7 @@ for stage in "${stage_list[@]}"; do
     case $stage in
         data) submit data slurm/data.sbatch "$config" "${overrides[@]}" ;;
         sft | dpo) flags+=(--nodes="$nodes") && submit "$stage" "$train_script" "$stage" "$config" "${overrides[@]}" ;;
-        eval)
-            flags+=(--output=runs/slurm/%x-%j.out) # not an array here: one job over the config's models
-            submit eval slurm/eval_array.sbatch "$config" -- "${overrides[@]}"
-            ;;
+        eval) submit eval slurm/eval_array.sbatch "$config" -- "${overrides[@]}" ;; # one job: the config's models
     esac
 done
 ((dry_run)) || echo "logs: runs/slurm/  queue: squeue -u ${USER:-$(id -un)}  (W&B group: $WANDB_RUN_GROUP)"

@@ -49,6 +49,8 @@ class LocalCluster:
         if start.returncode != 0:
             pytest.fail(f"slurm/local_cluster.sh start failed:\n{start.stdout}\n{start.stderr}")
         self.jobs: list[str] = []
+        nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%N"], capture_output=True, text=True).stdout
+        self.nodes = sorted(set(nodes.split()))
 
     def _script(self, command: str) -> subprocess.CompletedProcess:
         env = {**os.environ, "PATH": _sbin_path()}
@@ -101,17 +103,20 @@ class LocalCluster:
             time.sleep(0.5)
         pytest.fail(f"job {job_id} not done within {timeout:.0f} s: {record}")
 
+    def wait_for_file(self, job_id: str, path: Path, timeout: float) -> None:
+        """Poll until a running job has written `path`; fail at once if the job ends first."""
+        deadline = time.monotonic() + timeout
+        while not path.exists():
+            record = self.job(job_id)
+            if record.get("JobState") in FINAL_STATES:
+                pytest.fail(f"job {job_id} ended ({record.get('JobState')}) before writing {path}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{path} did not appear within {timeout:.0f} s: {record}")
+            time.sleep(0.2)
+
     def close(self):
         live = [j for j in self.jobs if self.job(j).get("JobState") not in FINAL_STATES]
         if live:
             subprocess.run(["scancel", *live], capture_output=True)
         if self.started_here:
             self._script("stop")
-
-
-def wait_for_path(path: Path, timeout: float, job: dict | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path} did not appear within {timeout:.0f} s")
-        time.sleep(0.2)

@@ -20,6 +20,7 @@ from data_pipeline.dedup import (
     remove_contaminated,
     verify_pairs,
 )
+from data_pipeline.hamming_search import _block_count, _distinct_pairs
 from data_pipeline.schema import make_row, rows_to_dataset
 
 ALPHABET = "abcdefghij klmnop ABCXYZ ΣσςΑΟΔ İıßẞ éèñ 中文字 𝐀𝐁 😀 \x00\t\n.,!?'-_0123 ٣ ﬁ"
@@ -87,12 +88,26 @@ def test_exact_search_matches_brute_force_at_any_tau(tau):
     np.testing.assert_array_equal(near_duplicate_pairs(fps, tau), expected)
 
 
+@pytest.mark.parametrize("blocks", [3, 4, 5, 6, 11])
+def test_every_block_layout_is_exact(blocks):
+    """The cost model picks the block count by size (4 blocks at 100k+ for tau=10): each layout must be exact."""
+    distinct = np.unique(planted_fingerprints(3000, 10, seed=blocks))
+    found = np.sort(_distinct_pairs(distinct, np.full(len(distinct), 3, dtype=np.uint8), 10, blocks), axis=1)
+    found = found[np.lexsort((found[:, 1], found[:, 0]))]  # each pair once: no duplicates survive to compare
+    np.testing.assert_array_equal(found, brute_pairs(distinct, 10))
+
+
 def test_cross_pairs_match_brute_force():
     fps = planted_fingerprints(3000, 10)
     a, b = fps[:2000], fps[1500:]  # overlapping on purpose: identical values on both sides
     i, j = np.nonzero(np.bitwise_count(a[:, None] ^ b[None, :]) <= 10)
     np.testing.assert_array_equal(cross_pairs(a, b, 10), np.stack([i, j], axis=1))
     assert cross_pairs(a, b[:0], 10).shape == (0, 2)
+
+
+def test_block_count_follows_the_cost_model():
+    assert [_block_count(10, n) for n in (3000, 100_000, 1_000_000)] == [6, 4, 4]
+    assert _block_count(0, 10) == 1 and _block_count(1, 10) == 2
 
 
 def test_search_handles_empty_and_single_inputs():
@@ -153,10 +168,12 @@ def test_dedup_breaks_length_ties_by_smallest_id_and_rejects_unverified_candidat
     ds = dataset([BASE, BASE], ids=["zeta", "alpha"])
     out, stats = dedup(ds, DedupConfig())
     assert out["id"][:] == ["alpha"] and stats["merged_into"] == {"zeta": "alpha"}
-    # a Jaccard threshold above 1 is impossible to meet: every candidate stays unverified, nothing is dropped
+    # threshold 1.0 accepts identical feature sets only: this candidate stays unverified and nothing is dropped
     strict = DedupConfig(jaccard_threshold=1.0)
     out, stats = dedup(dataset([BASE, BASE + " Thanks!"]), strict)
     assert len(out) == 2 and stats["candidate_pairs"] == 1 and stats["unverified_pairs"] == 1
+    out, stats = dedup(dataset([BASE]).select([]), DedupConfig())
+    assert len(out) == 0 and stats["dropped"] == 0
 
 
 def test_remove_contaminated_drops_and_counts_rows_matching_eval_prompts():

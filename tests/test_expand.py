@@ -92,6 +92,14 @@ def test_keeps_only_on_subdomain_novel_and_eval_clean_prompts_with_provenance():
     assert "lion dance" in expander.conversations[0][-1]["content"]
 
 
+def test_a_near_repeat_within_one_round_is_a_duplicate_of_the_first():
+    legong = "Why do Balinese legong dance performers begin their training in early childhood?"
+    replies = {DANCE: [legong, legong.replace("early", "very early")]}
+    ds, stats, _ = run(replies, ExpandConfig(min_per_subdomain=0, targets={DANCE: 5}, per_round=2, max_calls=2))
+    assert [row["prompt"] for row in ds if row["origin"] == ORIGIN_EXPANDED] == [legong]
+    assert stats["rejected"] == {"duplicate": 1}
+
+
 def test_stops_at_target_and_rebalances():
     replies = {DANCE: [f"How is the {w} dance performed at weddings in {p}?" for w, p in
                        [("hora", "Romania"), ("dabke", "Lebanon"), ("bhangra", "Punjab"), ("kecak", "Bali"),

@@ -1,7 +1,6 @@
 """Candidate generation: prompts, sampling settings, K candidates per row, stability through the cache."""
 
 import pytest
-from _candidates_fixtures import ScriptedBackend, prompt_rows, scripted_llm
 
 from data_pipeline import taxonomy
 from data_pipeline.generate import (
@@ -12,6 +11,7 @@ from data_pipeline.generate import (
     revision_conversation,
 )
 from data_pipeline.llm import Sampling
+from tests._candidates_fixtures import ScriptedBackend, prompt_rows, scripted_llm
 
 
 def echo_generator() -> ScriptedBackend:

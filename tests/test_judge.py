@@ -5,7 +5,6 @@ import math
 from collections import Counter
 
 import pytest
-from _candidates_fixtures import ScriptedBackend, answer_in, facet_in, prompt_rows, scripted_llm
 
 from data_pipeline.generate import GenerateConfig, generate_candidates, load_prompt
 from data_pipeline.judge import (
@@ -20,6 +19,7 @@ from data_pipeline.judge import (
     select_preference,
 )
 from data_pipeline.llm.core import candidate_seed
+from tests._candidates_fixtures import ScriptedBackend, answer_in, facet_in, prompt_rows, scripted_llm
 
 VALID = [
     ('{"rationale": "Good.", "helpful": 4, "harmless": 5, "honest": 3}', 5, (4, 5, 3), "Good."),

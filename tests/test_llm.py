@@ -9,11 +9,11 @@ import threading
 
 import pytest
 import torch
-from conftest import REPO_ROOT
 
 from data_pipeline.llm import LLMConfig, Sampling, build_llm, call_counts
 from data_pipeline.llm.cache import CallCache
 from data_pipeline.llm.core import candidate_seed
+from tests.conftest import REPO_ROOT
 
 SAMPLING = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=12, seed=0)
 

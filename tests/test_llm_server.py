@@ -10,11 +10,11 @@ import time
 import urllib.request
 
 import pytest
-from conftest import REPO_ROOT
 
 from data_pipeline.llm import LLMConfig, LLMRequestError, Sampling, build_llm, call_counts
 from data_pipeline.llm.local_server import Faults, LocalOpenAIServer, conversation_key
 from data_pipeline.llm.openai_backend import option_logprobs
+from tests.conftest import REPO_ROOT
 
 
 def scripted(messages: list[dict], params: dict) -> str:

@@ -114,6 +114,10 @@ def test_llm_half_on_tiny_models_then_a_rerun_makes_zero_new_calls(tiny_models, 
     assert sft_rows > 0 and sft_rows == sum(len(split) for split in data["dataset"].values())
     assert all(row["messages"][0]["role"] == "user" for split in data["sft"].values() for row in split)
     assert set(manifest["outputs"]) == {f"{v}/{s}" for v in ("dataset", "sft", "dpo") for s in data["dataset"]}
+    card = (out / "README.md").read_text()
+    assert "## Two-stage HHH rejection sampling (per subdomain)" in card
+    tally = next(iter(first["judge"]["per_subdomain"].values()))
+    assert f"| {tally['candidates']} | {tally['stage1_pass_rate']:.2f} | {tally['recovered_stage2']} |" in card
 
     second = run(config, tmp_path)
     assert all(c["new"] == 0 and c["cached"] > 0 for c in second["llm_calls"].values()), second["llm_calls"]
@@ -161,10 +165,14 @@ def server_config(base_url: str, tmp_path: Path, name: str) -> dict:
 
 
 @pytest.mark.slow
-def test_faulty_openai_server_run_finishes_with_no_duplicate_rows(tmp_path):
+def test_faulty_openai_server_run_finishes_with_no_duplicate_rows(tmp_path, monkeypatch):
+    secret = "sk-local-test-secret-8731"
+    monkeypatch.setenv("LOCAL_SERVER_KEY", secret)
     faults = Faults(rate_limit=2, server_error=2, drop=2, retry_after_s=0.05, server_error_rate=0.03, drop_rate=0.03)
-    with LocalOpenAIServer(scripted_reply, faults=faults) as server:
+    with LocalOpenAIServer(scripted_reply, faults=faults, api_key=secret) as server:
         config = server_config(server.base_url, tmp_path, "out")
+        for role in config["llm"].values():
+            role["api_key_env"] = "LOCAL_SERVER_KEY"  # the server answers 401 without it
         stats = run(config, tmp_path)
         attempts, completed = server.attempts(), server.completed_calls()
     _, _, data = read_outputs(Path(config["output_dir"]))
@@ -177,6 +185,10 @@ def test_faulty_openai_server_run_finishes_with_no_duplicate_rows(tmp_path):
     assert sum(attempts.values()) > sum(completed.values())  # faults were injected and retried
     assert max(completed.values()) == 1  # every distinct call answered once: retries repeat only failed attempts
     assert stats["expand"]["accepted"] > 0 and stats["judge"]["total"]["recovered_stage2"] > 0
+    # The key was used (no 401s) and never written anywhere: manifest, stats, card, cache.
+    assert not [r for r in server.records if r.outcome == "http_401"]
+    written = [p for p in Path(config["output_dir"]).rglob("*") if p.is_file() and p.suffix != ".arrow"]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
 
 
 @pytest.mark.slow

@@ -2,8 +2,10 @@
 
 - the per-node launcher reads each node's rank and GPU count when the srun task starts (not the batch shell's values);
 - submit_pipeline.sh chains data -> SFT -> DPO -> eval with afterok dependencies (checked in scontrol), then the
-  chain runs end to end; its SFT job is the single-node training job (2 processes on the node's 2 fake GPUs);
-- the multi-node script on one node (-N1): what its srun task saw (machine_rank, master address, num_processes);
+  chain runs end to end (the data job serving its config's local OpenAI endpoint, as it starts vLLM on a cluster);
+  its SFT job is the single-node training job (2 processes on the node's 2 fake GPUs);
+- the multi-node script on one node (-N1): what its srun task saw (machine_rank, master address, num_processes),
+  and for real on two SLURM nodes (local_cluster.sh runs one slurmd per node name): ranks 0 and 1 train together;
 - an eval job array over the SFT checkpoints;
 - preemption: USR1 to a running training job -> checkpoint -> requeue -> resume -> the configured step count with
   one continuous log history, SLURM_RESTART_COUNT=1, the same W&B run.
@@ -11,6 +13,7 @@
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests._slurm_fixtures import LocalCluster, wait_for_path
+from tests._slurm_fixtures import LocalCluster
 from tests._train_fixtures import write_training_data
 from tests.conftest import REPO_ROOT
 
@@ -52,6 +55,13 @@ def train_config(recipe: str, out: Path, tiny_models, **overrides) -> Path:
     config = yaml.safe_load((REPO_ROOT / "configs" / "train" / "tiny-qwen3" / f"{recipe}.yaml").read_text())
     config.update(model_name_or_path=str(tiny_models["tiny-qwen3"]), **overrides)
     return write_yaml(out / f"{recipe}.yaml", config)
+
+
+def node_addr(nodelist: str) -> str:
+    """How Slurm addresses the first node of an allocation (its NodeAddr): the rendezvous host."""
+    hosts = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True).stdout
+    node = subprocess.run(["scontrol", "show", "node", "-o", hosts.split()[0]], capture_output=True, text=True).stdout
+    return dict(re.findall(r"(\w+)=(\S*)", node))["NodeAddr"]
 
 
 def log_of(job_dir: Path, job_id: str) -> str:
@@ -99,6 +109,39 @@ def test_submit_pipeline_rejects_bad_input(tmp_path):
     assert run("--model").returncode == 2
 
 
+@pytest.mark.parametrize("model", ["qwen3-8b", "deepseek-r1-distill-qwen-7b"])
+def test_documented_real_model_chain(model):
+    """The one documented command per real model: its four jobs, and configs whose paths hand over stage to stage."""
+    usage = ["slurm/submit_pipeline.sh", "--model", model, "--partition", "gpu", "--account", "proj"]
+    assert " ".join(usage[:3]) in (REPO_ROOT / "slurm" / "submit_pipeline.sh").read_text()
+    proc = subprocess.run([*usage, "--dry-run"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(".sbatch")[0].split()[-1] for line in lines] == [
+        "slurm/data",
+        "slurm/train",
+        "slurm/train",
+        "slurm/eval_array",
+    ]
+    assert all("--partition=gpu --account=proj" in line for line in lines)
+    assert lines[1].endswith(f"slurm/train.sbatch sft configs/train/{model}/sft_lora.yaml")
+    assert "--dependency=afterok:<sft>" in lines[2] and lines[2].endswith(f"dpo configs/train/{model}/dpo_lora.yaml")
+    assert "--gpus-per-node=8" in lines[1] and "--dependency=afterok:<dpo>" in lines[3]
+    two_nodes = subprocess.run([*usage, "--nodes", "2", "--dry-run"], cwd=REPO_ROOT, capture_output=True, text=True)
+    sft_line = two_nodes.stdout.splitlines()[1]
+    assert "--nodes=2 " in sft_line and "slurm/train_multinode.sbatch sft" in sft_line
+
+    load = lambda path: yaml.safe_load((REPO_ROOT / path).read_text())  # noqa: E731
+    data, sft = load("configs/data/culturax.yaml"), load(f"configs/train/{model}/sft_lora.yaml")
+    dpo, evaluation = load(f"configs/train/{model}/dpo_lora.yaml"), load(f"configs/eval/{model}.yaml")
+    built = data["output_dir"]
+    assert (sft["dataset_name"], dpo["dataset_name"]) == (f"{built}/sft", f"{built}/dpo")
+    assert dpo["sft_adapter"] == sft["output_dir"]
+    assert evaluation["culturax_dataset"] == f"{built}/dataset"
+    adapters = [m.get("adapter") for m in evaluation["models"]]
+    assert adapters == [None, sft["output_dir"], dpo["output_dir"]], f"configs/eval/{model}.yaml adapters {adapters}"
+
+
 # --- on the local cluster -----------------------------------------------------------------------------------------
 
 
@@ -111,6 +154,19 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
     prompts.write_text("".join(SEED_PROMPTS.read_text().splitlines(keepends=True)[:40]))
     llm = {"backend": "transformers", "model": tiny, "batch_size": 16, "dtype": "float32"}
     llm["chat_template_kwargs"] = {"enable_thinking": False}
+    # The generator talks to an OpenAI-compatible server on 127.0.0.1 that the data job must start (vLLM on a
+    # cluster; here a stand-in `vllm` that runs the repo's local server with the tiny model).
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    generator = {"backend": "openai", "model": tiny, "base_url": f"http://127.0.0.1:{port}/v1", "max_concurrency": 4}
+    generator["chat_template_kwargs"] = {"enable_thinking": False}
+    fake_vllm = root / "vllm"
+    fake_vllm.write_text(
+        "#!/usr/bin/env bash\n# stand-in for: vllm serve MODEL --host H --port P ...\n"
+        'exec python -m data_pipeline.llm.local_server --model "$2" --name "$2" --port "$6"\n'
+    )
+    fake_vllm.chmod(0o755)
     data = root / "data"
     data_config = write_yaml(
         root / "data.yaml",
@@ -118,7 +174,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
             "output_dir": str(data),
             "stages": ["import", "dedup", "split", "generate", "judge", "views"],
             "sources": [{"format": "jsonl", "path": str(prompts)}],
-            "llm": {"generator": llm, "judge": llm},
+            "llm": {"generator": generator, "judge": llm},
             "generate": {"k": 2, "max_new_tokens": 8},
             "judge": {
                 "mode": "logprob",
@@ -183,7 +239,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
             "--sbatch-args",
             f"--output={root}/%j.out",
         ],  # fmt: skip
-        env=job_env,
+        env={**job_env, "AC_VLLM": str(fake_vllm), "AC_SERVE_LOG_DIR": str(root)},
     )
     assert proc.returncode == 0, proc.stderr
     jobs = dict(line.split(": job ")[0:2] for line in proc.stdout.splitlines() if ": job " in line)
@@ -193,7 +249,8 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
     cluster.run(["scontrol", "release", gate])
     final = {stage: cluster.wait(job, timeout=420) for stage, job in jobs.items()}
     return {"root": root, "jobs": jobs, "pending": pending, "final": final, "gate": gate, "sft_out": sft_out} | {
-        "base_model": tiny
+        "base_model": tiny,
+        "port": port,
     }
 
 
@@ -216,6 +273,11 @@ def test_pipeline_runs_end_to_end(chain):
         assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), (stage, log_of(root, record["JobId"]))
     manifest = json.loads((root / "data" / "manifest.json").read_text())
     assert manifest["leakage"]["cross_split_pairs"] == 0
+    # the data job served the generator's endpoint itself, and the pipeline's generator calls went to it
+    port, data_log = chain["port"], log_of(root, chain["jobs"]["data"])
+    assert f"port {port} is up" in data_log, data_log
+    assert f"at http://127.0.0.1:{port}/v1" in (root / f"{chain['jobs']['data']}-vllm-{port}.log").read_text()
+    assert json.loads((root / "data" / "stats.json").read_text())["llm_calls"]["generator"]["new"] > 0
     assert (root / "dpo_lora" / "adapter_model.safetensors").is_file()
     results = json.loads((root / "eval" / "results.json").read_text())
     assert {"base", "sft", "sft+dpo"} <= set(json.dumps(results).split('"'))
@@ -226,7 +288,8 @@ def test_single_node_training_job(chain):
     """The chain's SFT job is train.sbatch: 2 processes from the 2 allocated GPUs, to the recipe's max_steps."""
     sft_job = chain["jobs"]["sft"]
     log = log_of(chain["root"], sft_job)
-    assert f"machine_rank=0 main_process_ip={socket.gethostname().split('.')[0]}" in log
+    master = node_addr(chain["final"]["sft"]["NodeList"])
+    assert f"SLURM_NODEID=0 machine_rank=0 main_process_ip={master} " in log
     assert "gpus_on_node=2 num_processes=2 CUDA_VISIBLE_DEVICES=0,1" in log
     out = chain["sft_out"]
     recipe = yaml.safe_load((REPO_ROOT / "configs" / "train" / "tiny-qwen3" / "sft_lora.yaml").read_text())
@@ -248,8 +311,7 @@ def test_multinode_script_on_one_node(cluster, job_env, tiny_models, tmp_path):
     record = cluster.wait(job, timeout=60)
     log = log_of(tmp_path, job)
     assert record["JobState"] == "COMPLETED", log
-    host = subprocess.run(["scontrol", "show", "hostnames", record["NodeList"]], capture_output=True, text=True)
-    master = host.stdout.split()[0]
+    master = node_addr(record["NodeList"])
     task_lines = [line for line in log.splitlines() if " SLURM_NODEID=" in line]
     assert len(task_lines) == 1, log  # one srun task per node
     port = 20000 + int(job) % 20000
@@ -262,6 +324,33 @@ def test_multinode_script_on_one_node(cluster, job_env, tiny_models, tmp_path):
         f"--machine_rank 0 --num_processes 1 --main_process_ip {master} --main_process_port {port} "
         f"-m train.sft --config {config}" in log
     )
+
+
+@pytest.mark.slow
+def test_multinode_training_on_two_nodes(cluster, job_env, tiny_models, tmp_path):
+    """-N2, one GPU each: one srun task per node, ranks 0 and 1 (a static rendezvous hangs if both claim rank 0)."""
+    if len(cluster.nodes) < 2:
+        pytest.skip("the running local cluster has one node (LOCAL_SLURM_NODES=1)")
+    data = write_training_data(tmp_path / "data")
+    out = tmp_path / "sft_lora"
+    config = train_config(
+        "sft_lora", tmp_path, tiny_models, dataset_name=str(data / "sft"), output_dir=str(out), report_to=["none"]
+    )
+    job = cluster.sbatch(
+        ["-N2", "--gpus-per-node=1", f"--output={tmp_path}/%j.out", "slurm/train_multinode.sbatch", "sft", str(config)],
+        env=job_env,  # cpu_2proc.yaml: static rendezvous, so machine_rank decides each node's ranks
+    )
+    record = cluster.wait(job, timeout=180)
+    log = log_of(tmp_path, job)
+    assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), log
+    master, port = node_addr(record["NodeList"]), 20000 + int(job) % 20000
+    for rank in (0, 1):
+        assert (
+            f"SLURM_NODEID={rank} machine_rank={rank} main_process_ip={master} main_process_port={port} num_machines=2 "
+            "gpus_on_node=1 num_processes=2 CUDA_VISIBLE_DEVICES=0" in log
+        ), log
+    assert json.loads((out / "train_results.json").read_text())["world_size"] == 2
+    assert (out / "adapter_model.safetensors").is_file()
 
 
 @pytest.mark.slow
@@ -301,7 +390,7 @@ def test_eval_array_over_checkpoints(cluster, chain, job_env):
 def test_preempted_training_requeues_and_resumes(cluster, job_env, tiny_models, tmp_path):
     data = write_training_data(tmp_path / "data")
     out = tmp_path / "sft_lora"
-    max_steps = 40
+    max_steps = 60
     config = train_config(
         "sft_lora",
         tmp_path,
@@ -317,11 +406,11 @@ def test_preempted_training_requeues_and_resumes(cluster, job_env, tiny_models, 
     job = cluster.sbatch(
         ["--gpus-per-node=2", f"--output={tmp_path}/%j.out", "slurm/train.sbatch", "sft", str(config)], env=job_env
     )
-    wait_for_path(out / "checkpoint-10" / "trainer_state.json", timeout=150)
+    cluster.wait_for_file(job, out / "checkpoint-10" / "trainer_state.json", timeout=150)
     cluster.run(["scancel", "--batch", "--signal=USR1", job])  # what --signal=B:USR1@N delivers before the limit
-    record = cluster.wait(job, timeout=200, until=lambda r: r.get("Restarts") == "1" and r["JobState"] == "COMPLETED")
+    record = cluster.wait(job, timeout=200)  # the batch script requeues before it exits: no final state in between
     log = log_of(tmp_path, job)
-    assert record["ExitCode"] == "0:0", log
+    assert (record["JobState"], record["ExitCode"], record["Restarts"]) == ("COMPLETED", "0:0", "1"), log
     for expected in ("SLURM_RESTART_COUNT=0", "preemption signal", "requeueing job", "SLURM_RESTART_COUNT=1"):
         assert expected in log, f"{expected!r} not in job log:\n{log}"
     stopped = [int(line.split("checkpoint-")[1].split()[0]) for line in log.splitlines() if "preempted: " in line]

@@ -46,10 +46,18 @@ def test_guard_refuses_then_override_is_logged(tmp_path, caplog, pairs, message)
     assert datasets["train"].num_rows == 16
 
 
-def test_guard_names_the_bad_field(tmp_path):
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (json.dumps({"leakage": {"cross_split_rate": 0.0}}), r"manifest.json: field 'leakage.cross_split_pairs'"),
+        ('{\n  "leakage": {cross_split_pairs: 0}\n}', r"manifest.json:2: not valid JSON"),
+    ],
+    ids=["missing-field", "bad-json"],
+)
+def test_guard_names_the_bad_field_or_line(tmp_path, content, message):
     write_training_data(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({"leakage": {"cross_split_rate": 0.0}}))
-    with pytest.raises(DatasetGuardError, match=r"manifest.json: field 'leakage.cross_split_pairs'"):
+    (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(DatasetGuardError, match=message):
         load_guarded_dataset(str(tmp_path / "sft"), allow_unguarded=False)
 
 

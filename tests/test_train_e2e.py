@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -40,6 +41,12 @@ def train_cmd(stage: str, model: str, tiny_models, data_dir: Path, out: Path, *e
     ]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:  # a free rendezvous port: tests may run beside other jobs on this machine
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch(accelerate_config: Path, module_args: list[str], env: dict | None = None, timeout: int = 300):
     accelerate = Path(sys.executable).with_name("accelerate")
     cmd = [str(accelerate), "launch", "--config_file", str(accelerate_config), "--main_process_port", "0"]
@@ -70,10 +77,13 @@ def assert_adapter(out: Path, changed_from: Path | None = None) -> dict:
         before = load_file(changed_from / "adapter_model.safetensors")
         assert set(before) == set(weights)
         assert any(not torch.equal(before[k], weights[k]) for k in weights)
+        # DPO continued these weights (lr 5e-6, a few steps): a re-initialised adapter would differ by ~0.1.
+        assert max((before[k] - weights[k]).abs().max().item() for k in weights) < 1e-3
     results = json.loads((out / "train_results.json").read_text())
     for key in ["train_runtime", "train_tokens", "train_tokens_per_second", "gpu_hours", "world_size", "device"]:
         assert key in results
     assert results["train_tokens"] > 0 and results["gpu_hours"] == 0 and results["device"] == "cpu"
+    assert results["quantization"] is None or "qlora" in out.name
     return results
 
 
@@ -104,6 +114,30 @@ def wandb_runs(wandb_dir: Path) -> list:
     return runs
 
 
+def run_and_signal(cmd: list[str], env: dict, target, signum=signal.SIGUSR1) -> tuple[int, str]:
+    """Start a training command, wait until it logs a step, send ``signum`` to ``target(proc)`` (a process whose
+    ``send_signal`` is used), and return (exit code, output)."""
+    proc = subprocess.Popen(
+        cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines = []
+    for line in proc.stdout:  # wait until training is really stepping, then signal as SLURM would
+        lines.append(line)
+        if "'loss'" in line:
+            target(proc).send_signal(signum)
+            break
+    lines += proc.stdout.readlines()
+    return proc.wait(timeout=120), "".join(lines)
+
+
+def rank_process(launcher: subprocess.Popen, rank: int):
+    """The worker process of ``rank`` under an accelerate launcher."""
+    import psutil
+
+    workers = [p for p in psutil.Process(launcher.pid).children(recursive=True) if "train." in " ".join(p.cmdline())]
+    return next(p for p in workers if p.environ().get("RANK") == str(rank))
+
+
 # ---------------------------------------------------------------------------------------------------- the tests
 def test_sft_preempted_by_signal_resumes_same_run_and_wandb(tiny_models, data_dir, tmp_path):
     out, wandb_dir = tmp_path / "sft", tmp_path / "wandb"
@@ -115,23 +149,8 @@ def test_sft_preempted_by_signal_resumes_same_run_and_wandb(tiny_models, data_di
     }
     wandb_dir.mkdir()
     cmd = train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, out, "--max_steps", "2000", "--save_steps", "1000")
-    proc = subprocess.Popen(
-        [sys.executable, *cmd],
-        cwd=REPO_ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:  # wait until training is really stepping, then signal as SLURM would
-        lines.append(line)
-        if "'loss'" in line:
-            proc.send_signal(signal.SIGUSR1)
-            break
-    lines += proc.stdout.readlines()
-    output = "".join(lines)
-    assert proc.wait(timeout=120) == 0, output[-4000:]
+    returncode, output = run_and_signal([sys.executable, *cmd], env, lambda proc: proc)
+    assert returncode == 0, output[-4000:]
     stopped = int(re.search(r"preempted: checkpoint-(\d+) saved", output).group(1))
     assert 1 <= stopped < 2000 and (out / f"checkpoint-{stopped}" / "trainer_state.json").exists()
     assert not (out / "train_results.json").exists()  # not finished: only the checkpoint
@@ -144,6 +163,10 @@ def test_sft_preempted_by_signal_resumes_same_run_and_wandb(tiny_models, data_di
     assert (
         results["resumed_from_checkpoint"].endswith(f"checkpoint-{stopped}") and results["global_step"] == stopped + 2
     )
+
+    again = run_module([*cmd[:-4], "--max_steps", str(stopped + 2), "--save_steps", "1000"], env=env).stdout
+    assert "already trained to the end" in again  # a finished job re-submitted does not retrain or overwrite
+    assert json.loads((out / "train_results.json").read_text()) == results
 
     runs = wandb_runs(wandb_dir)
     assert len(runs) == 2 and runs[0].run_id == runs[1].run_id == (out / "wandb_run_id").read_text()
@@ -169,6 +192,12 @@ def test_sft_then_dpo_from_adapter_merge_and_dpo_from_merged(tiny_models, data_d
     # The reference is the SFT policy itself: at the first step policy == reference, so every reward is exactly 0.
     assert float(first["rewards/chosen"]) == 0 and float(first["rewards/margins"]) == 0
     assert_adapter(dpo, changed_from=sft)
+    # Resume (as a requeued job does): the reference stays the SFT copy, not the resumed policy, so rewards != 0.
+    dpo_cmd = train_cmd("dpo", "tiny-qwen2", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off)
+    resumed = run_module([*dpo_cmd, "--max_steps", "6"])
+    assert f"resuming from {dpo / 'checkpoint-4'}" in resumed.stdout
+    assert float(logged_steps(resumed.stdout + resumed.stderr)[0]["rewards/margins"]) != 0
+    assert assert_adapter(dpo, changed_from=sft)["global_step"] == 6
     assert (dpo / "chat_template.jinja").read_text() == (tiny_models["tiny-qwen2"] / "chat_template.jinja").read_text()
 
     merged = tmp_path / "merged"
@@ -202,11 +231,24 @@ def test_sft_then_dpo_from_adapter_merge_and_dpo_from_merged(tiny_models, data_d
     assert_adapter(dpo_merged)
 
 
-def test_sft_and_dpo_with_two_processes_ddp(tiny_models, data_dir, tmp_path):
+def test_ddp_preempted_on_one_rank_resumes_then_dpo(tiny_models, data_dir, tmp_path):
+    """2 processes (DDP over gloo): SIGUSR1 reaches only rank 1, yet both ranks stop at the same step and save."""
     config, off = REPO_ROOT / "accelerate_configs" / "cpu_2proc.yaml", ["--report_to", "none"]
     sft, dpo = tmp_path / "sft", tmp_path / "dpo"
-    launch(config, train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, *off))
-    assert assert_adapter(sft)["world_size"] == 2
+    accelerate = str(Path(sys.executable).with_name("accelerate"))
+    long_run = train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, "--max_steps", "2000", *off)
+    returncode, output = run_and_signal(
+        [accelerate, "launch", "--config_file", str(config), "--main_process_port", str(free_port()), *long_run],
+        {"PYTHONPATH": str(REPO_ROOT)},
+        lambda launcher: rank_process(launcher, 1),
+    )
+    assert returncode == 0, output[-4000:]
+    stopped = int(re.search(r"preempted: checkpoint-(\d+) saved", output).group(1))
+    assert (sft / f"checkpoint-{stopped}" / "adapter_model.safetensors").exists()
+    resumed = launch(config, [*long_run[:-4], "--max_steps", str(stopped + 2), *off]).stdout
+    assert f"resuming from {sft / f'checkpoint-{stopped}'}" in resumed
+    results = assert_adapter(sft)
+    assert results["world_size"] == 2 and results["global_step"] == stopped + 2
     launch(config, train_cmd("dpo", "tiny-qwen3", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off))
     assert assert_adapter(dpo, changed_from=sft)["world_size"] == 2
 
@@ -232,4 +274,4 @@ def test_qlora_sft_on_cpu_with_bitsandbytes(tiny_models, data_dir, tmp_path):
         *["--output_dir", str(out), "--report_to", "none"],
     ]
     run_module(cmd)
-    assert_adapter(out)
+    assert assert_adapter(out)["quantization"] == "4bit"

@@ -50,25 +50,39 @@ class TrainScriptArguments:
 
 
 # ---------------------------------------------------------------------------------------------------------------- data
+def check_manifest(manifest_path: Path) -> tuple[str | None, dict, str]:
+    """(problem or None, manifest, sha256 of the file) for the data manifest at ``manifest_path``."""
+    if not manifest_path.is_file():
+        return f"{manifest_path}: no data manifest next to the dataset", {}, ""
+    raw = manifest_path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as error:
+        return f"{manifest_path}:{error.lineno}: not valid JSON ({error.msg})", {}, digest
+    pairs = manifest.get("leakage", {}).get("cross_split_pairs")
+    if not isinstance(pairs, int):
+        return (
+            f"{manifest_path}: field 'leakage.cross_split_pairs': missing or not an integer ({pairs!r})",
+            manifest,
+            digest,
+        )
+    if pairs > 0:
+        return (
+            f"{manifest_path}: field 'leakage.cross_split_pairs': {pairs} near-duplicate pairs cross splits",
+            manifest,
+            digest,
+        )
+    return None, manifest, digest
+
+
 def load_guarded_dataset(dataset_name: str, allow_unguarded: bool) -> tuple[DatasetDict, dict, str]:
     """Load ``<out>/<view>`` and its ``<out>/manifest.json``; refuse missing provenance or cross-split leakage.
 
     Returns (datasets, manifest, manifest_sha256). With ``allow_unguarded`` a failed check is logged and recorded in
-    the manifest dict under ``"guard_override"`` (which W&B and train_results.json carry), never silently ignored.
+    the manifest dict under ``"guard_override"`` (logged to W&B with the manifest), never silently ignored.
     """
-    manifest_path = Path(dataset_name).resolve().parent / "manifest.json"
-    problem, manifest, digest = None, {}, ""
-    if not manifest_path.is_file():
-        problem = f"{manifest_path}: no data manifest next to {dataset_name}"
-    else:
-        raw = manifest_path.read_bytes()
-        digest = hashlib.sha256(raw).hexdigest()
-        manifest = json.loads(raw)
-        pairs = manifest.get("leakage", {}).get("cross_split_pairs")
-        if not isinstance(pairs, int):
-            problem = f"{manifest_path}: field 'leakage.cross_split_pairs': missing or not an integer ({pairs!r})"
-        elif pairs > 0:
-            problem = f"{manifest_path}: field 'leakage.cross_split_pairs': {pairs} near-duplicate pairs cross splits"
+    problem, manifest, digest = check_manifest(Path(dataset_name).resolve().parent / "manifest.json")
     if problem and not allow_unguarded:
         raise DatasetGuardError(f"{problem}; refusing to train (pass --allow_unguarded_dataset to override)")
     if problem:
@@ -80,7 +94,7 @@ def load_guarded_dataset(dataset_name: str, allow_unguarded: bool) -> tuple[Data
 def prepare_conversations(
     dataset: Dataset, tokenizer: PreTrainedTokenizerBase, columns: list[str], enable_thinking: bool
 ) -> Dataset:
-    """Make each row render the way the model family is trained, without touching the message text.
+    """Make each row render the way the model family is trained; the answers' words are left as they are.
 
     - Qwen3 templates (``enable_thinking`` switch): a per-row ``chat_template_kwargs`` that TRL forwards to
       ``apply_chat_template``, so thinking is off for every row unless asked.
@@ -162,6 +176,18 @@ def last_checkpoint(training_args) -> str | None:
     return None
 
 
+def already_finished(training_args) -> bool:
+    """True when output_dir holds a completed run for this step budget: a re-submitted finished job does nothing."""
+    if not (Path(training_args.output_dir) / TRAIN_RESULTS_FILE).is_file():
+        return False
+    checkpoint = last_checkpoint(training_args)
+    if checkpoint is None:
+        return True
+    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+    target = training_args.max_steps if training_args.max_steps > 0 else state["max_steps"]
+    return state["global_step"] >= target
+
+
 class PreemptionCallback(TrainerCallback):
     """SIGUSR1 or SIGTERM: finish the current optimizer step, save a checkpoint, stop; the re-run resumes from it.
 
@@ -213,6 +239,7 @@ def write_train_results(trainer, train_output, token_counter: TokenCounterCallba
         "total_train_tokens": trainer.state.num_input_tokens_seen,
         "gpu_hours": runtime * world_size / 3600 if on_gpu else 0.0,
         "world_size": world_size,
+        "quantization": next((q for q in ("4bit", "8bit") if getattr(trainer.model, f"is_loaded_in_{q}", False)), None),
         "device": torch.cuda.get_device_name(trainer.args.device) if on_gpu else "cpu",
         "global_step": trainer.state.global_step,
         "train_loss": train_output.training_loss,

@@ -26,6 +26,7 @@ from train.common import (
     PreemptionCallback,
     TokenCounterCallback,
     TrainScriptArguments,
+    already_finished,
     init_wandb,
     last_checkpoint,
     load_guarded_dataset,
@@ -71,7 +72,10 @@ def build_trainer(
     # DPOTrainer renders with the tokenizer's own template; the training variant (when TRL has one) keeps reasoning
     # that DeepSeek-R1-Distill's inference template cuts at </think>. main() saves the original template back.
     tokenizer.inference_chat_template = tokenizer.chat_template
-    tokenizer.chat_template = get_training_chat_template(tokenizer) or tokenizer.chat_template
+    try:
+        tokenizer.chat_template = get_training_chat_template(tokenizer) or tokenizer.chat_template
+    except ValueError:  # a family TRL has no training template for: its own template is used as is
+        logger.warning("no TRL training chat template for this tokenizer; DPO renders with its own template")
     splits = [script_args.dataset_train_split]
     if training_args.eval_strategy != "no":
         splits.append(script_args.dataset_test_split)
@@ -96,10 +100,13 @@ def build_trainer(
 
 
 def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig) -> int:
+    if already_finished(training_args):
+        print(f"{training_args.output_dir}: already trained to the end (train_results.json); nothing to do")
+        return 0
+    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()  # handlers first: loading takes time
     datasets, manifest, digest = load_guarded_dataset(script_args.dataset_name, script_args.allow_unguarded_dataset)
     config = resolved_config(script_args, training_args, model_args)
     init_wandb(script_args, training_args, "dpo", model_args.model_name_or_path, manifest, digest, config)
-    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()
     trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
     resume_from = last_checkpoint(training_args)
     if resume_from:

@@ -19,6 +19,7 @@ from train.common import (
     PreemptionCallback,
     TokenCounterCallback,
     TrainScriptArguments,
+    already_finished,
     init_wandb,
     last_checkpoint,
     load_guarded_dataset,
@@ -73,10 +74,13 @@ def build_trainer(
 
 
 def main(script_args: TrainScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> int:
+    if already_finished(training_args):
+        print(f"{training_args.output_dir}: already trained to the end (train_results.json); nothing to do")
+        return 0
+    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()  # handlers first: loading takes time
     datasets, manifest, digest = load_guarded_dataset(script_args.dataset_name, script_args.allow_unguarded_dataset)
     config = resolved_config(script_args, training_args, model_args)
     init_wandb(script_args, training_args, "sft", model_args.model_name_or_path, manifest, digest, config)
-    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()
     trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
     resume_from = last_checkpoint(training_args)
     if resume_from:

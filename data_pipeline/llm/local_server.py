@@ -56,8 +56,8 @@ class RequestRecord:
     conversation: str  # conversation_key(messages)
     seed: int | None
     outcome: str  # "ok", "rate_limit", "server_error", "drop", "client_gone", "reply_error", "http_<status>"
-    start: float  # time.monotonic()
-    end: float
+    start: float  # time.monotonic() when the request arrived
+    end: float  # when its answer (after the injected delay) was ready to send
     fields: dict = field(default_factory=dict)  # the request's sampling fields
 
 
@@ -227,49 +227,53 @@ class LocalOpenAIServer:
                     return name, delay
         return None, delay
 
-    def _record(self, messages, body, outcome: str, start: float) -> None:
+    def _record(self, messages, body, outcome: str, start: float) -> RequestRecord:
         fields = {name: body.get(name) for name in ("n", "temperature", "top_p", "max_tokens", "seed", "logprobs")}
         record = RequestRecord(conversation_key(messages) if isinstance(messages, list) else "", body.get("seed"),
                                outcome, start, time.monotonic(), fields)  # fmt: skip
         with self._lock:
             self.records.append(record)
+        return record
 
     # the API
     def handle(self, handler: _Handler, body: dict) -> None:
         start = time.monotonic()
         messages = body.get("messages")
+        outcome, send = self._answer(handler, body)
+        # Recorded before the answer leaves, so a client that has its answer always finds its request counted.
+        record = self._record(messages, body, outcome, start)
+        try:
+            send()
+        except (BrokenPipeError, ConnectionResetError):
+            with self._lock:
+                record.outcome = "client_gone"  # the client timed out or died first: not a completed call
+            handler.close_connection = True
+
+    def _answer(self, handler: _Handler, body: dict) -> tuple[str, Callable[[], None]]:
+        """(outcome, a function that sends the answer): validation, then the injected delay and fault, the reply."""
         rejection = self._validate(handler, body)
         if rejection is not None:
             status, message = rejection
-            handler.send_error_json(status, message)
-            self._record(messages, body, f"http_{status}", start)
-            return
+            return f"http_{status}", lambda: handler.send_error_json(status, message)
         fault, delay = self._pick_fault()
         time.sleep(delay)
-        outcome = fault or "ok"
+        if fault == "rate_limit":
+            retry_after = {"Retry-After": f"{self.faults.retry_after_s:g}"}
+            return fault, lambda: handler.send_error_json(429, "rate limited (injected)", retry_after)
+        if fault == "server_error":
+            return fault, lambda: handler.send_error_json(500, "internal error (injected)")
         try:
-            if fault == "rate_limit":
-                retry_after = {"Retry-After": f"{self.faults.retry_after_s:g}"}
-                handler.send_error_json(429, "rate limited (injected)", retry_after)
-            elif fault == "server_error":
-                handler.send_error_json(500, "internal error (injected)")
-            else:
-                response = self._completion(body)
-                if fault == "drop":
-                    handler.drop_mid_response(response)
-                else:
-                    handler.send_json(200, response)
+            response = self._completion(body)
         except _Rejected as rejected:
-            handler.send_error_json(rejected.status, rejected.message)
-            outcome = f"http_{rejected.status}"
-        except (BrokenPipeError, ConnectionResetError):
-            outcome = "client_gone"  # the client timed out or died before the answer: not a completed call
-            handler.close_connection = True
+            status, message = rejected.status, rejected.message
+            return f"http_{status}", lambda: handler.send_error_json(status, message)
         except Exception as err:  # a scripted reply or the model failed: answer 500 (retried), say why
             log.exception("local server: reply failed")
-            handler.send_error_json(500, f"reply failed: {type(err).__name__}: {err}")
-            outcome = "reply_error"
-        self._record(messages, body, outcome, start)
+            message = f"reply failed: {type(err).__name__}: {err}"
+            return "reply_error", lambda: handler.send_error_json(500, message)
+        if fault == "drop":
+            return fault, lambda: handler.drop_mid_response(response)
+        return "ok", lambda: handler.send_json(200, response)
 
     def _validate(self, handler: _Handler, body: dict) -> tuple[int, str] | None:
         if self.api_key is not None and handler.headers.get("Authorization") != f"Bearer {self.api_key}":

@@ -68,6 +68,14 @@ class TransformersBackend:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self._warm_up()
+
+    @torch.inference_mode()
+    def _warm_up(self) -> None:
+        """One untimed forward pass: the first call pays one-off allocator and kernel set-up, which would otherwise
+        land in the first batch's latency and bias efficiency comparisons against whichever model runs first."""
+        enc = self._encode([[{"role": "user", "content": "Hello"}]])
+        self.model(**enc, logits_to_keep=1)
 
     def key_fields(self) -> dict:
         return {"adapter_sha256": adapter_fingerprint(self.cfg.adapter)}

@@ -1,0 +1,95 @@
+"""The throughput benchmark's logic on CPU with a tiny configuration (its --gpu path uses the same functions)."""
+
+import re
+
+import pytest
+
+from benchmarks.train_throughput import (
+    REAL_SHAPES,
+    Setup,
+    make_datasets,
+    make_setup,
+    measure,
+    model_flops_per_token,
+    parameter_count,
+    report,
+)
+from train.tiny_models import qwen3_tokenizer
+
+TINY_SHAPE = dict(
+    arch="qwen3",
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    intermediate_size=128,
+    vocab_size=1024,
+    max_position_embeddings=512,
+    rope_theta=1_000_000.0,
+)
+
+
+def test_real_architectures_have_the_published_parameter_counts():
+    # Built on the meta device from the config shapes: the --gpu path trains exactly these architectures.
+    assert parameter_count(REAL_SHAPES["qwen3-8b"]) == 8_190_735_360
+    assert parameter_count(REAL_SHAPES["deepseek-r1-distill-qwen-7b"]) == 7_615_616_512
+
+
+def test_gpu_setup_matches_the_recipes():
+    setup = make_setup(
+        type(
+            "Args",
+            (),
+            dict(
+                gpu=True,
+                model="qwen3-8b",
+                max_length=None,
+                padded_rows=None,
+                packed_bins=None,
+                dpo_pairs=None,
+                steps=None,
+            ),
+        )()
+    )
+    assert setup.device == "cuda" and setup.max_length == 2048 and setup.activation_checkpointing
+    assert setup.shape is REAL_SHAPES["qwen3-8b"]
+
+
+def test_flops_model():
+    n = 8_190_735_360
+    sft = model_flops_per_token(REAL_SHAPES["qwen3-8b"], n, 1024, dpo=False)
+    dpo = model_flops_per_token(REAL_SHAPES["qwen3-8b"], n, 1024, dpo=True)
+    assert 4 * n < sft < 4.3 * n  # attention adds a few percent at 1k context
+    assert dpo - sft == pytest.approx(sft / 2)  # the reference pass is a forward: half the LoRA training FLOPs
+
+
+def test_pairs_dataset_holds_exactly_the_dpo_sequences(tmp_path):
+    tokenizer = qwen3_tokenizer()
+    setup = Setup(TINY_SHAPE, "cpu", 128, 4, 1, 2, steps=1, warmup=1, activation_checkpointing=False)
+    sft, dpo, pairs = make_datasets(tokenizer, setup, 6)
+    assert len(pairs) == 2 * len(dpo) == 2 * len(sft)
+    for i in range(len(dpo)):
+        assert pairs[2 * i]["messages"] == dpo[i]["prompt"] + dpo[i]["chosen"]
+        assert pairs[2 * i + 1]["messages"] == dpo[i]["prompt"] + dpo[i]["rejected"]
+    lengths = sorted(len(tokenizer(row["chosen"][0]["content"])["input_ids"]) for row in dpo)
+    assert lengths[-1] > 3 * lengths[0]  # length-skewed
+
+
+def test_all_runs_measure_and_report_with_mfu(tmp_path):
+    tokenizer_dir = tmp_path / "tok"
+    qwen3_tokenizer().save_pretrained(tokenizer_dir)
+    setup = Setup(TINY_SHAPE, "cpu", 128, 4, 1, 2, steps=2, warmup=1, activation_checkpointing=False, lora_r=4)
+    results = {run: measure(run, setup, str(tokenizer_dir)) for run in ["sft_padded", "sft_recipe", "sft_pairs", "dpo"]}
+    for r in results.values():
+        assert r["tokens_per_s"] > 0 and r["step_s"] > 0 and r["peak_mem_bytes"] > 0
+    assert results["dpo"]["tokens_per_step"] == results["sft_pairs"]["tokens_per_step"]  # same tokens
+    text = report(results, setup, parameter_count(TINY_SHAPE), "fake-gpu", peak=0.001)
+    print(text)
+    assert re.search(r"^dpo .* \d+\.\d%$", text, re.M)  # an MFU column when a peak is known
+    last = text.splitlines()[-1]
+    assert re.fullmatch(
+        r"train_throughput: sft_recipe_vs_padded=\d+\.\d\dx dpo_vs_sft_time=\d+\.\d\dx "
+        r"dpo_vs_sft_mem=\d+\.\d\dx",
+        last,
+    )
