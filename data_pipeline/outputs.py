@@ -68,7 +68,8 @@ def save_datasets(output_dir: Path, datasets: dict[str, DatasetDict]) -> dict[st
         target = output_dir / view
         if target.exists():
             shutil.rmtree(target)
-        dsd.save_to_disk(str(target))
+        # datasets writes an empty split as zero shards, which load_from_disk cannot read back: give it one.
+        dsd.save_to_disk(str(target), num_shards={split: 1 for split, ds in dsd.items() if len(ds) == 0})
         for split in dsd:
             hashes[f"{view}/{split}"] = sha256_split(target / split)
     return hashes

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from datasets import load_from_disk
+from datasets import Dataset, DatasetDict, load_from_disk
 
 from data_pipeline.config import parse_config
 from data_pipeline.importers import SEED_PATH
 from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
-from data_pipeline.outputs import sha256_split
+from data_pipeline.outputs import save_datasets, sha256_split
 from data_pipeline.pipeline import run_pipeline
 from tests.conftest import REPO_ROOT
 
@@ -233,3 +233,11 @@ def test_kill_9_mid_generation_then_rerun_repeats_no_completed_call(tmp_path):
     assert sum(c["cached"] for c in stats["llm_calls"].values()) >= served_before_kill - 4
     _, reference_manifest, _ = read_outputs(Path(reference["output_dir"]))
     assert manifest["outputs"] == reference_manifest["outputs"]
+
+
+def test_an_empty_split_is_saved_so_that_it_loads_back(tmp_path):
+    # A DPO split can end up empty (no row with a valid pair); datasets would write it as zero unreadable shards.
+    rows = Dataset.from_list([{"id": "a", "prompt": "p"}])
+    save_datasets(tmp_path, {"dpo": DatasetDict(train=rows, validation=rows.select([]), test=rows)})
+    loaded = load_from_disk(str(tmp_path / "dpo"))
+    assert {split: len(ds) for split, ds in loaded.items()} == {"train": 1, "validation": 0, "test": 1}
