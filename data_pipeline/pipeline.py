@@ -104,12 +104,12 @@ def _input_hashes(cfg: PipelineConfig) -> dict[str, str]:
     return {str(path): sha256_file(path) for path in dict.fromkeys(files)}
 
 
-def _calls_since(before: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
-    """This run's {role: {new, cached}} (call_counts() counts since process start)."""
+def _calls_since(before: dict[str, dict[str, int]], roles: list[str]) -> dict[str, dict[str, int]]:
+    """This run's {role: {new, cached}} for its own roles (call_counts() counts every LLM since process start)."""
     now = call_counts()
     return {
-        role: {kind: n - before.get(role, {}).get(kind, 0) for kind, n in counts.items()}
-        for role, counts in now.items()
+        role: {kind: now.get(role, {}).get(kind, 0) - before.get(role, {}).get(kind, 0) for kind in ("new", "cached")}
+        for role in roles
     }
 
 
@@ -193,7 +193,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         stats["leakage"] = leakage
         stats["rows_per_stage"] = stage.rows
         stats["subdomain_counts"] = subdomain_table(dsd)
-        stats["llm_calls"] = _calls_since(calls_before)
+        stats["llm_calls"] = _calls_since(calls_before, list(llms))
         hashes = save_datasets(output_dir, datasets)
         write_json(output_dir / "stats.json", stats)
         write_card(output_dir, datasets, stats, {role: built.name for role, built in llms.items()})

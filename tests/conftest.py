@@ -9,6 +9,7 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -31,3 +32,16 @@ def culturax_release() -> Path:
     if not SHARED_CULTURAX.exists():
         pytest.skip(f"{SHARED_CULTURAX} not present")
     return SHARED_CULTURAX
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_wandb_service():
+    """Close any W&B run and service a test started in this process.
+
+    wandb publishes its service address in os.environ (WANDB_SERVICE); every subprocess a later test starts (training
+    runs, SLURM jobs) would inherit it and share one service, which refuses to resume a run ID it still holds.
+    """
+    yield
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+    os.environ.pop("WANDB_SERVICE", None)

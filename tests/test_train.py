@@ -46,6 +46,15 @@ def test_guard_refuses_then_override_is_logged(tmp_path, caplog, pairs, message)
     assert datasets["train"].num_rows == 16
 
 
+def test_guard_refuses_an_empty_training_split(tmp_path):
+    write_training_data(tmp_path)
+    datasets = DatasetDict.load_from_disk(str(tmp_path / "dpo"))
+    empty = DatasetDict({**datasets, "train": datasets["train"].select([])})
+    empty.save_to_disk(str(tmp_path / "empty_dpo"), num_shards={"train": 1})
+    with pytest.raises(DatasetGuardError, match="split 'train' is missing or has no rows"):
+        load_guarded_dataset(str(tmp_path / "empty_dpo"), allow_unguarded=False)
+
+
 @pytest.mark.parametrize(
     "content, message",
     [

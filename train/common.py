@@ -76,8 +76,11 @@ def check_manifest(manifest_path: Path) -> tuple[str | None, dict, str]:
     return None, manifest, digest
 
 
-def load_guarded_dataset(dataset_name: str, allow_unguarded: bool) -> tuple[DatasetDict, dict, str]:
-    """Load ``<out>/<view>`` and its ``<out>/manifest.json``; refuse missing provenance or cross-split leakage.
+def load_guarded_dataset(
+    dataset_name: str, allow_unguarded: bool, train_split: str = "train"
+) -> tuple[DatasetDict, dict, str]:
+    """Load ``<out>/<view>`` and its ``<out>/manifest.json``; refuse missing provenance, cross-split leakage, or a
+    missing or empty training split (e.g. a DPO view where the judge left no preference pair).
 
     Returns (datasets, manifest, manifest_sha256). With ``allow_unguarded`` a failed check is logged and recorded in
     the manifest dict under ``"guard_override"`` (logged to W&B with the manifest), never silently ignored.
@@ -88,7 +91,10 @@ def load_guarded_dataset(dataset_name: str, allow_unguarded: bool) -> tuple[Data
     if problem:
         logger.warning("dataset guard overridden: %s", problem)
         manifest = {**manifest, "guard_override": problem}
-    return load_from_disk(dataset_name), manifest, digest
+    datasets = load_from_disk(dataset_name)
+    if train_split not in datasets or len(datasets[train_split]) == 0:
+        raise DatasetGuardError(f"{dataset_name}: split '{train_split}' is missing or has no rows; nothing to train on")
+    return datasets, manifest, digest
 
 
 def prepare_conversations(

@@ -104,7 +104,9 @@ def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: 
         print(f"{training_args.output_dir}: already trained to the end (train_results.json); nothing to do")
         return 0
     preemption, token_counter = PreemptionCallback(), TokenCounterCallback()  # handlers first: loading takes time
-    datasets, manifest, digest = load_guarded_dataset(script_args.dataset_name, script_args.allow_unguarded_dataset)
+    datasets, manifest, digest = load_guarded_dataset(
+        script_args.dataset_name, script_args.allow_unguarded_dataset, script_args.dataset_train_split
+    )
     config = resolved_config(script_args, training_args, model_args)
     init_wandb(script_args, training_args, "dpo", model_args.model_name_or_path, manifest, digest, config)
     trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
