@@ -9,7 +9,7 @@ from benchmarks.train_throughput import (
     Setup,
     make_datasets,
     make_setup,
-    measure,
+    measure_in_fresh_process,
     model_flops_per_token,
     parameter_count,
     report,
@@ -80,7 +80,9 @@ def test_all_runs_measure_and_report_with_mfu(tmp_path):
     tokenizer_dir = tmp_path / "tok"
     qwen3_tokenizer().save_pretrained(tokenizer_dir)
     setup = Setup(TINY_SHAPE, "cpu", 128, 4, 1, 2, steps=2, warmup=1, activation_checkpointing=False, lora_r=4)
-    results = {run: measure(run, setup, str(tokenizer_dir)) for run in ["sft_padded", "sft_recipe", "sft_pairs", "dpo"]}
+    # Each run in a fresh process, as the benchmark does: peak memory is measured against that process's baseline.
+    runs = ["sft_padded", "sft_recipe", "sft_pairs", "dpo"]
+    results = {run: measure_in_fresh_process(run, setup, str(tokenizer_dir)) for run in runs}
     for r in results.values():
         assert r["tokens_per_s"] > 0 and r["step_s"] > 0 and r["peak_mem_bytes"] > 0
     assert results["dpo"]["tokens_per_step"] == results["sft_pairs"]["tokens_per_step"]  # same tokens
