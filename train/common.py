@@ -9,8 +9,10 @@ import logging
 import os
 import signal
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
@@ -255,3 +257,43 @@ def write_train_results(trainer, train_output, token_counter: TokenCounterCallba
         path = Path(trainer.args.output_dir) / TRAIN_RESULTS_FILE
         path.write_text(json.dumps(results, indent=2) + "\n")
     return results
+
+
+# ----------------------------------------------------------------------------------------------------------- the run
+class TrainingRun(NamedTuple):
+    trainer: object
+    output: object  # TrainOutput
+    token_counter: TokenCounterCallback
+    resumed_from: str | None
+
+
+def run_training(job_type: str, script_args, training_args, model_args, build_trainer: Callable) -> TrainingRun | None:
+    """What train.sft and train.dpo share: skip a finished run, guard the data, open W&B, build the trainer, resume
+    from the newest checkpoint, train. None when this process has nothing left to do (already finished, or preempted
+    after saving a checkpoint); otherwise the finished run, for the caller to save its result."""
+    if already_finished(training_args):
+        print(f"{training_args.output_dir}: already trained to the end ({TRAIN_RESULTS_FILE}); nothing to do")
+        return None
+    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()  # handlers first: loading takes time
+    datasets, manifest, digest = load_guarded_dataset(
+        script_args.dataset_name, script_args.allow_unguarded_dataset, script_args.dataset_train_split
+    )
+    config = resolved_config(script_args, training_args, model_args)
+    init_wandb(script_args, training_args, job_type, model_args.model_name_or_path, manifest, digest, config)
+    trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
+    resume_from = last_checkpoint(training_args)
+    if resume_from:
+        trainer.accelerator.print(f"resuming from {resume_from}")
+    train_output = trainer.train(resume_from_checkpoint=resume_from)
+    if preemption.stopped_at_step is not None:
+        trainer.accelerator.print(f"preempted: checkpoint-{preemption.stopped_at_step} saved; re-run to resume")
+        trainer.end()
+        return None
+    return TrainingRun(trainer, train_output, token_counter, resume_from)
+
+
+def finish_training(run: TrainingRun, label: str) -> None:
+    """After the caller saved the model: train_results.json, a closing line, and the W&B run closed."""
+    results = write_train_results(run.trainer, run.output, run.token_counter, run.resumed_from)
+    run.trainer.accelerator.print(f"{label} done: {run.trainer.args.output_dir} {results}")
+    run.trainer.end()

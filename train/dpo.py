@@ -22,18 +22,7 @@ from peft import PeftModel, prepare_model_for_kbit_training
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 from trl.chat_template_utils import get_training_chat_template
 
-from train.common import (
-    PreemptionCallback,
-    TokenCounterCallback,
-    TrainScriptArguments,
-    already_finished,
-    init_wandb,
-    last_checkpoint,
-    load_guarded_dataset,
-    prepare_conversations,
-    resolved_config,
-    write_train_results,
-)
+from train.common import TrainScriptArguments, finish_training, prepare_conversations, run_training
 from train.sft import model_init_kwargs
 
 logger = logging.getLogger(__name__)
@@ -100,33 +89,15 @@ def build_trainer(
 
 
 def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig) -> int:
-    if already_finished(training_args):
-        print(f"{training_args.output_dir}: already trained to the end (train_results.json); nothing to do")
-        return 0
-    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()  # handlers first: loading takes time
-    datasets, manifest, digest = load_guarded_dataset(
-        script_args.dataset_name, script_args.allow_unguarded_dataset, script_args.dataset_train_split
-    )
-    config = resolved_config(script_args, training_args, model_args)
-    init_wandb(script_args, training_args, "dpo", model_args.model_name_or_path, manifest, digest, config)
-    trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
-    resume_from = last_checkpoint(training_args)
-    if resume_from:
-        trainer.accelerator.print(f"resuming from {resume_from}")
-    train_output = trainer.train(resume_from_checkpoint=resume_from)
-    if preemption.stopped_at_step is not None:
-        trainer.accelerator.print(f"preempted: checkpoint-{preemption.stopped_at_step} saved; re-run to resume")
-        trainer.end()
-        return 0
-
-    trainer.processing_class.chat_template = trainer.processing_class.inference_chat_template
-    trainer.save_model(training_args.output_dir)
-    if trainer.accelerator.is_main_process:
-        # PEFT saves every adapter; "ref" is the frozen SFT copy (identical to sft_adapter), not part of the result.
-        shutil.rmtree(Path(training_args.output_dir) / "ref", ignore_errors=True)
-    results = write_train_results(trainer, train_output, token_counter, resume_from)
-    trainer.accelerator.print(f"DPO done: {training_args.output_dir} {results}")
-    trainer.end()
+    run = run_training("dpo", script_args, training_args, model_args, build_trainer)
+    if run is not None:
+        tokenizer = run.trainer.processing_class
+        tokenizer.chat_template = tokenizer.inference_chat_template  # save the model's own template, not TRL's
+        run.trainer.save_model(training_args.output_dir)
+        if run.trainer.accelerator.is_main_process:
+            # PEFT saves every adapter; "ref" is the frozen SFT copy (identical to sft_adapter), not the result.
+            shutil.rmtree(Path(training_args.output_dir) / "ref", ignore_errors=True)
+        finish_training(run, "DPO")
     return 0
 
 

@@ -8,27 +8,13 @@ fail; the ``env:`` block is exported). Re-running the same command resumes from 
 SIGUSR1 / SIGTERM save a checkpoint and exit 0 without the final adapter (see ``PreemptionCallback``).
 """
 
-import logging
 import sys
 
 import transformers
 from accelerate import PartialState
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from train.common import (
-    PreemptionCallback,
-    TokenCounterCallback,
-    TrainScriptArguments,
-    already_finished,
-    init_wandb,
-    last_checkpoint,
-    load_guarded_dataset,
-    prepare_conversations,
-    resolved_config,
-    write_train_results,
-)
-
-logger = logging.getLogger(__name__)
+from train.common import TrainScriptArguments, finish_training, prepare_conversations, run_training
 
 
 def model_init_kwargs(model_args: ModelConfig, training_args) -> dict:
@@ -74,29 +60,10 @@ def build_trainer(
 
 
 def main(script_args: TrainScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> int:
-    if already_finished(training_args):
-        print(f"{training_args.output_dir}: already trained to the end (train_results.json); nothing to do")
-        return 0
-    preemption, token_counter = PreemptionCallback(), TokenCounterCallback()  # handlers first: loading takes time
-    datasets, manifest, digest = load_guarded_dataset(
-        script_args.dataset_name, script_args.allow_unguarded_dataset, script_args.dataset_train_split
-    )
-    config = resolved_config(script_args, training_args, model_args)
-    init_wandb(script_args, training_args, "sft", model_args.model_name_or_path, manifest, digest, config)
-    trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
-    resume_from = last_checkpoint(training_args)
-    if resume_from:
-        trainer.accelerator.print(f"resuming from {resume_from}")
-    train_output = trainer.train(resume_from_checkpoint=resume_from)
-    if preemption.stopped_at_step is not None:
-        trainer.accelerator.print(f"preempted: checkpoint-{preemption.stopped_at_step} saved; re-run to resume")
-        trainer.end()
-        return 0
-
-    trainer.save_model(training_args.output_dir)
-    results = write_train_results(trainer, train_output, token_counter, resume_from)
-    trainer.accelerator.print(f"SFT done: {training_args.output_dir} {results}")
-    trainer.end()
+    run = run_training("sft", script_args, training_args, model_args, build_trainer)
+    if run is not None:
+        run.trainer.save_model(training_args.output_dir)
+        finish_training(run, "SFT")
     return 0
 
 
