@@ -29,7 +29,7 @@ test: lint
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # The main job on the embedded default, offline on CPU: tiny models -> CULTURAX -> SFT -> DPO -> eval report.
-# Each stage is one command and one artefact; a finished stage is skipped unless its inputs changed.
+# Each stage is one command and one artefact; a finished stage is skipped unless its config (or an earlier stage) changed.
 # FORCE=1 starts over (drops runs/demo, the LLM call cache included).
 DEMO := runs/demo
 TINY := runs/tiny_models
@@ -51,7 +51,6 @@ $(DEMO)/data/manifest.json: configs/data/demo.yaml $(TINY)/tiny-qwen3/config.jso
 	$(PYTHON) -m data_pipeline --config configs/data/demo.yaml --output_dir $(DEMO)/data
 
 $(DEMO)/sft/train_results.json: configs/train/tiny-qwen3/sft_lora.yaml $(DEMO)/data/manifest.json
-	mkdir -p $(DEMO)
 	$(DEMO_ENV) $(LAUNCH) -m train.sft --config configs/train/tiny-qwen3/sft_lora.yaml \
 		--dataset_name $(DEMO)/data/sft --output_dir $(DEMO)/sft
 
