@@ -19,7 +19,16 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from data_pipeline.llm.core import Completion, GenerationRequest, LLMConfig, Sampling, adapter_fingerprint, row_seed
+from data_pipeline.llm.core import (
+    Completion,
+    GenerationRequest,
+    LLMConfig,
+    Sampling,
+    adapter_fingerprint,
+    chat_prompt,
+    first_token_ids,
+    row_seed,
+)
 
 
 class SeededSampler(LogitsProcessor):
@@ -82,9 +91,7 @@ class TransformersBackend:
 
     def prompt_text(self, messages: list[dict]) -> str:
         """The exact text the model continues: chat template + generation prompt + chat_template_kwargs."""
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **self.cfg.chat_template_kwargs
-        )
+        return chat_prompt(self.tokenizer, messages, self.cfg.chat_template_kwargs)
 
     def _encode(self, conversations: list[list[dict]]) -> dict:
         # The template already writes BOS/specials; add_special_tokens=False keeps them from doubling.
@@ -139,13 +146,7 @@ class TransformersBackend:
 
     def option_token_ids(self, options: list[str]) -> list[int]:
         """First token of each option, tokenised as written (a leading space is part of the option if you give it)."""
-        ids = []
-        for option in options:
-            tokens = self.tokenizer.encode(option, add_special_tokens=False)
-            if not tokens:
-                raise ValueError(f"next_token_logprobs: option {option!r} encodes to no token")
-            ids.append(tokens[0])
-        return ids
+        return first_token_ids(self.tokenizer, options)
 
     def next_token_logprobs(self, conversations, options, on_done) -> None:
         """Exact log-probabilities over the whole vocabulary. Options sharing a first token get the same value."""

@@ -15,7 +15,14 @@ is appended to the prompt and vLLM returns that token's prompt logprob (prefix c
 import time
 from collections.abc import Callable
 
-from data_pipeline.llm.core import Completion, GenerationRequest, LLMConfig, adapter_fingerprint
+from data_pipeline.llm.core import (
+    Completion,
+    GenerationRequest,
+    LLMConfig,
+    adapter_fingerprint,
+    chat_prompt,
+    first_token_ids,
+)
 
 MAX_LORA_RANK = 64  # adapters trained by train.sft / train.dpo use r <= 64
 
@@ -40,16 +47,12 @@ class VLLMBackend:
         )
         self.tokenizer = self.engine.get_tokenizer()
         self.lora_request = LoRARequest("adapter", 1, cfg.adapter) if cfg.adapter else None
-        eos = self.tokenizer.eos_token_id
-        self.eos_ids = {eos} if eos is not None else set()
 
     def key_fields(self) -> dict:
         return {"adapter_sha256": adapter_fingerprint(self.cfg.adapter)}
 
     def _prompt_ids(self, messages: list[dict]) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **self.cfg.chat_template_kwargs
-        )
+        text = chat_prompt(self.tokenizer, messages, self.cfg.chat_template_kwargs)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _run(self, prompts: list[list[int]], params: list) -> list:
@@ -80,12 +83,7 @@ class VLLMBackend:
                 on_done(start + offset, Completion(best.text, len(best.token_ids), latency, cached=False))
 
     def next_token_logprobs(self, conversations, options, on_done) -> None:
-        first_tokens = []
-        for option in options:
-            ids = self.tokenizer.encode(option, add_special_tokens=False)
-            if not ids:
-                raise ValueError(f"next_token_logprobs: option {option!r} encodes to no token")
-            first_tokens.append(ids[0])
+        first_tokens = first_token_ids(self.tokenizer, options)
         prompts, params = [], self._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
         for messages in conversations:
             ids = self._prompt_ids(messages)
