@@ -11,6 +11,8 @@ from pathlib import Path
 
 from trl import TrlParser
 
+from data_pipeline.llm import LLMConfig
+
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")
 JUDGE_MODES = ("logprobs", "generative", "classifier")
@@ -122,6 +124,16 @@ class EvalConfig:
     def to_dict(self) -> dict:
         """The config as given (for results.json and W&B); it holds env-var names only, never secrets."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def llm_config(*sources) -> LLMConfig:
+    """An LLMConfig whose every field comes from the first source with a non-None attribute of that name."""
+    values = {}
+    for name in (f.name for f in dataclasses.fields(LLMConfig)):
+        value = next((getattr(s, name) for s in sources if getattr(s, name, None) is not None), None)
+        if value is not None:
+            values[name] = value
+    return LLMConfig(**values)
 
 
 def _strict(cls, mapping: dict, where: str):

@@ -92,7 +92,8 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
 
 
 def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec) -> dict:
-    win, ti, safety = (metrics.mean_percent(scores[k]) for k in ("helpfulness", "honesty", "harmlessness"))
+    win, safety = metrics.win_rate(scores["helpfulness"]), metrics.safety_score(scores["harmlessness"])
+    ti = metrics.truth_info(scores["truthful"], scores["informative"])
     out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}
     out["truthful"] = metrics.mean_percent(scores["truthful"])
     out["informative"] = metrics.mean_percent(scores["informative"])

@@ -7,22 +7,12 @@ response keeps its original latency); with a batching backend it is the wall tim
 
 from datasets import Dataset
 
-from data_pipeline.llm import LLM, LLMConfig, Sampling, build_llm
-from eval.config import EvalConfig, ModelSpec
+from data_pipeline.llm import LLM, Sampling, build_llm
+from eval.config import EvalConfig, ModelSpec, llm_config
 
 
 def build_model_llm(cfg: EvalConfig, spec: ModelSpec) -> LLM:
-    llm_cfg = LLMConfig(
-        backend=spec.backend or cfg.backend,
-        model=spec.model,
-        adapter=spec.adapter,
-        base_url=spec.base_url,
-        api_key_env=spec.api_key_env,
-        batch_size=cfg.batch_size,
-        dtype=cfg.dtype,
-        max_concurrency=cfg.max_concurrency,
-        chat_template_kwargs=cfg.chat_template_kwargs,
-    )
+    llm_cfg = llm_config(spec, cfg)  # the spec's own settings; the run's decoding settings for the rest
     return build_llm(llm_cfg, cfg.cache_dir, role=f"model:{spec.name}")
 
 

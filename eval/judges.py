@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from data_pipeline.llm import LLM, LLMConfig, LLMRequestError, Sampling, build_llm
-from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec
+from data_pipeline.llm import LLM, LLMRequestError, Sampling, build_llm
+from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec, llm_config
 
 log = logging.getLogger(__name__)
 RETRY_TEMPERATURE = 0.7
@@ -195,17 +195,7 @@ def build_judges(cfg: EvalConfig) -> dict[str, Judge]:
     for metric, spec in cfg.judge_specs.items():
         if spec.mode == "classifier":
             continue
-        llm_cfg = LLMConfig(
-            backend=spec.backend,
-            model=spec.model,
-            adapter=spec.adapter,
-            base_url=spec.base_url,
-            api_key_env=spec.api_key_env,
-            batch_size=spec.batch_size,
-            dtype=spec.dtype,
-            chat_template_kwargs=spec.chat_template_kwargs,
-            max_concurrency=cfg.max_concurrency,
-        )
+        llm_cfg = llm_config(spec, cfg)  # the judge's own settings; the run's max_concurrency
         key = repr(llm_cfg)
         configs[key] = llm_cfg
         sharing.setdefault(key, []).append(metric)

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from data_pipeline import taxonomy  # noqa: E402
 from eval.metrics import FAILURE_TYPES  # noqa: E402
 
 COLUMNS = [  # (metric key, header); efficiency keys live under metrics["efficiency"]
@@ -64,8 +65,6 @@ def fmt_delta(delta: dict | None) -> str:
 
 
 def subdomain_label(sid: str) -> str:
-    from data_pipeline import taxonomy
-
     return f"{sid} {taxonomy.get(int(sid)).name}"
 
 
@@ -198,6 +197,13 @@ def _grouped_bars(ax, categories: list[str], series: dict[str, list], horizontal
     ax.legend(fontsize=8)
 
 
+def subdomains_to_plot(results: dict) -> list[str]:
+    """Every subdomain of the release plus any other evaluated one ([] without CULTURAX): a subdomain the evaluated
+    prompts miss is a gap in the test set the reader should see (n=0, no bar), not a silently shorter axis."""
+    evaluated = {sid for m in results["metrics"].values() for sid in m["per_subdomain"]}
+    return sorted(evaluated | {str(i) for i in taxonomy.RELEASE_IDS}, key=int) if evaluated else []
+
+
 def write_plots(results: dict, out: Path) -> None:
     names, per_model = list(results["metrics"]), results["metrics"]
     stand_in = (
@@ -223,11 +229,13 @@ def write_plots(results: dict, out: Path) -> None:
     fig.savefig(out / PLOTS[0], dpi=120)
     plt.close(fig)
 
-    subdomains = sorted({sid for n in names for sid in per_model[n]["per_subdomain"]}, key=int)
+    subdomains = subdomains_to_plot(results)
     fig, ax = plt.subplots(figsize=(8, min(1.5 + 0.12 * len(subdomains) * len(names), 18)))
     if subdomains:
         series = {n: [per_model[n]["per_subdomain"].get(s, {}).get("failure_rate") for s in subdomains] for n in names}
-        _grouped_bars(ax, [subdomain_label(s) for s in subdomains], series, horizontal=True)
+        counts = [per_model[names[0]]["per_subdomain"].get(s, {}).get("n", 0) for s in subdomains]
+        labels = [f"{subdomain_label(s)} (n={count})" for s, count in zip(subdomains, counts, strict=True)]
+        _grouped_bars(ax, labels, series, horizontal=True)
     ax.set_xlim(0, 110)  # a percentage: the full scale keeps runs comparable by eye
     ax.set_xlabel("cultural failure rate (%) ↓")
     ax.set_title("Cultural failure rate per subdomain" + stand_in, fontsize=10)

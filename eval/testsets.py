@@ -13,7 +13,7 @@ offline tests.
 import json
 from pathlib import Path
 
-from datasets import Dataset, load_from_disk
+from datasets import Dataset, load_dataset, load_from_disk
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
 HUB_IDS = {
@@ -21,6 +21,7 @@ HUB_IDS = {
     "harmlessness": "PKU-Alignment/BeaverTails",
     "honesty": "truthfulqa/truthful_qa",
 }
+FIXTURE_FILES = {"helpfulness": "helpfulness.jsonl", "harmlessness": "harmful.jsonl", "honesty": "truthfulqa.jsonl"}
 FIXTURE_FIELDS = {
     "helpfulness": {"id": str, "prompt": str, "reference": str},
     "harmlessness": {"id": str, "prompt": str, "category": str},
@@ -59,11 +60,7 @@ def read_fixture(path: Path, fields: dict[str, type]) -> Dataset:
     return Dataset.from_list(rows)
 
 
-def load_helpfulness(source: str) -> Dataset:
-    if source == "fixture":
-        return read_fixture(FIXTURES_DIR / "helpfulness.jsonl", FIXTURE_FIELDS["helpfulness"])
-    from datasets import load_dataset
-
+def _hub_helpfulness(source: str) -> Dataset:
     # AlpacaEval 805 instructions with the reference model's outputs ("output") in split "eval".
     ds = load_dataset(source, "alpaca_eval", split="eval")
     return Dataset.from_dict(
@@ -75,11 +72,7 @@ def load_helpfulness(source: str) -> Dataset:
     )
 
 
-def load_harmlessness(source: str) -> Dataset:
-    if source == "fixture":
-        return read_fixture(FIXTURES_DIR / "harmful.jsonl", FIXTURE_FIELDS["harmlessness"])
-    from datasets import load_dataset
-
+def _hub_harmlessness(source: str) -> Dataset:
     # BeaverTails 30k_test: QA pairs labelled per harm category; evaluate each distinct unsafe-labelled prompt once.
     ds = load_dataset(source, split="30k_test").filter(lambda row: not row["is_safe"])
     seen: dict[str, str] = {}
@@ -95,11 +88,7 @@ def load_harmlessness(source: str) -> Dataset:
     )
 
 
-def load_honesty(source: str) -> Dataset:
-    if source == "fixture":
-        return read_fixture(FIXTURES_DIR / "truthfulqa.jsonl", FIXTURE_FIELDS["honesty"])
-    from datasets import load_dataset
-
+def _hub_honesty(source: str) -> Dataset:
     ds = load_dataset(source, "generation", split="validation")
     return Dataset.from_dict(
         {
@@ -110,6 +99,16 @@ def load_honesty(source: str) -> Dataset:
             "incorrect_answers": ds["incorrect_answers"],
         }
     )
+
+
+HUB_LOADERS = {"helpfulness": _hub_helpfulness, "harmlessness": _hub_harmlessness, "honesty": _hub_honesty}
+
+
+def load_hhh_set(name: str, source: str) -> Dataset:
+    """One HHH set: the offline fixture, or the hub dataset `source` in that set's layout."""
+    if source == "fixture":
+        return read_fixture(FIXTURES_DIR / FIXTURE_FILES[name], FIXTURE_FIELDS[name])
+    return HUB_LOADERS[name](source)
 
 
 def load_culturax(dataset_dir: str, split: str = "test") -> tuple[Dataset, Dataset | None]:
@@ -129,11 +128,7 @@ def load_culturax(dataset_dir: str, split: str = "test") -> tuple[Dataset, Datas
 
 def load_test_sets(cfg) -> tuple[dict[str, Dataset], Dataset | None]:
     """All sets the config names, each cut to `max_prompts_per_set`; returns (sets, culturax train split)."""
-    sets = {
-        "helpfulness": load_helpfulness(cfg.helpfulness),
-        "harmlessness": load_harmlessness(cfg.harmlessness),
-        "honesty": load_honesty(cfg.honesty),
-    }
+    sets = {name: load_hhh_set(name, getattr(cfg, name)) for name in HUB_LOADERS}
     train = None
     if cfg.culturax_dataset:
         sets["culturax"], train = load_culturax(cfg.culturax_dataset, cfg.culturax_split)

@@ -17,9 +17,11 @@ from datasets import DatasetDict
 from data_pipeline.llm import call_counts
 from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
 from data_pipeline.schema import make_row, rows_to_dataset
+from data_pipeline.taxonomy import RELEASE_IDS
 from eval import compare
 from eval.__main__ import main as eval_main
 from eval.judges import parse_verdict, pick_option
+from eval.report import subdomains_to_plot
 
 PER_MODEL_KEYS = {
     "win_rate",
@@ -202,6 +204,10 @@ def test_full_eval_writes_results_report_and_plots(first_run):
     assert "show the plumbing, not alignment quality" in report
     assert re.search(r"\| base \| [\d.]+ \| [\d.]+ \| [\d.]+ \|", report)
     assert "| base → tuned |" in report and "cultural_failure_v1.txt" in report
+    # The per-subdomain plot has a row for every release subdomain, evaluated or not (n=0), plus any other evaluated.
+    plotted = subdomains_to_plot(results)
+    assert set(plotted) == {str(i) for i in RELEASE_IDS} | {"11", "12", "15", "20", "21"}
+    assert plotted == sorted(plotted, key=int)
     for png in ("hhh.png", "cultural_per_subdomain.png", "failure_types.png", "efficiency.png"):
         data = (out / png).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -226,8 +232,10 @@ def test_safety_metric_matches_the_scripted_judge_and_counts_failures(first_run)
     assert results["judges"]["safety"]["failed"] == 2  # one prompt, two models: counted, not scored
 
 
-def test_adding_a_model_regenerates_nothing_else(first_run, tiny_models, tuned_adapter, culturax_dir, server):
-    root, first = first_run
+@pytest.fixture(scope="module")
+def second_run(first_run, tiny_models, tuned_adapter, culturax_dir, server):
+    """run_b: run_a's config plus one model, on run_a's cache; returns (results, new calls per role, HTTP calls)."""
+    root, _ = first_run
     before = call_counts()
     server.reset_records()
     config = write_config(
@@ -243,6 +251,12 @@ def test_adding_a_model_regenerates_nothing_else(first_run, tiny_models, tuned_a
     second = eval_main(["--config", str(config)])
     after = call_counts()
     new = {role: after[role]["new"] - before.get(role, {"new": 0})["new"] for role in after}
+    return second, new, sum(server.completed().values())
+
+
+def test_adding_a_model_regenerates_nothing_else(first_run, second_run):
+    _, first = first_run
+    second, new, http_calls = second_run
     assert new["model:base"] == 0 and new["model:tuned"] == 0
     # Every prompt of the new model is generated once; the CULTURAX prompt that copies an HHH prompt is a cache hit.
     assert new["model:other"] == 3 * PER_SET + len(TEST_PROMPTS) - 1
@@ -250,27 +264,15 @@ def test_adding_a_model_regenerates_nothing_else(first_run, tiny_models, tuned_a
     per_model_judgements = 2 * PER_SET + 2 * PER_SET + len(TEST_PROMPTS)  # pairwise x2, truthful+informative, cultural
     assert new["judge:helpfulness+truthfulness+informativeness+cultural"] <= per_model_judgements
     assert new["judge:safety"] <= PER_SET + 2 + 1  # + two retries (explosive) + one retry (car)
-    assert sum(server.completed().values()) == new["judge:safety"]
+    assert http_calls == new["judge:safety"]
     for name in ("base", "tuned"):
         for key in ("win_rate", "safety_score", "truth_info", "cultural_failure_rate"):
             assert second["metrics"][name][key] == first["metrics"][name][key]
     assert [c["tuned"] for c in second["comparisons"]] == ["tuned", "other"]
 
 
-def test_compare_over_result_folders_and_offline_wandb(first_run, tiny_models, tuned_adapter, culturax_dir, server):
+def test_compare_over_result_folders_and_offline_wandb(first_run, second_run):
     root, _ = first_run
-    if not (root / "run_b" / "results.json").exists():
-        write_config(
-            root / "b.yaml",
-            tiny_models,
-            tuned_adapter,
-            culturax_dir,
-            server,
-            root / "run_b",
-            root / "cache",
-            extra_model=True,
-        )
-        eval_main(["--config", str(root / "b.yaml")])
     text = compare.main([str(root / "run_a"), str(root / "run_b"), "--output", str(root / "compare.md")])
     assert text.count("| run_a | base |") == 1 and text.count("| run_b | other |") == 1
     assert "| run_b | base → other |" in text
