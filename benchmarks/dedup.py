@@ -22,7 +22,15 @@ import pandas as pd
 from datasketch import MinHash, MinHashLSH
 from simhash import Simhash, SimhashIndex
 
-from data_pipeline.dedup import DedupConfig, clusters, fingerprints_and_features, near_duplicate_pairs, pair_jaccard
+from data_pipeline.dedup import (
+    DedupConfig,
+    _features,
+    _normalise,
+    clusters,
+    fingerprints_and_features,
+    near_duplicate_pairs,
+    pair_jaccard,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "data_pipeline" / "seeds" / "prompts.jsonl"
@@ -87,8 +95,8 @@ def release_questions() -> list[str]:
 
 
 def _normalised_4grams(text: str) -> list[bytes]:
-    kept = "".join(re.findall(r"[\w\u4e00-\u9fcc]", text.lower()))
-    return list({kept[i : i + 4].encode("utf-8") for i in range(max(len(kept) - 3, 1))})
+    """The same feature set our Jaccard check compares, so both sides measure one similarity."""
+    return [feature.encode("utf-8") for feature in set(_features(_normalise(text)))]
 
 
 def _pair_set(pairs: np.ndarray) -> set[tuple[int, int]]:

@@ -34,7 +34,7 @@ from rich.table import Table
 from transformers import HfArgumentParser
 
 from data_pipeline import embeddings, taxonomy
-from data_pipeline.dedup import DedupConfig, fingerprint, near_duplicate_pairs, verify_pairs
+from data_pipeline.dedup import DedupConfig, fingerprints_and_features, near_duplicate_pairs, pair_jaccard
 from data_pipeline.importers import SourceSpec, load_source
 
 MISMATCH_THRESHOLD = 0.25
@@ -62,9 +62,9 @@ def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object
         path = path / "dataset"  # a pipeline output folder
     splits = datasets.load_from_disk(args.splits_dir) if args.splits_dir else None
     if (path / "dataset_dict.json").exists():
-        splits = splits if splits is not None else datasets.load_from_disk(str(path))
-        names = list(datasets.load_from_disk(str(path)))
-        specs = [SourceSpec("hf", str(path), split=name, on_error=args.on_error) for name in names]
+        saved = datasets.load_from_disk(str(path))
+        splits = splits if splits is not None else saved
+        specs = [SourceSpec("hf", str(path), split=name, on_error=args.on_error) for name in saved]
     else:
         fmt = args.format or ("hf" if path.is_dir() else SUFFIX_FORMATS.get(path.suffix, ""))
         if not fmt:
@@ -90,8 +90,9 @@ def exact_duplicate_ids(prompts: list[str], ids: list[str]) -> list[str]:
 
 def near_duplicates(prompts: list[str], cfg: DedupConfig) -> dict:
     distinct = list(dict.fromkeys(prompts))
-    pairs = near_duplicate_pairs(fingerprint(distinct), cfg.tau)
-    verified = verify_pairs(distinct, distinct, pairs, cfg) if len(pairs) else np.zeros(0, dtype=bool)
+    fps, features = fingerprints_and_features(distinct)  # one pass gives both the search keys and the Jaccard sets
+    pairs = near_duplicate_pairs(fps, cfg.tau)
+    verified = pair_jaccard(features, features, pairs) >= cfg.jaccard_threshold
     examples = [[distinct[i], distinct[j]] for i, j in pairs[verified][:5]]
     return {"verified": int(verified.sum()), "unverified": int((~verified).sum()), "examples": examples}
 

@@ -293,10 +293,16 @@ def pair_jaccard(rows_a: FeatureRows, rows_b: FeatureRows, pairs: np.ndarray) ->
 
 
 def verify_pairs(texts_a: Sequence[str], texts_b: Sequence[str], pairs: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """True where a candidate pair (index in texts_a, index in texts_b) is a near-duplicate by Jaccard."""
-    rows_a = fingerprints_and_features(texts_a)[1]
-    rows_b = rows_a if texts_b is texts_a else fingerprints_and_features(texts_b)[1]
-    return pair_jaccard(rows_a, rows_b, pairs) >= cfg.jaccard_threshold
+    """True where a candidate pair (index in texts_a, index in texts_b) is a near-duplicate by Jaccard.
+
+    Only the texts that some pair names are hashed: callers check a few candidates against a large set.
+    """
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    used_a, at_a = np.unique(pairs[:, 0], return_inverse=True)
+    used_b, at_b = np.unique(pairs[:, 1], return_inverse=True)
+    rows_a = fingerprints_and_features([texts_a[i] for i in used_a])[1]
+    rows_b = fingerprints_and_features([texts_b[i] for i in used_b])[1]
+    return pair_jaccard(rows_a, rows_b, np.stack([at_a, at_b], axis=1)) >= cfg.jaccard_threshold
 
 
 # ---------------------------------------------------------------------------------------------------- clusters

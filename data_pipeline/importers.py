@@ -114,8 +114,8 @@ def load_sources(specs: list[SourceSpec]) -> ImportResult:
     for spec in specs:
         part, lines = _load(spec)
         skipped.extend(part.skipped)
+        file = spec.path or str(SEED_PATH)
         for row, line in zip(part.rows, lines, strict=True):
-            file = spec.path or str(SEED_PATH)
             if row["id"] in seen:
                 error = InputError(file, line, "id", f"duplicate id {row['id']!r} (first in {seen[row['id']]})")
                 if spec.on_error == "raise":

@@ -131,7 +131,7 @@ def _fmt(value) -> str:
 
 
 def write_card(output_dir: Path, datasets: dict[str, DatasetDict], stats: dict, roles: dict[str, str]) -> None:
-    """README.md: a Hugging Face dataset card (YAML metadata header, then what was built and how)."""
+    """README.md: a Hugging Face dataset card (YAML metadata header, then what was built and how), from stats.json."""
     main = datasets["dataset"]
     total = sum(len(ds) for ds in main.values())
     header = [
@@ -176,9 +176,8 @@ def write_card(output_dir: Path, datasets: dict[str, DatasetDict], stats: dict, 
         "## Rows per subdomain (multi-label rows count under each subdomain)",
         "",
     ]
-    counts = subdomain_table(main)
     rows = []
-    for sid, per_split in counts.items():
+    for sid, per_split in stats["subdomain_counts"].items():
         sub = taxonomy.get(int(sid))
         rows.append([sid, sub.name, sub.domain, *(per_split.get(split, 0) for split in main), sum(per_split.values())])
     body += [_table(["id", "subdomain", "UNESCO domain", *main.keys(), "total"], rows), ""]
