@@ -55,9 +55,14 @@ class GenerateConfig:
         return Sampling(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed)
 
 
+def prompt_path(name: str) -> Path:
+    """A bare file name is one of the versioned prompts in data_pipeline/prompts/; anything else is a path."""
+    return Path(name) if Path(name).is_absolute() or Path(name).parent != Path(".") else PROMPTS_DIR / name
+
+
 def load_prompt(name: str) -> Template:
     """A versioned prompt template ($placeholders, so JSON braces in a prompt need no escaping)."""
-    path = Path(name) if Path(name).is_absolute() or Path(name).parent != Path(".") else PROMPTS_DIR / name
+    path = prompt_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"prompt file not found: {path}")
     return Template(path.read_text(encoding="utf-8").strip())

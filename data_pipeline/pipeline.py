@@ -19,7 +19,7 @@ from data_pipeline.classify import build_classifier, classify_dataset
 from data_pipeline.config import STAGES, ConfigError, PipelineConfig, secret_free
 from data_pipeline.dedup import dedup, remove_contaminated
 from data_pipeline.expand import expand_dataset
-from data_pipeline.generate import PROMPTS_DIR, generate_candidates
+from data_pipeline.generate import generate_candidates, prompt_path
 from data_pipeline.importers import SEED_PATH, load_sources
 from data_pipeline.judge import rejection_sample
 from data_pipeline.llm import LLM, build_llm, call_counts
@@ -100,7 +100,7 @@ def _input_hashes(cfg: PipelineConfig) -> dict[str, str]:
         prompt_files += (
             [j.judge_prompt_file] if j.mode == "generative" else [j.facet_prompt_file, j.critique_prompt_file]
         )
-    files += [Path(name) if Path(name).parent != Path(".") else PROMPTS_DIR / name for name in prompt_files]
+    files += [prompt_path(name) for name in prompt_files]
     return {str(path): sha256_file(path) for path in dict.fromkeys(files)}
 
 
