@@ -322,29 +322,22 @@ def report(results: dict[str, dict], setup: Setup, n_params: int, device_name: s
     return "\n".join(lines)
 
 
+# Per-device defaults of the command-line knobs, then the fixed settings (GPU: the recipes' activation checkpointing).
+DEFAULTS = {
+    "cuda": dict(max_length=2048, padded_rows=8, packed_bins=2, dpo_pairs=2, steps=5),
+    "cpu": dict(max_length=1024, padded_rows=8, packed_bins=1, dpo_pairs=2, steps=4),
+}
+
+
 def make_setup(args) -> Setup:
-    if args.gpu:
-        return Setup(
-            shape=REAL_SHAPES[args.model],
-            device="cuda",
-            max_length=args.max_length or 2048,
-            padded_rows=args.padded_rows or 8,
-            packed_bins=args.packed_bins or 2,
-            dpo_pairs=args.dpo_pairs or 2,
-            steps=args.steps or 5,
-            warmup=2,
-            activation_checkpointing=True,
-        )
+    device = "cuda" if args.gpu else "cpu"
+    knobs = {name: getattr(args, name) or default for name, default in DEFAULTS[device].items()}
     return Setup(
-        shape=CPU_SHAPE,
-        device="cpu",
-        max_length=args.max_length or 1024,
-        padded_rows=args.padded_rows or 8,
-        packed_bins=args.packed_bins or 1,
-        dpo_pairs=args.dpo_pairs or 2,
-        steps=args.steps or 4,
-        warmup=1,
-        activation_checkpointing=False,
+        shape=REAL_SHAPES[args.model] if args.gpu else CPU_SHAPE,
+        device=device,
+        warmup=2 if args.gpu else 1,
+        activation_checkpointing=args.gpu,
+        **knobs,
     )
 
 

@@ -70,18 +70,25 @@ ac_on_preempt() {
 }
 trap ac_on_preempt USR1
 
-# Run "$@" once per node through srun, wait for it (a trapped signal interrupts `wait`, so wait again), then
-# requeue if the job was preempted, else return the step's exit code.
+# Wait for background child $1 and return its exit code: a trapped signal interrupts `wait`, so wait again while
+# the child is still alive.
+ac_wait_child() {
+    local rc
+    while :; do
+        rc=0
+        wait "$1" || rc=$?
+        kill -0 "$1" 2>/dev/null || return "$rc"
+    done
+}
+
+# Run "$@" once per node through srun, wait for it, then requeue if the job was preempted, else return the step's
+# exit code.
 ac_run_per_node() {
     srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 --kill-on-bad-exit=1 \
         --cpus-per-task="${SLURM_CPUS_PER_TASK:-$SLURM_CPUS_ON_NODE}" "$@" &
     AC_STEP_PID=$!
     local rc=0
-    while :; do
-        rc=0
-        wait "$AC_STEP_PID" || rc=$?
-        kill -0 "$AC_STEP_PID" 2>/dev/null || break
-    done
+    ac_wait_child "$AC_STEP_PID" || rc=$?
     AC_STEP_PID=""
     if ((AC_PREEMPTED)); then
         ac_log "step ended (exit $rc) after preemption; requeueing job $SLURM_JOB_ID"
@@ -112,13 +119,7 @@ trap "" USR1
 "${launch[@]}" &
 launcher=$!
 trap "pkill -USR1 -P $launcher || true" USR1
-rc=0
-while :; do
-    rc=0
-    wait "$launcher" || rc=$?
-    kill -0 "$launcher" 2>/dev/null || break
-done
-exit "$rc"
+ac_wait_child "$launcher"
 '
 
 # accelerate launch -m train.<module> --config <config> <overrides...> on every node of the allocation.
@@ -135,7 +136,7 @@ ac_launch_training() {
     AC_MASTER_ADDR=${AC_MASTER_ADDR:-${node_addr:-$first_node}}
     AC_MASTER_PORT=${AC_MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}
     export AC_MASTER_ADDR AC_MASTER_PORT AC_ACCELERATE_CONFIG
-    export -f ac_gpus_per_node ac_die
+    export -f ac_gpus_per_node ac_die ac_wait_child
     ac_run_per_node bash -c "$AC_NODE_LAUNCHER" "node-launcher" -m "train.$module" --config "$config" "$@"
     if [[ ${AC_DRY_RUN:-0} == 1 ]]; then ac_log "dry run: nothing was launched"; else ac_log "training finished"; fi
 }

@@ -79,17 +79,18 @@ class LocalCluster:
             cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
         )
 
-    def job(self, job_id: str) -> dict[str, str]:
-        """`scontrol show job -o` as a dict (JobState, ExitCode, Restarts, Dependency, ...); array jobs: first task."""
+    def _records(self, job_id: str) -> list[dict[str, str]]:
+        """`scontrol show job -o` as one dict per line (JobState, ExitCode, Restarts, Dependency, ...)."""
         out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
-        line = out.strip().splitlines()[0] if out.strip() else ""
-        return dict(re.findall(r"(\w+)=(\S*)", line))
+        return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.strip().splitlines()]
+
+    def job(self, job_id: str) -> dict[str, str]:
+        """The job's scontrol record ({} once slurmctld forgot it); array jobs: the first task's."""
+        return next(iter(self._records(job_id)), {})
 
     def array_tasks(self, job_id: str) -> dict[str, dict[str, str]]:
         """Per-task scontrol records of an array job, keyed by ArrayTaskId."""
-        out = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True, text=True).stdout
-        records = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.strip().splitlines()]
-        return {r["ArrayTaskId"]: r for r in records if "ArrayTaskId" in r}
+        return {r["ArrayTaskId"]: r for r in self._records(job_id) if "ArrayTaskId" in r}
 
     def wait(self, job_id: str, timeout: float, until=None) -> dict[str, str]:
         """Poll until `until(record)` (default: a final state) holds; fail with the job record on timeout."""

@@ -1,10 +1,12 @@
 """The throughput benchmark's logic on CPU with a tiny configuration (its --gpu path uses the same functions)."""
 
+import argparse
 import re
 
 import pytest
 
 from benchmarks.train_throughput import (
+    CPU_SHAPE,
     REAL_SHAPES,
     Setup,
     make_datasets,
@@ -14,19 +16,17 @@ from benchmarks.train_throughput import (
     parameter_count,
     report,
 )
-from train.tiny_models import qwen3_tokenizer
+from train.tiny_models import qwen3_tokenizer, tiny_config_kwargs
 
+# train.tiny_models' CPU-test shapes (tokenizer ids and embedding tying are set by build_model itself).
 TINY_SHAPE = dict(
     arch="qwen3",
-    hidden_size=64,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=16,
-    intermediate_size=128,
-    vocab_size=1024,
-    max_position_embeddings=512,
     rope_theta=1_000_000.0,
+    **{
+        name: value
+        for name, value in tiny_config_kwargs(qwen3_tokenizer()).items()
+        if not name.endswith("_token_id") and name != "tie_word_embeddings"
+    },
 )
 
 
@@ -54,6 +54,13 @@ def test_gpu_setup_matches_the_recipes():
     )
     assert setup.device == "cuda" and setup.max_length == 2048 and setup.activation_checkpointing
     assert setup.shape is REAL_SHAPES["qwen3-8b"]
+    cpu = make_setup(
+        argparse.Namespace(
+            gpu=False, model="qwen3-8b", max_length=None, padded_rows=None, packed_bins=None, dpo_pairs=None, steps=3
+        )
+    )
+    assert cpu.device == "cpu" and cpu.shape is CPU_SHAPE and not cpu.activation_checkpointing
+    assert cpu.max_length == 1024 and cpu.steps == 3  # CPU default, and a given knob wins over it
 
 
 def test_flops_model():

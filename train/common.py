@@ -130,6 +130,18 @@ def prepare_conversations(
     return dataset
 
 
+def training_splits(
+    script_args: TrainScriptArguments, training_args, datasets: DatasetDict, tokenizer, columns: list[str]
+) -> tuple[Dataset, Dataset | None]:
+    """(train split, eval split or None when evaluation is off), each prepared by ``prepare_conversations``."""
+
+    def prepare(split: str) -> Dataset:
+        return prepare_conversations(datasets[split], tokenizer, columns, script_args.enable_thinking)
+
+    evaluate = training_args.eval_strategy != "no"
+    return prepare(script_args.dataset_train_split), prepare(script_args.dataset_test_split) if evaluate else None
+
+
 # ---------------------------------------------------------------------------------------------------------- W&B + runs
 def init_wandb(
     script_args: TrainScriptArguments,
@@ -280,6 +292,8 @@ def run_training(job_type: str, script_args, training_args, model_args, build_tr
     )
     config = resolved_config(script_args, training_args, model_args)
     init_wandb(script_args, training_args, job_type, model_args.model_name_or_path, manifest, digest, config)
+    if training_args.include_num_input_tokens_seen == "no":
+        training_args.include_num_input_tokens_seen = "non_padding"  # train_results.json reports tokens/s
     trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
     resume_from = last_checkpoint(training_args)
     if resume_from:

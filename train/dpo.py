@@ -22,7 +22,7 @@ from peft import PeftModel, prepare_model_for_kbit_training
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 from trl.chat_template_utils import get_training_chat_template
 
-from train.common import TrainScriptArguments, finish_training, prepare_conversations, run_training
+from train.common import TrainScriptArguments, finish_training, run_training, training_splits
 from train.sft import model_init_kwargs
 
 logger = logging.getLogger(__name__)
@@ -65,14 +65,7 @@ def build_trainer(
         tokenizer.chat_template = get_training_chat_template(tokenizer) or tokenizer.chat_template
     except ValueError:  # a family TRL has no training template for: its own template is used as is
         logger.warning("no TRL training chat template for this tokenizer; DPO renders with its own template")
-    splits = [script_args.dataset_train_split]
-    if training_args.eval_strategy != "no":
-        splits.append(script_args.dataset_test_split)
-    train_dataset, eval_dataset, *_ = [
-        prepare_conversations(datasets[split], tokenizer, COLUMNS, script_args.enable_thinking) for split in splits
-    ] + [None]
-    if training_args.include_num_input_tokens_seen == "no":
-        training_args.include_num_input_tokens_seen = "non_padding"  # train_results.json reports tokens/s
+    train_dataset, eval_dataset = training_splits(script_args, training_args, datasets, tokenizer, COLUMNS)
     policy = load_policy(script_args, training_args, model_args)
     from_id = isinstance(policy, str)
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args) if from_id else None

@@ -14,7 +14,7 @@ import transformers
 from accelerate import PartialState
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
-from train.common import TrainScriptArguments, finish_training, prepare_conversations, run_training
+from train.common import TrainScriptArguments, finish_training, run_training, training_splits
 
 
 def model_init_kwargs(model_args: ModelConfig, training_args) -> dict:
@@ -38,14 +38,7 @@ def build_trainer(
     tokenizer = transformers.AutoTokenizer.from_pretrained(
         model_args.model_name_or_path, revision=model_args.model_revision
     )
-    splits = [script_args.dataset_train_split]
-    if training_args.eval_strategy != "no":
-        splits.append(script_args.dataset_test_split)
-    train_dataset, eval_dataset, *_ = [
-        prepare_conversations(datasets[split], tokenizer, ["messages"], script_args.enable_thinking) for split in splits
-    ] + [None]
-    if training_args.include_num_input_tokens_seen == "no":
-        training_args.include_num_input_tokens_seen = "non_padding"  # train_results.json reports tokens/s
+    train_dataset, eval_dataset = training_splits(script_args, training_args, datasets, tokenizer, ["messages"])
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     return SFTTrainer(
         model=model_args.model_name_or_path,
