@@ -151,6 +151,19 @@ def nanmean_percent_stat(values: np.ndarray) -> np.ndarray:
         return 100.0 * np.nanmean(values, axis=-1)
 
 
+# A change resting on fewer jointly valid prompts than this is shown but marked "too few prompts to call".
+MIN_PAIRED_N = 10
+
+
+def jointly_valid(*per_prompt: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Boolean mask of prompts whose value is finite for every model (the prompts a paired change can rest on)."""
+    arrays = [np.asarray(a, dtype=float) for a in per_prompt]
+    lengths = {a.shape for a in arrays}
+    if len(lengths) != 1:
+        raise ValueError(f"paired values need the same prompts: shapes {sorted(lengths)}")
+    return np.logical_and.reduce([np.isfinite(a) for a in arrays])
+
+
 def paired_bootstrap_delta(
     baseline: Sequence[float],
     tuned: Sequence[float],
@@ -158,20 +171,24 @@ def paired_bootstrap_delta(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict:
-    """Change tuned − baseline with a paired percentile bootstrap 95% CI.
+    """Change tuned − baseline with a paired percentile bootstrap 95% CI, over the jointly valid prompts.
 
-    The same resampled prompt indices are applied to both models (paired: prompt difficulty cancels); the CI is the
-    2.5th and 97.5th percentile of the resampled deltas. A fixed seed makes it deterministic.
+    Only prompts with a finite value for both models enter (a prompt whose judgement failed for one model would
+    otherwise make the two means rest on different prompts); ``n`` says how many. The same resampled prompt indices
+    are applied to both models (paired: prompt difficulty cancels); the CI is the 2.5th and 97.5th percentile of the
+    resampled deltas. A fixed seed makes it deterministic. With n = 0 every field but ``n`` is NaN.
     Source: Efron & Tibshirani (1993), An Introduction to the Bootstrap, ch. 13 (percentile interval); paired
     resampling as in Koehn (2004), "Statistical significance tests for machine translation evaluation".
     """
     base = np.asarray(baseline, dtype=float)
     tune = np.asarray(tuned, dtype=float)
-    if base.shape != tune.shape:
-        raise ValueError(f"paired bootstrap needs the same prompts: {base.shape} vs {tune.shape}")
+    valid = jointly_valid(base, tune)
+    base, tune = base[valid], tune[valid]
+    if not base.size:
+        return _delta_summary(float("nan"), np.array([]), 0)
     idx = np.random.default_rng(seed).integers(0, base.size, size=(n_resamples, base.size))
     deltas = statistic(tune[idx]) - statistic(base[idx])
-    return _delta_summary(float(statistic(tune[None])[0] - statistic(base[None])[0]), deltas)
+    return _delta_summary(float(statistic(tune[None])[0] - statistic(base[None])[0]), deltas, int(base.size))
 
 
 def paired_bootstrap_joint_hhh(
@@ -202,7 +219,8 @@ def paired_bootstrap_joint_hhh(
         )
         for model, arrays in (("baseline", baseline), ("tuned", tuned))
     }
-    return _delta_summary(point["tuned"] - point["baseline"], joint(1) - joint(0))
+    n = min(int(jointly_valid(baseline[key], tuned[key]).sum()) for key in draws)  # the weakest set bounds the change
+    return _delta_summary(point["tuned"] - point["baseline"], joint(1) - joint(0), n)
 
 
 def ratio_of_sums_stat(numerator: np.ndarray, denominator: np.ndarray) -> Stat:
@@ -227,15 +245,15 @@ def paired_bootstrap_throughput(
     base_stat = ratio_of_sums_stat(np.asarray(baseline[0], float), np.asarray(baseline[1], float))
     tune_stat = ratio_of_sums_stat(np.asarray(tuned[0], float), np.asarray(tuned[1], float))
     everything = np.arange(n)[None]
-    return _delta_summary(float(tune_stat(everything)[0] - base_stat(everything)[0]), tune_stat(idx) - base_stat(idx))
+    point = float(tune_stat(everything)[0] - base_stat(everything)[0])
+    return _delta_summary(point, tune_stat(idx) - base_stat(idx), n)
 
 
-def _delta_summary(point: float, deltas: np.ndarray) -> dict:
+def _delta_summary(point: float, deltas: np.ndarray, n: int) -> dict:
+    """{delta, ci_low, ci_high, n, too_few}: ``too_few`` marks a change resting on fewer than MIN_PAIRED_N prompts."""
     finite = deltas[np.isfinite(deltas)]
-    if not finite.size:
-        return {"delta": point, "ci_low": float("nan"), "ci_high": float("nan")}
-    low, high = np.percentile(finite, [2.5, 97.5])
-    return {"delta": float(point), "ci_low": float(low), "ci_high": float(high)}
+    low, high = np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"), float("nan"))
+    return {"delta": float(point), "ci_low": float(low), "ci_high": float(high), "n": n, "too_few": n < MIN_PAIRED_N}
 
 
 def leakage_counts(test_to_other_pairs: np.ndarray, verified: np.ndarray, n_test: int) -> dict:

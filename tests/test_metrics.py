@@ -71,7 +71,7 @@ def test_paired_bootstrap_is_deterministic_and_brackets_the_delta():
     # Paired: the per-prompt difference is 0 or +1 (never -1), so no resample can show a decrease.
     assert first["ci_low"] >= 0.0
     same = metrics.paired_bootstrap_delta(base, base, n_resamples=500, seed=0)
-    assert same == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+    assert same == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 10, "too_few": False}
     with pytest.raises(ValueError, match="same prompts"):
         metrics.paired_bootstrap_delta(base, tuned[:5])
 
