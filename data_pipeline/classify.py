@@ -155,8 +155,9 @@ class LLMClassifier:
         logprobs: list[dict[str, float]] = []
         for start in tqdm(range(0, len(questions), self.batch_size), desc="classify (llm)", unit="batch"):
             logprobs += self.llm.next_token_logprobs(questions[start : start + self.batch_size], list(self.OPTIONS))
-        yes = np.array([lp["Yes"] for lp in logprobs], dtype=np.float64)
-        no = np.array([lp["No"] for lp in logprobs], dtype=np.float64)
+        # An option missing from an API's top-k is below every listed token: -inf for the two-way renormalisation.
+        yes = np.array([lp.get("Yes", -np.inf) for lp in logprobs], dtype=np.float64)
+        no = np.array([lp.get("No", -np.inf) for lp in logprobs], dtype=np.float64)
         # Renormalise over the two options in log space (stable when both are very unlikely).
         probs = 1.0 / (1.0 + np.exp(np.clip(no - yes, -50, 50)))
         return probs.reshape(len(prompts), len(self.label_ids))

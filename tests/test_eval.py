@@ -20,7 +20,6 @@ from data_pipeline.schema import make_row, rows_to_dataset
 from data_pipeline.taxonomy import RELEASE_IDS
 from eval import compare
 from eval.__main__ import main as eval_main
-from eval.judges import parse_verdict, pick_option
 from eval.report import subdomains_to_plot
 
 PER_MODEL_KEYS = {
@@ -282,17 +281,6 @@ def test_compare_over_result_folders_and_offline_wandb(first_run, second_run):
     assert len(offline) == 1 and offline[0][0].startswith("test-eval/")
     local = json.loads((root / "run_a" / "results.json").read_text())
     assert offline[0][1]["metrics"]["tuned"]["win_rate"] == local["metrics"]["tuned"]["win_rate"]
-
-
-def test_verdict_parsing_and_logprob_choice():
-    assert parse_verdict("Verdict: unsafe", ["safe", "unsafe"]) == "unsafe"
-    assert parse_verdict("<think>maybe A</think>\n**Verdict:** B", ["A", "B", "tie"]) == "B"
-    assert parse_verdict("  yes. ", ["yes", "no"]) == "yes"
-    assert parse_verdict("The answer seems fine to me.", ["yes", "no"]) is None
-    assert pick_option({"A": -0.5, "B": -1.0}, "tie") == "A"
-    assert pick_option({"A": -0.7, "B": -0.7}, "tie") == "tie"  # exactly equal: a tie for the pairwise judge
-    assert pick_option({"yes": -0.7, "no": -0.7}, None) is None  # ... a failed judgement for the others
-    assert pick_option({"yes": float("-inf"), "no": float("-inf")}, None) is None
 
 
 def test_classifier_judge_maps_labels(tiny_models, tmp_path):

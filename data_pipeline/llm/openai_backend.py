@@ -33,18 +33,18 @@ TOP_LOGPROBS = 20  # the most OpenAI's API returns
 def option_logprobs(top: list[tuple[str, float]], options: list[str]) -> dict[str, float]:
     """Score options from an API's top-k first tokens (the tokenizer is the server's, not ours).
 
-    An option matches a top token when the token, stripped of surrounding whitespace, is a non-empty prefix of
-    the option (also stripped); the longest such tokens count, and their variants (``"Yes"``, ``" Yes"``) are
-    summed in probability. An option with no token in the top-k gets the k-th best logprob: an upper bound on its
-    true value (it would be listed otherwise). Matching is case-sensitive.
+    A top token matches an option when the token, stripped of surrounding whitespace and case-folded, is a non-empty
+    prefix of the option (stripped and case-folded); the longest such tokens count, and their variants (``"Yes"``,
+    ``" yes"``, ``"YES"``) are merged by log-sum-exp. An option with no token in the top-k is left out: its logprob
+    is unknown (only bounded by the k-th), and imputing one would turn "the judge said something else" into a
+    verdict. Callers treat a missing option as below every listed one; with none listed, the judgement fails.
     """
-    floor = min(logprob for _, logprob in top)
     scores = {}
     for option in options:
-        wanted = option.strip()
-        matches = [(token.strip(), lp) for token, lp in top if token.strip() and wanted.startswith(token.strip())]
+        wanted = option.strip().casefold()
+        stripped = [(token.strip().casefold(), lp) for token, lp in top]
+        matches = [(token, lp) for token, lp in stripped if token and wanted.startswith(token)]
         if not matches:
-            scores[option] = floor
             continue
         longest = max(len(token) for token, _ in matches)
         best = [lp for token, lp in matches if len(token) == longest]
