@@ -72,12 +72,26 @@ class EvalConfig:
     max_new_tokens: int = 512
     system_prompt: str = ""
     strip_reasoning: bool = field(default=True, metadata={"help": "Judge only the text after </think>."})
-    # Test sets: "fixture" (offline, eval/fixtures) or a hub id (tatsu-lab/alpaca_eval, ...).
+    # Test sets: "fixture" (offline, eval/fixtures), a local copy in the hub's schema (JSON/JSONL/parquet file or
+    # save_to_disk folder) or a hub id (tatsu-lab/alpaca_eval, ...) read at the pinned revision.
     culturax_dataset: str = field(default="", metadata={"help": "Pipeline <out>/dataset dir; '' skips CULTURAX."})
     culturax_split: str = "test"
     helpfulness: str = "fixture"
     harmlessness: str = "fixture"
     honesty: str = "fixture"
+    helpfulness_revision: str | None = field(default=None, metadata={"help": "Hub commit/tag; None: main."})
+    harmlessness_revision: str | None = field(default=None, metadata={"help": "Hub commit/tag; None: main."})
+    honesty_revision: str | None = field(default=None, metadata={"help": "Hub commit/tag; None: main."})
+    # Judge-free held-out metrics on the CULTURAX test split (eval/heldout.py).
+    heldout_data: str = field(
+        default="", metadata={"help": "Pipeline output dir holding sft/ and dpo/ views; '' skips held-out metrics."}
+    )
+    heldout_split: str = "test"
+    heldout_reference: str | None = field(
+        default=None, metadata={"help": "Model whose log-ratios define preference accuracy; None: the first model."}
+    )
+    dpo_recipe: str = field(default="", metadata={"help": "DPO training YAML whose `beta` scales the reward margin."})
+    heldout_max_length: int = field(default=1024, metadata={"help": "Tokens per teacher-forced sequence (cut)."})
     max_prompts_per_set: int | None = field(default=None, metadata={"help": "First N prompts of each set."})
     bootstrap_resamples: int = 1000
     leakage_tau: int = 10
@@ -111,6 +125,10 @@ class EvalConfig:
                 raise ValueError(f"config: judges.{metric}.mode 'classifier' works for {CLASSIFIER_METRICS} only")
             if not spec.model:
                 raise ValueError(f"config: judges.{metric}.model is empty (set judges.default.model)")
+        if self.heldout_reference is not None and self.heldout_reference not in names:
+            raise ValueError(f"config: heldout_reference '{self.heldout_reference}' is not a listed model")
+        if self.heldout_data and not self.dpo_recipe:
+            raise ValueError("config: heldout_data needs dpo_recipe (the DPO YAML whose beta scales the margin)")
         if self.report_to not in ("wandb", "none"):
             raise ValueError(f"config: report_to '{self.report_to}' must be 'wandb' or 'none'")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from eval import metrics
+from eval import heldout, metrics
 from eval.config import EvalConfig, ModelSpec
 from eval.generation import build_model_llm, generate_responses
 from eval.judges import Judge, build_judges
@@ -156,14 +156,12 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
             per_subdomain[sid] = metrics.paired_bootstrap_delta(b_fail[rows], t_fail[rows], **boot)
     b_tok, b_lat = _per_response(base, "output_tokens"), _per_response(base, "latency_s")
     t_tok, t_lat = _per_response(tuned, "output_tokens"), _per_response(tuned, "latency_s")
-    deltas["output_tokens_per_response"] = metrics.paired_bootstrap_delta(b_tok, t_tok, _mean_stat, **boot)
-    deltas["latency_s_per_response"] = metrics.paired_bootstrap_delta(b_lat, t_lat, _mean_stat, **boot)
-    deltas["tokens_per_s"] = metrics.paired_bootstrap_throughput((b_tok, b_lat), (t_tok, t_lat), **boot)
+    deltas["output_tokens_per_response"] = metrics.paired_bootstrap_delta(b_tok, t_tok, heldout.mean_stat, **boot)
+    deltas["latency_s_per_response"] = metrics.paired_bootstrap_delta(b_lat, t_lat, heldout.mean_stat, **boot)
+    deltas["tokens_per_s"] = metrics.paired_bootstrap_ratio_of_sums((b_tok, b_lat), (t_tok, t_lat), **boot)
+    if base.get("heldout_scores") is not None and tuned.get("heldout_scores") is not None:
+        deltas.update(heldout.heldout_deltas(base["heldout_scores"], tuned["heldout_scores"], **boot))
     return {"deltas": deltas, "per_subdomain": per_subdomain}
-
-
-def _mean_stat(values: np.ndarray) -> np.ndarray:
-    return values.mean(axis=-1)
 
 
 def _per_response(model: dict, key: str) -> np.ndarray:
@@ -195,17 +193,27 @@ def leakage(sets: dict[str, Dataset], train: Dataset | None, tau: int) -> dict:
 
 def run_eval(cfg: EvalConfig) -> dict:
     sets, train = load_test_sets(cfg)
+    limit = cfg.max_prompts_per_set
+    heldout_data = heldout.load_heldout(cfg.heldout_data, cfg.heldout_split, limit) if cfg.heldout_data else None
+    beta = heldout.read_beta(cfg.dpo_recipe) if heldout_data else None
     judges = build_judges(cfg)
     subdomains = list(sets["culturax"]["subdomains"]) if "culturax" in sets else []
     runs: dict[str, dict] = {}
     for spec in cfg.model_specs:
         llm = build_model_llm(cfg, spec)
         responses = {name: generate_responses(llm, ds, cfg) for name, ds in sets.items()}
+        if heldout_data is not None and not isinstance(getattr(llm, "backend", None), _transformers_backend()):
+            del llm  # a vLLM engine holds the GPU: free it before the transformers copy loads
+            gc.collect()
+            llm = None
+        held = heldout.model_scores(cfg, spec, llm, heldout_data) if heldout_data is not None else None
         del llm  # free the weights before the next model loads
         gc.collect()
         scores = judge_responses(judges, sets, responses)
-        runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains}
-        runs[spec.name]["metrics"] = model_metrics(scores, responses, subdomains, spec)
+        runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains, "heldout_scores": held}
+        runs[spec.name]["metrics"] = {**model_metrics(scores, responses, subdomains, spec), "heldout": None}
+    if heldout_data is not None:
+        heldout.attach_heldout(cfg, runs, beta)
     leak = leakage(sets, train, cfg.leakage_tau)
     comparisons = []
     for spec in cfg.model_specs:
@@ -237,6 +245,12 @@ def run_eval(cfg: EvalConfig) -> dict:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {name: _samples(sets, run) for name, run in runs.items()},
     }
+
+
+def _transformers_backend() -> type:
+    from data_pipeline.llm.transformers_backend import TransformersBackend
+
+    return TransformersBackend
 
 
 def is_stand_in(model: str) -> bool:

@@ -1,26 +1,29 @@
 """Test sets, each normalised to a datasets.Dataset with an "id" and a "prompt" column.
 
-- culturax: the data pipeline's `<out>/dataset` DatasetDict, split "test" (schema rows: id, prompt, subdomains).
-- helpfulness: prompts with reference answers (AlpacaEval style) -> id, prompt, reference.
-- harmlessness: harmful prompts (BeaverTails style) -> id, prompt, category.
-- honesty: TruthfulQA-style questions -> id, prompt, best_answer, correct_answers, incorrect_answers.
+- culturax: the data pipeline's test split (schema rows: id, prompt, subdomains).
+- helpfulness: prompts with reference answers (AlpacaEval) -> id, prompt, reference.
+- harmlessness: harmful prompts (BeaverTails) -> id, prompt, category (the list of flagged harm categories).
+- honesty: TruthfulQA questions -> id, prompt, best_answer, correct_answers, incorrect_answers, category.
 
-Each HHH set is either "fixture" (the small original offline sets in eval/fixtures/, written for this project) or
-its hub id, loaded with datasets.load_dataset. The hub loaders need the network and are not exercised by the
-offline tests.
+Each HHH set comes from one of three places, named in the config in place of the hub id:
+- "fixture": the small original offline sets in eval/fixtures/*.jsonl, written for this project;
+- a local copy of the hub dataset, rows in the hub's own schema: a JSON (list) or JSONL file, a parquet file, or a
+  ``save_to_disk`` folder (how offline clusters run); eval/fixtures/hub/ holds small files of that kind;
+- a hub id, loaded with ``datasets.load_dataset`` at the config's pinned revision. AlpacaEval's hub repo is a
+  loading script, which datasets 5.x refuses, so its data file ``alpaca_eval.json`` is read with the json builder.
+Local and hub rows go through the same schema check and the same normalisation. A missing file, or a row without a
+required field, is an EvalInputError naming the file, the row and the field.
 """
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Dataset, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
 FIXTURES_DIR = Path(__file__).parent / "fixtures"
-HUB_IDS = {
-    "helpfulness": "tatsu-lab/alpaca_eval",
-    "harmlessness": "PKU-Alignment/BeaverTails",
-    "honesty": "truthfulqa/truthful_qa",
-}
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 FIXTURE_FILES = {"helpfulness": "helpfulness.jsonl", "harmlessness": "harmful.jsonl", "honesty": "truthfulqa.jsonl"}
 FIXTURE_FIELDS = {
     "helpfulness": {"id": str, "prompt": str, "reference": str},
@@ -36,12 +39,93 @@ FIXTURE_FIELDS = {
 
 
 class EvalInputError(ValueError):
-    """Bad test-set input; the message names file, line and field."""
+    """Bad test-set input; the message names file, row (or line) and field."""
+
+
+def _text(value) -> str | None:
+    return None if isinstance(value, str) and value.strip() else "expected a non-empty string"
+
+
+def _texts(value) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    return None if ok else "expected a list of strings"
+
+
+def _flags(value) -> str | None:
+    ok = isinstance(value, dict) and value and all(isinstance(v, bool) for v in value.values())
+    return None if ok else "expected a mapping of category name -> bool"
+
+
+def _bool(value) -> str | None:
+    return None if isinstance(value, bool) else "expected a bool"
+
+
+def _ids(value) -> str | None:
+    return None if isinstance(value, list) and all(isinstance(v, int) for v in value) else "expected a list of ints"
+
+
+@dataclass(frozen=True)
+class HubSet:
+    """A hub dataset as published: where it lives, which split is evaluated, and the fields its rows carry."""
+
+    hub_id: str
+    config: str | None
+    split: str
+    fields: dict[str, Callable]  # field -> check returning None (ok) or what was expected
+    data_file: str | None = None  # read this file of the repo with the json builder instead of the repo itself
+
+
+HUB_SETS = {
+    # AlpacaEval: 805 instructions with the reference model's outputs (split "eval" of the script = the whole file).
+    "helpfulness": HubSet(
+        "tatsu-lab/alpaca_eval",
+        None,
+        "eval",
+        {"instruction": _text, "output": _text, "generator": _text, "dataset": _text},
+        data_file="alpaca_eval.json",
+    ),
+    # BeaverTails 30k_test: QA pairs, each labelled per harm category (14 booleans) and is_safe.
+    "harmlessness": HubSet(
+        "PKU-Alignment/BeaverTails",
+        None,
+        "30k_test",
+        {"prompt": _text, "response": _text, "category": _flags, "is_safe": _bool},
+    ),
+    # TruthfulQA generation config: 817 questions, split "validation".
+    "honesty": HubSet(
+        "truthfulqa/truthful_qa",
+        "generation",
+        "validation",
+        {
+            "type": _text,
+            "category": _text,
+            "question": _text,
+            "best_answer": _text,
+            "correct_answers": _texts,
+            "incorrect_answers": _texts,
+            "source": _text,
+        },
+    ),
+}
+HUB_IDS = {name: hub.hub_id for name, hub in HUB_SETS.items()}
+CULTURAX_FIELDS = {"id": _text, "prompt": _text, "subdomains": _ids}
 
 
 def read_fixture(path: Path, fields: dict[str, type]) -> Dataset:
-    """A JSONL test set; every line must carry every field with the right type (else EvalInputError)."""
+    """A project JSONL test set; every line must carry every field with the right type (else EvalInputError)."""
     rows = []
+    for line_no, record in _jsonl_rows(path):
+        for name, kind in fields.items():
+            value = record.get(name)
+            if not isinstance(value, kind) or (kind is str and not value.strip()):
+                raise EvalInputError(f"{path}:{line_no}: field '{name}': expected non-empty {kind.__name__}")
+        rows.append({name: record[name] for name in fields})
+    if not rows:
+        raise EvalInputError(f"{path}:1: field '<file>': no rows")
+    return Dataset.from_list(rows)
+
+
+def _jsonl_rows(path: Path):
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -50,85 +134,147 @@ def read_fixture(path: Path, fields: dict[str, type]) -> Dataset:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise EvalInputError(f"{path}:{line_no}: field '<line>': invalid JSON ({err.msg})") from err
-            for name, kind in fields.items():
-                value = record.get(name)
-                if not isinstance(value, kind) or (kind is str and not value.strip()):
-                    raise EvalInputError(f"{path}:{line_no}: field '{name}': expected non-empty {kind.__name__}")
-            rows.append({name: record[name] for name in fields})
-    if not rows:
-        raise EvalInputError(f"{path}:1: field '<file>': no rows")
-    return Dataset.from_list(rows)
+            if not isinstance(record, dict):
+                raise EvalInputError(f"{path}:{line_no}: field '<line>': expected a JSON object")
+            yield line_no, record
 
 
-def _hub_helpfulness(source: str) -> Dataset:
-    # AlpacaEval 805 instructions with the reference model's outputs ("output") in split "eval".
-    ds = load_dataset(source, "alpaca_eval", split="eval")
-    return Dataset.from_dict(
-        {
-            "id": [f"alpaca_eval-{i:04d}" for i in range(len(ds))],
-            "prompt": ds["instruction"],
-            "reference": ds["output"],
-        }
-    )
+def is_local_source(source: str) -> bool:
+    """A path rather than a hub id: it exists here, or it names a data file (which then must exist)."""
+    return Path(source).exists() or source.endswith(LOCAL_SUFFIXES) or source.startswith((".", "/"))
 
 
-def _hub_harmlessness(source: str) -> Dataset:
-    # BeaverTails 30k_test: QA pairs labelled per harm category; evaluate each distinct unsafe-labelled prompt once.
-    ds = load_dataset(source, split="30k_test").filter(lambda row: not row["is_safe"])
-    seen: dict[str, str] = {}
-    for prompt, category in zip(ds["prompt"], ds["category"], strict=True):
-        if prompt not in seen:
-            seen[prompt] = ",".join(sorted(name for name, flagged in category.items() if flagged))
-    return Dataset.from_dict(
-        {
-            "id": [f"beavertails-{i:05d}" for i in range(len(seen))],
-            "prompt": list(seen),
-            "category": list(seen.values()),
-        }
-    )
-
-
-def _hub_honesty(source: str) -> Dataset:
-    ds = load_dataset(source, "generation", split="validation")
-    return Dataset.from_dict(
-        {
-            "id": [f"truthfulqa-{i:03d}" for i in range(len(ds))],
-            "prompt": ds["question"],
-            "best_answer": ds["best_answer"],
-            "correct_answers": ds["correct_answers"],
-            "incorrect_answers": ds["incorrect_answers"],
-        }
-    )
-
-
-HUB_LOADERS = {"helpfulness": _hub_helpfulness, "harmlessness": _hub_harmlessness, "honesty": _hub_honesty}
-
-
-def load_hhh_set(name: str, source: str) -> Dataset:
-    """One HHH set: the offline fixture, or the hub dataset `source` in that set's layout."""
-    if source == "fixture":
-        return read_fixture(FIXTURES_DIR / FIXTURE_FILES[name], FIXTURE_FIELDS[name])
-    return HUB_LOADERS[name](source)
-
-
-def load_culturax(dataset_dir: str, split: str = "test") -> tuple[Dataset, Dataset | None]:
-    """The pipeline's test split (and its train split, for the leakage check, when present)."""
-    path = Path(dataset_dir)
+def read_local_rows(source: str, split: str) -> list[tuple[str, dict]]:
+    """(location, row) pairs of a local copy: JSONL (location "file:LINE"), a JSON list, parquet or a
+    ``save_to_disk`` folder (location "file: row N"); a DatasetDict folder gives its ``split``."""
+    path = Path(source)
     if not path.exists():
-        raise EvalInputError(f"{path}: CULTURAX dataset folder not found (a data pipeline `<out>/dataset`)")
-    dsd = load_from_disk(str(path))
-    if split not in dsd:
-        raise EvalInputError(f"{path}: split '{split}' missing (has {sorted(dsd)})")
-    test = dsd[split]
-    for column in ("id", "prompt", "subdomains"):
-        if column not in test.column_names:
-            raise EvalInputError(f"{path}/{split}: field '{column}': column missing (schema rows expected)")
-    return test, dsd["train"] if "train" in dsd else None
+        raise EvalInputError(f"{path}: file not found (a JSON/JSONL/parquet file or a save_to_disk folder)")
+    if path.suffix == ".jsonl":
+        return [(f"{path}:{line_no}", record) for line_no, record in _jsonl_rows(path)]
+    if path.suffix == ".json":
+        try:
+            records = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise EvalInputError(f"{path}:{err.lineno}: field '<file>': invalid JSON ({err.msg})") from err
+        if not isinstance(records, list):
+            raise EvalInputError(f"{path}: field '<file>': expected a JSON list of row objects")
+    elif path.suffix == ".parquet":
+        records = Dataset.from_parquet(str(path)).to_list()
+    elif path.is_dir():
+        loaded = load_from_disk(str(path))
+        if isinstance(loaded, DatasetDict):
+            if split not in loaded:
+                raise EvalInputError(f"{path}: split '{split}' missing (has {sorted(loaded)})")
+            loaded = loaded[split]
+        records = loaded.to_list()
+    else:
+        raise EvalInputError(f"{path}: unsupported file type (use .json, .jsonl, .parquet or a save_to_disk folder)")
+    return [(f"{path}: row {i}", record) for i, record in enumerate(records, start=1)]
+
+
+def checked_rows(located: list[tuple[str, dict]], fields: dict[str, Callable], where: str) -> list[dict]:
+    """Rows whose every required field passes its check; the first bad one raises, naming file, row and field."""
+    if not located:
+        raise EvalInputError(f"{where}: field '<file>': no rows")
+    rows = []
+    for location, record in located:
+        if not isinstance(record, dict):
+            raise EvalInputError(f"{location}: field '<row>': expected an object")
+        for name, check in fields.items():
+            problem = "missing" if name not in record else check(record[name])
+            if problem:
+                raise EvalInputError(f"{location}: field '{name}': {problem}")
+        rows.append(record)
+    return rows
+
+
+def hub_rows(hub: HubSet, source: str, revision: str | None) -> list[tuple[str, dict]]:
+    """Rows of the hub dataset ``source`` at ``revision`` (None: the default branch)."""
+    if hub.data_file:  # a script repo: read its data file directly (hf:// path, revision after "@")
+        url = f"hf://datasets/{source}@{revision or 'main'}/{hub.data_file}"
+        ds = load_dataset("json", data_files=url, split="train")
+    else:
+        ds = load_dataset(source, hub.config, split=hub.split, revision=revision)
+    label = f"{source}@{revision or 'main'} [{hub.split}]"
+    return [(f"{label}: row {i}", record) for i, record in enumerate(ds, start=1)]
+
+
+def _helpfulness(rows: list[dict]) -> Dataset:
+    return Dataset.from_dict(
+        {
+            "id": [f"alpaca_eval-{i:04d}" for i in range(len(rows))],
+            "prompt": [r["instruction"] for r in rows],
+            "reference": [r["output"] for r in rows],
+        }
+    )
+
+
+def _harmlessness(rows: list[dict]) -> Dataset:
+    # Evaluate each distinct prompt that has an unsafe-labelled response once; its categories are every category
+    # flagged on any of its unsafe responses, kept as a list (names contain commas: no joined string).
+    categories: dict[str, set[str]] = {}
+    for row in rows:
+        if not row["is_safe"]:
+            flagged = {name for name, on in row["category"].items() if on}
+            categories.setdefault(row["prompt"], set()).update(flagged)
+    return Dataset.from_dict(
+        {
+            "id": [f"beavertails-{i:05d}" for i in range(len(categories))],
+            "prompt": list(categories),
+            "category": [sorted(c) for c in categories.values()],
+        }
+    )
+
+
+def _honesty(rows: list[dict]) -> Dataset:
+    return Dataset.from_dict(
+        {
+            "id": [f"truthfulqa-{i:03d}" for i in range(len(rows))],
+            "prompt": [r["question"] for r in rows],
+            "best_answer": [r["best_answer"] for r in rows],
+            "correct_answers": [r["correct_answers"] for r in rows],
+            "incorrect_answers": [r["incorrect_answers"] for r in rows],
+            "category": [r["category"] for r in rows],
+        }
+    )
+
+
+NORMALISE = {"helpfulness": _helpfulness, "harmlessness": _harmlessness, "honesty": _honesty}
+
+
+def load_hhh_set(name: str, source: str, revision: str | None = None) -> Dataset:
+    """One HHH set: the project fixture, a local copy in the hub's schema, or the hub dataset at ``revision``."""
+    hub = HUB_SETS[name]
+    if source == "fixture":
+        ds = read_fixture(FIXTURES_DIR / FIXTURE_FILES[name], FIXTURE_FIELDS[name])
+        return ds.map(lambda row: {"category": [row["category"]]}) if name == "harmlessness" else ds
+    located = read_local_rows(source, hub.split) if is_local_source(source) else hub_rows(hub, source, revision)
+    ds = NORMALISE[name](checked_rows(located, hub.fields, source))
+    if not len(ds):
+        raise EvalInputError(f"{source}: field '<file>': no prompt to evaluate after selecting {name} rows")
+    return ds
+
+
+def load_culturax(source: str, split: str = "test") -> tuple[Dataset, Dataset | None]:
+    """The pipeline's test split (and its train split, for the leakage check, when present): a ``save_to_disk``
+    DatasetDict (the pipeline's ``<out>/dataset``) or one split as a folder, JSON/JSONL or parquet file."""
+    path = Path(source)
+    if not path.exists():
+        raise EvalInputError(f"{path}: CULTURAX dataset not found (a data pipeline `<out>/dataset` or a rows file)")
+    train = None
+    if path.is_dir():
+        loaded = load_from_disk(str(path))
+        if isinstance(loaded, DatasetDict):
+            train = loaded["train"] if "train" in loaded and split != "train" else None
+    rows = checked_rows(read_local_rows(source, split), CULTURAX_FIELDS, source)
+    test = Dataset.from_list([{name: row[name] for name in CULTURAX_FIELDS} for row in rows])
+    return test, train
 
 
 def load_test_sets(cfg) -> tuple[dict[str, Dataset], Dataset | None]:
     """All sets the config names, each cut to `max_prompts_per_set`; returns (sets, culturax train split)."""
-    sets = {name: load_hhh_set(name, getattr(cfg, name)) for name in HUB_LOADERS}
+    sets = {name: load_hhh_set(name, getattr(cfg, name), getattr(cfg, f"{name}_revision")) for name in HUB_SETS}
     train = None
     if cfg.culturax_dataset:
         sets["culturax"], train = load_culturax(cfg.culturax_dataset, cfg.culturax_split)
@@ -142,6 +288,8 @@ def source_of(cfg, name: str) -> str:
     if name == "culturax":
         return f"{cfg.culturax_dataset} [{cfg.culturax_split}]"
     source = getattr(cfg, name)
-    return (
-        f"fixture eval/fixtures (original, offline; stands in for {HUB_IDS[name]})" if source == "fixture" else source
-    )
+    if source == "fixture":
+        return f"fixture eval/fixtures (original, offline; stands in for {HUB_IDS[name]})"
+    if is_local_source(source):
+        return f"{source} (local copy in the schema of {HUB_IDS[name]} [{HUB_SETS[name].split}])"
+    return f"{source}@{getattr(cfg, f'{name}_revision') or 'main'} [{HUB_SETS[name].split}]"

@@ -1,0 +1,206 @@
+"""Judge-free held-out metrics: what training changed, measured on CULTURAX's test split without any judge.
+
+For every evaluated model, reference responses are teacher-forced under the model's chat template exactly as
+training renders them (``chat_template_kwargs``, e.g. thinking off for Qwen3), in batches through the transformers
+backend's model (PEFT adapter applied):
+
+- held-out NLL = sum over responses of -log p(response tokens) / number of response tokens, on the SFT view's
+  assistant turns (nats per token; lower is better);
+- per DPO test pair, the log-ratio of the policy against the reference model r(y) = log π(y|x) − log π_ref(y|x)
+  (summed over the response tokens), from which
+  preference accuracy (%) = 100 · share of pairs with r(chosen) − r(rejected) > 0, and
+  reward margin = mean over pairs of β · (r(chosen) − r(rejected)), with β from the DPO recipe
+  (Rafailov et al., 2023, eq. 5: the implicit reward; TRL logs both as rewards/accuracies and rewards/margins).
+The reference is ``heldout_reference`` (default: the first model, the base); for the reference itself both
+preference metrics are undefined (null). Per-response and per-pair values are kept for paired bootstrap CIs.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from datasets import load_from_disk
+from tqdm.auto import tqdm
+
+from data_pipeline.llm.core import chat_prompt
+from eval import metrics
+
+log = logging.getLogger(__name__)
+
+
+def read_beta(dpo_recipe: str) -> float:
+    """β of the DPO recipe YAML (the implicit reward's scale)."""
+    path = Path(dpo_recipe)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: DPO recipe not found (dpo_recipe: the DPO training YAML)")
+    beta = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("beta")
+    if not isinstance(beta, int | float) or beta <= 0:
+        raise ValueError(f"{path}: field 'beta': expected a positive number, got {beta!r}")
+    return float(beta)
+
+
+def load_heldout(data_dir: str, split: str, limit: int | None) -> dict:
+    """The SFT view's (prompt turns, assistant turn) and the DPO view's (prompt, chosen, rejected) of one split."""
+    views = {}
+    for view, columns in (("sft", ("messages",)), ("dpo", ("prompt", "chosen", "rejected"))):
+        path = Path(data_dir) / view
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: the data pipeline's {view.upper()} view not found (heldout_data)")
+        dsd = load_from_disk(str(path))
+        if split not in dsd:
+            raise ValueError(f"{path}: split '{split}' missing (has {sorted(dsd)})")
+        ds = dsd[split]
+        missing = [c for c in columns if c not in ds.column_names]
+        if missing:
+            raise ValueError(f"{path}/{split}: field '{missing[0]}': column missing")
+        views[view] = ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+    sft = [(m[:-1], m[-1:]) for m in views["sft"]["messages"]]
+    for i, (_, answer) in enumerate(sft):
+        if not answer or answer[0]["role"] != "assistant":
+            raise ValueError(f"{data_dir}/sft/{split}: row {i + 1}: field 'messages': last turn is not the assistant")
+    dpo = views["dpo"]
+    return {"sft": sft, "dpo": list(zip(dpo["prompt"], dpo["chosen"], dpo["rejected"], strict=True))}
+
+
+def encode_pair(tokenizer, prompt: list[dict], answer: list[dict], template_kwargs: dict, eos_ids: set[int]):
+    """(prompt ids, response ids) as training renders them: the full conversation under the chat template, split
+    where the generation prompt ends; the response runs through its end-of-turn token (what follows is template
+    whitespace, not the model's answer). A template that rewrites the prompt part of a finished conversation
+    (DeepSeek-R1 drops the opening <think>) falls back to generation prompt + answer + EOS."""
+    prompt_text = chat_prompt(tokenizer, prompt, template_kwargs)
+    full_text = tokenizer.apply_chat_template(prompt + answer, tokenize=False, **template_kwargs)
+    if full_text.startswith(prompt_text):
+        answer_text = full_text[len(prompt_text) :]
+    else:
+        answer_text = answer[0]["content"] + (tokenizer.eos_token or "")
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer_text, add_special_tokens=False)["input_ids"]
+    end = next((k + 1 for k, t in enumerate(answer_ids) if t in eos_ids), len(answer_ids))
+    return prompt_ids, answer_ids[:end]
+
+
+@torch.inference_mode()
+def response_logprobs(backend, items: list[tuple], template_kwargs: dict, max_length: int, desc: str) -> np.ndarray:
+    """(n, 2) array: summed log-probability of each response's tokens and their count, teacher-forced.
+
+    Rows are left-padded so every response ends at the last position; only the last (longest response + 1)
+    positions' logits are computed (``logits_to_keep``), which keeps memory at batch × response × vocab.
+    """
+    tokenizer, model = backend.tokenizer, backend.model
+    encoded = []
+    for prompt, answer in items:
+        prompt_ids, answer_ids = encode_pair(tokenizer, prompt, answer, template_kwargs, backend.eos_ids)
+        answer_ids = answer_ids[: max_length - 1]
+        encoded.append((prompt_ids[-(max_length - len(answer_ids)) :], answer_ids))
+    out = np.zeros((len(items), 2))
+    order = sorted(range(len(items)), key=lambda i: sum(map(len, encoded[i])))
+    size = backend.cfg.batch_size
+    for start in tqdm(range(0, len(order), size), desc=desc, unit="batch", disable=None, leave=False):
+        batch = order[start : start + size]
+        rows = [encoded[i][0] + encoded[i][1] for i in batch]
+        width = max(map(len, rows))
+        pad = tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=backend.device)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=backend.device)
+        lengths = [len(encoded[i][1]) for i in batch]
+        keep = max(lengths) + 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        targets = ids[:, width - keep + 1 :]
+        token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        for row, (index, length) in enumerate(zip(batch, lengths, strict=True)):
+            out[index] = (float(token_logp[row, keep - 1 - length :].sum()), length)
+    return out
+
+
+def score_model(backend, data: dict, template_kwargs: dict, max_length: int, name: str) -> dict:
+    """Per-response (logprob sum, tokens) on the SFT view and per-pair summed logprobs of chosen and rejected."""
+    sft = response_logprobs(backend, data["sft"], template_kwargs, max_length, f"held-out NLL: {name}")
+    pairs = [(p, c) for p, c, _ in data["dpo"]] + [(p, r) for p, _, r in data["dpo"]]
+    both = response_logprobs(backend, pairs, template_kwargs, max_length, f"held-out pairs: {name}")
+    n = len(data["dpo"])
+    return {"nll_sum": -sft[:, 0], "tokens": sft[:, 1], "chosen": both[:n, 0], "rejected": both[n:, 0]}
+
+
+def pair_margins(scored: dict, reference: dict) -> np.ndarray:
+    """Per pair (r(chosen) − r(rejected)) against the reference model (log-ratio units, before β)."""
+    return (scored["chosen"] - reference["chosen"]) - (scored["rejected"] - reference["rejected"])
+
+
+def heldout_metrics(scored: dict, reference: dict | None, beta: float) -> dict:
+    """results.json's ``heldout`` entry of one model (None reference: this model is the reference)."""
+    nll = float(scored["nll_sum"].sum() / scored["tokens"].sum()) if scored["tokens"].sum() else float("nan")
+    out = {"nll": nll, "n_responses": int(len(scored["tokens"])), "n_pairs": int(len(scored["chosen"]))}
+    if reference is None:
+        return {**out, "preference_accuracy": None, "reward_margin": None}
+    margins = pair_margins(scored, reference)
+    return {
+        **out,
+        "preference_accuracy": metrics.mean_percent(margins > 0) if margins.size else float("nan"),
+        "reward_margin": float(beta * margins.mean()) if margins.size else float("nan"),
+    }
+
+
+def per_pair_values(scored: dict, reference: dict | None, beta: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pair (won 0/1, β·margin), NaN for the reference itself: the inputs of the paired changes."""
+    if reference is None:
+        nan = np.full(len(scored["chosen"]), np.nan)
+        return nan, nan
+    margins = pair_margins(scored, reference)
+    return (margins > 0).astype(float), beta * margins
+
+
+def heldout_deltas(base: dict, tuned: dict, n_resamples: int, seed: int) -> dict:
+    """Paired changes tuned − baseline: NLL per token (ratio of sums over the same responses), preference accuracy
+    (percentage points) and reward margin, each with its bootstrap CI and n."""
+    boot = {"n_resamples": n_resamples, "seed": seed}
+    return {
+        "heldout_nll": metrics.paired_bootstrap_ratio_of_sums(
+            (base["nll_sum"], base["tokens"]), (tuned["nll_sum"], tuned["tokens"]), **boot
+        ),
+        "heldout_preference_accuracy": metrics.paired_bootstrap_delta(base["won"], tuned["won"], **boot),
+        "heldout_reward_margin": metrics.paired_bootstrap_delta(
+            base["margin"], tuned["margin"], statistic=mean_stat, **boot
+        ),
+    }
+
+
+def mean_stat(values: np.ndarray) -> np.ndarray:
+    """Bootstrap statistic: the plain mean over the prompt axis (values that are not percentages)."""
+    return values.mean(axis=-1)
+
+
+def model_scores(cfg, spec, llm, data: dict) -> dict | None:
+    """Teacher-forced scores of one evaluated model: with its own transformers backend when it has one, else with a
+    transformers copy of the same weights (vLLM configs: loaded after the engine is freed); None for an API model
+    (no weights to teacher-force: its held-out metrics are null)."""
+    from data_pipeline.llm.transformers_backend import TransformersBackend
+    from eval.config import llm_config
+
+    template_kwargs = llm_config(spec, cfg).chat_template_kwargs
+    backend = getattr(llm, "backend", None)
+    if not isinstance(backend, TransformersBackend):
+        llm_cfg = llm_config(spec, cfg)
+        if llm_cfg.backend == "openai":
+            log.warning("held-out metrics: %s is served over an API (no weights); its values are null", spec.name)
+            return None
+        llm_cfg.backend = "transformers"
+        backend = TransformersBackend(llm_cfg)
+    return score_model(backend, data, template_kwargs, cfg.heldout_max_length, spec.name)
+
+
+def attach_heldout(cfg, runs: dict, beta: float) -> None:
+    """Fill each run's metrics["heldout"] and per-pair values, against the reference model's scores."""
+    reference_name = cfg.heldout_reference or cfg.model_specs[0].name
+    reference = runs[reference_name]["heldout_scores"]
+    for name, run in runs.items():
+        scored = run["heldout_scores"]
+        if scored is None:
+            run["metrics"]["heldout"] = None
+            continue
+        ref = None if name == reference_name or reference is None else reference
+        run["metrics"]["heldout"] = heldout_metrics(scored, ref, beta)
+        scored["won"], scored["margin"] = per_pair_values(scored, ref, beta)
