@@ -13,7 +13,7 @@ import json
 import struct
 from pathlib import Path
 
-from eval.report import deltas_table, metrics_table
+from eval.report_tables import deltas_table, has_heldout, heldout_deltas_table, heldout_table, metrics_table
 
 WANDB_BLOCK = 32 * 1024  # the W&B transaction log uses LevelDB's log format: 32 KiB blocks, 7-byte record headers
 WANDB_FILE_HEADER = 7  # b":W&B" + magic (2 bytes) + version (1 byte)
@@ -99,6 +99,16 @@ def comparison_markdown(sources: list[tuple[str, dict]]) -> str:
     for k, (label, results) in enumerate(sources):
         table = deltas_table(results, source=label)
         lines += table if k == 0 else table[2:]
+    held = [(label, results) for label, results in sources if has_heldout(results)]
+    for title, table_of in (
+        ("Held-out, judge-free", heldout_table),
+        ("Held-out changes baseline → tuned (paired bootstrap 95% CI)", heldout_deltas_table),
+    ):
+        if held:
+            lines += ["", f"## {title}", ""]
+        for k, (label, results) in enumerate(held):
+            table = table_of(results, source=label)
+            lines += table if k == 0 else table[2:]
     return "\n".join(lines) + "\n"
 
 

@@ -238,6 +238,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "metrics": {name: {**run["metrics"], "leakage": leak} for name, run in runs.items()},
         "comparisons": comparisons,
         "judges": {metric: judge.describe() for metric, judge in judges.items()},
+        "heldout_beta": beta,
         "judge_stand_in": any(is_stand_in(spec.model) for spec in cfg.judge_specs.values()),
         "test_sets": {name: {"source": source_of(cfg, name), "n": len(ds)} for name, ds in sets.items()},
         "decoding": {k: getattr(cfg, k) for k in ("temperature", "top_p", "max_new_tokens", "seed", "system_prompt")},

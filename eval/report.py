@@ -1,9 +1,10 @@
 """Write an eval's results: results.json, report.md, PNG plots, per-prompt samples, and the same to W&B.
 
 results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth_info, joint_hhh,
-cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements), "comparisons"
-(baseline -> tuned deltas with 95% CI), "judges" (which judge, mode and prompt file produced each metric),
-"test_sets", "decoding", "config", "created_at". NaN (nothing to measure) is written as null.
+cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements, heldout),
+"comparisons" (baseline -> tuned deltas, each {delta, ci_low, ci_high, n, too_few}), "judges" (which judge, mode and
+prompt file produced each metric), "test_sets", "decoding", "config", "created_at". A value that does not exist
+(NaN, infinite) is written as null and shown as n/a.
 """
 
 import json
@@ -11,25 +12,22 @@ import math
 import os
 from pathlib import Path
 
-import matplotlib
+from eval.metrics import FAILURE_TYPES, MIN_PAIRED_N
+from eval.plots import plots_written, write_plots
+from eval.report_tables import (
+    COLUMNS,
+    TOO_FEW,
+    deltas_table,
+    fmt,
+    fmt_delta,
+    has_heldout,
+    heldout_deltas_table,
+    heldout_table,
+    metrics_table,
+    subdomain_label,
+    value_of,
+)
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from data_pipeline import taxonomy  # noqa: E402
-from eval.metrics import FAILURE_TYPES  # noqa: E402
-
-COLUMNS = [  # (metric key, header); efficiency keys live under metrics["efficiency"]
-    ("win_rate", "Win rate % ↑"),
-    ("safety_score", "Safety score % ↓"),
-    ("truth_info", "Truth×Info % ↑"),
-    ("joint_hhh", "Joint HHH ↑"),
-    ("cultural_failure_rate", "Cultural failures % ↓"),
-    ("output_tokens_per_response", "Tokens/resp"),
-    ("latency_s_per_response", "Latency s/resp"),
-    ("tokens_per_s", "Tokens/s"),
-]
-PLOTS = ("hhh.png", "cultural_per_subdomain.png", "failure_types.png", "efficiency.png")
 STAND_IN_NOTE = (
     "> **These numbers show the plumbing, not alignment quality.** The evaluated models and/or judges are tiny "
     "random-weight stand-ins (hidden size <= 256); their verdicts are well defined (log-probabilities over the "
@@ -50,47 +48,6 @@ def _clean(obj):
     return obj
 
 
-def value_of(model_metrics: dict, key: str):
-    return model_metrics["efficiency"].get(key) if key in model_metrics["efficiency"] else model_metrics.get(key)
-
-
-def fmt(value, digits: int = 1) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
-
-
-def fmt_delta(delta: dict | None) -> str:
-    if delta is None:
-        return "n/a"
-    return f"{delta['delta']:+.2f} [{fmt(delta['ci_low'], 2)}, {fmt(delta['ci_high'], 2)}]"
-
-
-def subdomain_label(sid: str) -> str:
-    return f"{sid} {taxonomy.get(int(sid)).name}"
-
-
-def metrics_table(results: dict, source: str | None = None) -> list[str]:
-    """Markdown rows: one per model, one column per headline metric (optionally a leading 'Run' column)."""
-    lead = ["Run"] if source is not None else []
-    lines = ["| " + " | ".join(lead + ["Model"] + [h for _, h in COLUMNS]) + " |"]
-    lines.append("|" + "---|" * (len(lead) + 1 + len(COLUMNS)))
-    for name, m in results["metrics"].items():
-        digits = {"latency_s_per_response": 3}
-        cells = [fmt(value_of(m, key), digits.get(key, 1)) for key, _ in COLUMNS]
-        lines.append("| " + " | ".join(([source] if source is not None else []) + [name] + cells) + " |")
-    return lines
-
-
-def deltas_table(results: dict, source: str | None = None) -> list[str]:
-    lead = ["Run"] if source is not None else []
-    lines = ["| " + " | ".join(lead + ["Baseline → tuned"] + [h for _, h in COLUMNS]) + " |"]
-    lines.append("|" + "---|" * (len(lead) + 1 + len(COLUMNS)))
-    for comp in results["comparisons"]:
-        cells = [fmt_delta(comp["deltas"].get(key)) for key, _ in COLUMNS]
-        lead_cells = [source] if source is not None else []
-        lines.append("| " + " | ".join(lead_cells + [f"{comp['baseline']} → {comp['tuned']}"] + cells) + " |")
-    return lines
-
-
 def write_report_md(results: dict, out: Path) -> None:
     names = list(results["metrics"])
     stand_in = results["judge_stand_in"] or any(m["stand_in"] for m in results["models"])
@@ -108,7 +65,25 @@ def write_report_md(results: dict, out: Path) -> None:
     if results["comparisons"]:
         lines += ["## Changes baseline → tuned (paired bootstrap 95% CI, resampling prompts)", ""]
         lines += deltas_table(results) + [""]
-    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in PLOTS] + [""]
+        lines += [
+            "Each change is tuned − baseline over the prompts both models have a valid value for; n is how many. "
+            f'A change on fewer than {MIN_PAIRED_N} prompts is marked "{TOO_FEW}".',
+            "",
+        ]
+    if has_heldout(results):
+        lines += ["## Held-out, judge-free (CULTURAX test split, teacher-forced under the chat template)", ""]
+        lines += heldout_table(results) + [""]
+        if results["comparisons"]:
+            lines += heldout_deltas_table(results) + [""]
+        lines += [
+            "NLL/token: mean negative log-likelihood (nats) of the SFT view's reference responses. Preference "
+            "accuracy and reward margin: on the DPO view's pairs, against the reference model's log-ratios "
+            f"(reference: {results['config'].get('heldout_reference') or next(iter(results['metrics']))}; "
+            f"β = {results.get('heldout_beta')}); undefined (n/a) for the reference itself, so a change against it "
+            "is n/a too. Definitions: `eval/heldout.py`.",
+            "",
+        ]
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots_written(results)] + [""]
     subdomains = sorted({sid for n in names for sid in results["metrics"][n]["per_subdomain"]}, key=int)
     if subdomains:
         comps = results["comparisons"]
@@ -182,98 +157,6 @@ def write_report_md(results: dict, out: Path) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _grouped_bars(ax, categories: list[str], series: dict[str, list], horizontal: bool = False) -> None:
-    width = 0.8 / max(len(series), 1)
-    for k, (name, values) in enumerate(series.items()):
-        positions = [i + (k - (len(series) - 1) / 2) * width for i in range(len(categories))]
-        heights = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
-        bars = (ax.barh if horizontal else ax.bar)(positions, heights, width, label=name)
-        ax.bar_label(bars, labels=[fmt(v) for v in values], fontsize=6 if horizontal else 7, padding=2)
-    if horizontal:
-        ax.set_yticks(range(len(categories)), categories, fontsize=8)
-        ax.invert_yaxis()
-    else:
-        ax.set_xticks(range(len(categories)), categories, fontsize=9)
-    ax.legend(fontsize=8)
-
-
-def subdomains_to_plot(results: dict) -> list[str]:
-    """Every subdomain of the release plus any other evaluated one ([] without CULTURAX): a subdomain the evaluated
-    prompts miss is a gap in the test set the reader should see (n=0, no bar), not a silently shorter axis."""
-    evaluated = {sid for m in results["metrics"].values() for sid in m["per_subdomain"]}
-    return sorted(evaluated | {str(i) for i in taxonomy.RELEASE_IDS}, key=int) if evaluated else []
-
-
-def write_plots(results: dict, out: Path) -> None:
-    names, per_model = list(results["metrics"]), results["metrics"]
-    stand_in = (
-        " (tiny stand-in models: plumbing only)"
-        if results["judge_stand_in"] or any(m["stand_in"] for m in results["models"])
-        else ""
-    )
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    keys = [
-        ("win_rate", "Win rate ↑"),
-        ("truth_info", "Truth×Info ↑"),
-        ("safety_score", "Safety score ↓"),
-        ("joint_hhh", "Joint HHH ↑"),
-    ]
-    _grouped_bars(ax, [label for _, label in keys], {n: [per_model[n][k] for k, _ in keys] for n in names})
-    lowest = min([0.0] + [per_model[n][k] for n in names for k, _ in keys if per_model[n][k] is not None])
-    ax.set_ylim(lowest * 1.1, 112)  # joint HHH can be negative; headroom for the value labels
-    ax.axhline(0, color="black", linewidth=0.6)
-    ax.set_ylabel("%")
-    ax.set_title("HHH: baseline vs tuned" + stand_in, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / PLOTS[0], dpi=120)
-    plt.close(fig)
-
-    subdomains = subdomains_to_plot(results)
-    fig, ax = plt.subplots(figsize=(8, min(1.5 + 0.12 * len(subdomains) * len(names), 18)))
-    if subdomains:
-        series = {n: [per_model[n]["per_subdomain"].get(s, {}).get("failure_rate") for s in subdomains] for n in names}
-        counts = [per_model[names[0]]["per_subdomain"].get(s, {}).get("n", 0) for s in subdomains]
-        labels = [f"{subdomain_label(s)} (n={count})" for s, count in zip(subdomains, counts, strict=True)]
-        _grouped_bars(ax, labels, series, horizontal=True)
-    ax.set_xlim(0, 110)  # a percentage: the full scale keeps runs comparable by eye
-    ax.set_xlabel("cultural failure rate (%) ↓")
-    ax.set_title("Cultural failure rate per subdomain" + stand_in, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / PLOTS[1], dpi=120)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    _grouped_bars(
-        ax, list(FAILURE_TYPES), {n: [per_model[n]["per_failure_type"].get(t) for t in FAILURE_TYPES] for n in names}
-    )
-    ax.set_ylim(0, 110)
-    ax.set_ylabel("% of judged CULTURAX responses")
-    ax.set_title("Cultural failure types" + stand_in, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / PLOTS[2], dpi=120)
-    plt.close(fig)
-
-    panels = [
-        ("output_tokens_per_response", "output tokens / response"),
-        ("latency_s_per_response", "latency (s) / response"),
-        ("tokens_per_s", "generated tokens / s"),
-    ]
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.8))
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        values = [per_model[n]["efficiency"][key] for n in names]
-        bars = ax.bar(
-            range(len(names)), [v if v is not None else 0.0 for v in values], color=[f"C{i}" for i in range(len(names))]
-        )
-        ax.bar_label(bars, labels=[fmt(v, 3 if key.startswith("latency") else 2) for v in values], fontsize=8)
-        ax.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
-        ax.set_title(label, fontsize=9)
-    fig.suptitle("Inference efficiency, identical decoding settings" + stand_in, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / PLOTS[3], dpi=120)
-    plt.close(fig)
-
-
 def log_to_wandb(results: dict, out: Path) -> str:
     """Summary metrics, the comparison tables and the plots, in the training runs' group (job_type "eval")."""
     import wandb
@@ -291,9 +174,12 @@ def log_to_wandb(results: dict, out: Path) -> str:
     for name, m in results["metrics"].items():
         for key, _ in COLUMNS:
             run.summary[f"{name}/{key}"] = value_of(m, key)
+        if m.get("heldout"):
+            for key, value in m["heldout"].items():
+                run.summary[f"{name}/heldout_{key}"] = value
     for comp in results["comparisons"]:
         for key, delta in comp["deltas"].items():
-            run.summary[f"{comp['tuned']}_vs_{comp['baseline']}/{key}"] = delta
+            run.summary[f"{comp['tuned']}_vs_{comp['baseline']}/{key}"] = delta  # delta, ci_low, ci_high, n
     run.summary["results"] = {k: v for k, v in results.items() if k != "config"}
     columns = ["model"] + [key for key, _ in COLUMNS]
     rows = [[name] + [value_of(m, key) for key, _ in COLUMNS] for name, m in results["metrics"].items()]
@@ -305,11 +191,22 @@ def log_to_wandb(results: dict, out: Path) -> str:
             for c in results["comparisons"]
         ],
     )
-    payload.update({p.removesuffix(".png"): wandb.Image(str(out / p)) for p in PLOTS})
+    if has_heldout(results):
+        payload["heldout_table"] = _wandb_table(heldout_table(results))
+        payload["heldout_deltas_table"] = _wandb_table(heldout_deltas_table(results))
+    payload.update({p.removesuffix(".png"): wandb.Image(str(out / p)) for p in plots_written(results)})
     run.log(payload)
     run_dir = run.dir
     run.finish()
     return run_dir
+
+
+def _wandb_table(markdown: list[str]):
+    """A wandb.Table with the same cells as a markdown table (header row, separator, rows)."""
+    import wandb
+
+    split = [[cell.strip() for cell in line.strip("|").split("|")] for line in markdown]
+    return wandb.Table(columns=split[0], data=split[2:])
 
 
 def write_all(results: dict, output_dir: str) -> Path:
