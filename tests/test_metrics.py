@@ -80,13 +80,65 @@ def test_joint_hhh_and_throughput_bootstrap_point_estimates():
     base = {"helpfulness": np.array([0.5, 0.5]), "honesty": np.array([0.0, 1.0]), "harmlessness": np.array([0.0, 0.0])}
     tuned = {"helpfulness": np.array([1.0, 1.0]), "honesty": np.array([1.0, 1.0]), "harmlessness": np.array([0.0, 1.0])}
     out = metrics.paired_bootstrap_joint_hhh(base, tuned, n_resamples=300, seed=1)
-    # baseline (50 + 50 - 0) / 3 = 33.33; tuned (100 + 100 - 50) / 3 = 50 -> +16.67
+    # baseline (50 + 50 - 0) / 3 = 33.33; tuned (100 + 100 - 50) / 3 = 50 -> +16.67, on 2 prompts per set
     assert out["delta"] == pytest.approx(50.0 - 100.0 / 3)
-    assert out["ci_low"] <= out["delta"] <= out["ci_high"]
-    thr = metrics.paired_bootstrap_throughput(
+    assert out["n"] == 2 and out["too_few"]
+    # A failed judgement for one model drops that prompt for both: tuned's honesty NaN on prompt 0 leaves
+    # baseline honesty 100 vs tuned 100 on prompt 1: joint HHH (50 + 100 - 0)/3 -> (100 + 100 - 50)/3 = +0.
+    tuned_failed = {**tuned, "honesty": np.array([nan, 1.0])}
+    assert metrics.paired_bootstrap_joint_hhh(base, tuned_failed, n_resamples=300, seed=1)["delta"] == pytest.approx(0)
+    thr = metrics.paired_bootstrap_ratio_of_sums(
         (np.array([10.0, 10.0]), np.array([1.0, 1.0])), (np.array([20.0, 40.0]), np.array([1.0, 2.0])), n_resamples=100
     )
     assert thr["delta"] == pytest.approx(10.0)  # 60/3 - 20/2
+    # Cached responses with zero latency: an infinite throughput is no value (NaN, rendered n/a), not a crash.
+    inf = metrics.paired_bootstrap_ratio_of_sums(
+        (np.array([10.0, 10.0]), np.array([1.0, 1.0])), (np.array([20.0, 40.0]), np.array([0.0, 0.0])), n_resamples=50
+    )
+    assert math.isnan(inf["delta"]) and inf["n"] == 2
+
+
+def test_paired_change_rests_on_jointly_valid_prompts():
+    # The issue's case: baseline failed on prompt 0 only. Unpaired, it read as -25 [-75, 0]; paired it is 0 on 3.
+    out = metrics.paired_bootstrap_delta([nan, 1, 1, 1], [0, 1, 1, 1], n_resamples=500, seed=3)
+    assert out == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 3, "too_few": True}
+    # One prompt is not a certainty: n=1 is shown and marked too few (MIN_PAIRED_N = 10).
+    assert metrics.paired_bootstrap_delta([1.0], [0.0])["too_few"] is True
+    assert metrics.paired_bootstrap_delta(np.ones(10), np.zeros(10))["too_few"] is False
+    none = metrics.paired_bootstrap_delta([nan, 1.0], [0.0, nan])
+    assert none["n"] == 0 and math.isnan(none["delta"]) and math.isnan(none["ci_low"])
+
+
+def test_metric_functions_refuse_inputs_of_unequal_length():
+    with pytest.raises(ValueError, match="unequal length"):
+        metrics.truth_info([1, 1], [1])  # numpy would broadcast this to 100 %
+    with pytest.raises(ValueError, match="unequal length"):
+        metrics.cultural_failure_rates(["none", "refusal"], [[11]])
+    with pytest.raises(ValueError, match="unequal length"):
+        metrics.generation_efficiency([10, 20], [1.0])
+    with pytest.raises(ValueError, match="same prompts"):
+        metrics.paired_bootstrap_ratio_of_sums(([1.0, 2.0], [1.0, 1.0]), ([1.0], [1.0]))
+
+
+def test_bootstrap_ci_covers_a_known_change_in_92_to_98_percent_of_seeds():
+    """Paired outcomes, n = 400: baseline ~ Bernoulli(0.5); tuned keeps the baseline outcome with probability 0.7,
+    else draws Bernoulli(5/6), so P(tuned) = 0.35 + 0.3 * 5/6 = 0.6: the true change is +10 points. A 95% CI must
+    cover +10 in about 95% of 200 seeds (binomial sd 1.5 points: 92-98% is about +-2 sd)."""
+    covered = 0
+    for seed in range(200):
+        rng = np.random.default_rng(10_000 + seed)
+        base = (rng.random(400) < 0.5).astype(float)
+        tuned = np.where(rng.random(400) < 0.7, base, (rng.random(400) < 5 / 6).astype(float))
+        out = metrics.paired_bootstrap_delta(base, tuned, n_resamples=1000, seed=seed)
+        covered += out["ci_low"] <= 10.0 <= out["ci_high"]
+        if seed == 0:
+            # Failures for one model only: the change is exactly the one on the jointly valid prompts.
+            base_failed, tuned_failed = base.copy(), tuned.copy()
+            base_failed[:30], tuned_failed[30:50] = nan, nan
+            expected = metrics.paired_bootstrap_delta(base[50:], tuned[50:], n_resamples=1000, seed=seed)
+            assert metrics.paired_bootstrap_delta(base_failed, tuned_failed, n_resamples=1000, seed=seed) == expected
+            assert expected["n"] == 350
+    assert 184 <= covered <= 196, covered
 
 
 def test_leakage_counts_unique_test_prompts_with_verified_pairs():
