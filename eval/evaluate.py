@@ -271,6 +271,7 @@ def _samples(sets: dict[str, Dataset], run: dict) -> list[dict]:
                     "id": response["id"],
                     "prompt": prompt,
                     "response": response["raw"],
+                    "judged": response["text"],  # what the judges saw (reasoning stripped)
                     **_verdict(run["scores"], name, i),
                 }
             )

@@ -285,11 +285,12 @@ def test_logprob_judge_on_tiny_model(tiny_models, tmp_path):
     out, stats = rejection_sample(generate_candidates(ds, generator, gen_cfg), generator, judge, gen_cfg, cfg)
     assert len(out) == 2 and stats["unparsable_judgements"] == 0 and stats["total"]["stage1_pass_rate"] == 1.0
     first = out[0]["candidate_scores"][0]
-    assert all(1.0 <= first[f] <= 5.0 for f in FACETS)
-    # The stored score is the expectation over the judge's own rating-token log-probabilities.
+    # The stored score is the expectation over the judge's own rating-token log-probabilities, renormalised over
+    # the digits 1..5: computed here by hand (sum r * p_r / sum p_r), not with the function under test.
     item = (out[0]["prompt"], out[0]["subdomains"], out[0]["candidates"][0])
     conversation = judge_conversations(load_prompt(cfg.facet_prompt_file), [item], cfg, facet="honest")
     (logprobs,) = judge.next_token_logprobs(conversation, [str(r) for r in range(1, 6)])
-    assert first["honest"] == pytest.approx(expected_rating(logprobs, 5))
+    probs = {r: math.exp(logprobs[str(r)]) for r in range(1, 6)}
+    assert first["honest"] == pytest.approx(sum(r * p for r, p in probs.items()) / sum(probs.values()))
     again, _ = rejection_sample(generate_candidates(ds, generator, gen_cfg), generator, judge, gen_cfg, cfg)
     assert again.to_list() == out.to_list()
