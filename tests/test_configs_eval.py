@@ -96,3 +96,21 @@ def test_bad_fixture_line_names_file_line_and_field(tmp_path):
     bad.write_text("{not json\n")
     with pytest.raises(EvalInputError, match=r"bad.jsonl:1: field '<line>': invalid JSON"):
         read_fixture(bad, FIXTURE_FIELDS["helpfulness"])
+
+
+def test_real_configs_pin_revisions_and_measure_heldout():
+    for path in CONFIGS:
+        cfg = parse_config(["--config", str(path)])
+        if cfg.helpfulness == "tatsu-lab/alpaca_eval":
+            assert cfg.helpfulness_revision and cfg.harmlessness_revision and cfg.honesty_revision, path.stem
+            assert cfg.heldout_data == "runs/culturax/data" and "/dpo_" in cfg.dpo_recipe, path.stem
+            assert (REPO_ROOT / cfg.dpo_recipe).exists(), path.stem
+
+
+def test_local_hub_sets_config_reads_every_hhh_set_from_a_hub_schema_file():
+    cfg = parse_config(["--config", str(REPO_ROOT / "configs/eval/local_hub_sets.yaml")])
+    files = (cfg.helpfulness, cfg.harmlessness, cfg.honesty)
+    assert [f.rsplit(".", 1)[1] for f in files] == ["json", "jsonl", "parquet"]
+    assert all((REPO_ROOT / f).is_file() and f.startswith("eval/fixtures/hub/") for f in files)
+    sets, _ = load_test_sets(cfg)
+    assert {name: len(ds) for name, ds in sets.items()} == {"helpfulness": 12, "harmlessness": 12, "honesty": 12}

@@ -117,3 +117,32 @@ def test_culturax_from_a_rows_file_and_a_dataset_dict(tmp_path):
     (tmp_path / "bad.jsonl").write_text(json.dumps({"id": "t-2", "prompt": "q", "subdomains": "12"}) + "\n")
     with pytest.raises(EvalInputError, match=r"bad.jsonl:1: field 'subdomains': expected a list of ints"):
         load_culturax(str(tmp_path / "bad.jsonl"))
+
+
+def test_eval_on_local_hub_sets_writes_a_report(tiny_models, tmp_path, monkeypatch):
+    """`python -m eval --config configs/eval/local_hub_sets.yaml`, with the session's tiny models in place of
+    runs/tiny_models and a temporary output folder: every HHH set is read from its hub-schema file."""
+    import yaml
+
+    from eval.__main__ import main as eval_main
+    from tests.conftest import REPO_ROOT
+
+    monkeypatch.chdir(REPO_ROOT)  # the config's set paths are relative to the checkout
+    cfg = yaml.safe_load((REPO_ROOT / "configs/eval/local_hub_sets.yaml").read_text())
+    for model in cfg["models"]:
+        model["model"] = str(tiny_models[model["name"]])
+    cfg["judges"]["default"]["model"] = str(tiny_models["tiny-qwen3"])
+    cfg.update(output_dir=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache"), max_new_tokens=8)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    results = eval_main(["--config", str(tmp_path / "c.yaml")])
+    assert {name: s["n"] for name, s in results["test_sets"].items()} == {
+        "helpfulness": 12,
+        "harmlessness": 12,
+        "honesty": 12,
+    }
+    assert (
+        "beavertails_30k_test.jsonl (local copy in the schema of PKU-Alignment/BeaverTails"
+        in (results["test_sets"]["harmlessness"]["source"])
+    )
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| tiny-qwen3 → tiny-qwen2 |" in report and "n=12" in report
