@@ -202,10 +202,6 @@ def run_eval(cfg: EvalConfig) -> dict:
     for spec in cfg.model_specs:
         llm = build_model_llm(cfg, spec)
         responses = {name: generate_responses(llm, ds, cfg) for name, ds in sets.items()}
-        if heldout_data is not None and not isinstance(getattr(llm, "backend", None), _transformers_backend()):
-            del llm  # a vLLM engine holds the GPU: free it before the transformers copy loads
-            gc.collect()
-            llm = None
         held = heldout.model_scores(cfg, spec, llm, heldout_data) if heldout_data is not None else None
         del llm  # free the weights before the next model loads
         gc.collect()
@@ -246,12 +242,6 @@ def run_eval(cfg: EvalConfig) -> dict:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {name: _samples(sets, run) for name, run in runs.items()},
     }
-
-
-def _transformers_backend() -> type:
-    from data_pipeline.llm.transformers_backend import TransformersBackend
-
-    return TransformersBackend
 
 
 def is_stand_in(model: str) -> bool:

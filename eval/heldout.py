@@ -1,8 +1,9 @@
 """Judge-free held-out metrics: what training changed, measured on CULTURAX's test split without any judge.
 
 For every evaluated model, reference responses are teacher-forced under the model's chat template exactly as
-training renders them (``chat_template_kwargs``, e.g. thinking off for Qwen3), in batches through the transformers
-backend's model (PEFT adapter applied):
+training renders them (``chat_template_kwargs``, e.g. thinking off for Qwen3), with the evaluated model's own
+backend: batched forward passes of the transformers backend's model (PEFT adapter applied), or vLLM's prompt
+logprobs on GPU:
 
 - held-out NLL = sum over responses of -log p(response tokens) / number of response tokens, on the SFT view's
   assistant turns (nats per token; lower is better);
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from data_pipeline.llm.core import chat_prompt
 from eval import metrics
+from eval.config import llm_config
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +118,33 @@ def response_logprobs(backend, items: list[tuple], template_kwargs: dict, max_le
     return out
 
 
+def vllm_response_logprobs(backend, items: list[tuple], template_kwargs: dict, max_length: int, desc: str):
+    """The same (n, 2) array from vLLM's prompt logprobs: each whole sequence is a prompt, and vLLM returns the
+    log-probability of every prompt token given the ones before (``prompt_logprobs=0``: the actual token only).
+    UNTESTED HERE (vllm needs a CUDA GPU; see data_pipeline/llm/vllm_backend.py)."""
+    eos_ids = {backend.tokenizer.eos_token_id}
+    sequences, lengths = [], []
+    for prompt, answer in items:
+        prompt_ids, answer_ids = encode_pair(backend.tokenizer, prompt, answer, template_kwargs, eos_ids)
+        answer_ids = answer_ids[: max_length - 1]
+        sequences.append(prompt_ids[-(max_length - len(answer_ids)) :] + answer_ids)
+        lengths.append(len(answer_ids))
+    params = backend._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
+    log.info("%s: %d sequences through vLLM prompt logprobs", desc, len(sequences))
+    outputs = backend._run(sequences, [params] * len(sequences))
+    out = np.zeros((len(items), 2))
+    for index, (ids, length, output) in enumerate(zip(sequences, lengths, outputs, strict=True)):
+        positions = range(len(ids) - length, len(ids))
+        out[index] = (sum(float(output.prompt_logprobs[k][ids[k]].logprob) for k in positions), length)
+    return out
+
+
 def score_model(backend, data: dict, template_kwargs: dict, max_length: int, name: str) -> dict:
     """Per-response (logprob sum, tokens) on the SFT view and per-pair summed logprobs of chosen and rejected."""
-    sft = response_logprobs(backend, data["sft"], template_kwargs, max_length, f"held-out NLL: {name}")
+    score = vllm_response_logprobs if hasattr(backend, "engine") else response_logprobs
+    sft = score(backend, data["sft"], template_kwargs, max_length, f"held-out NLL: {name}")
     pairs = [(p, c) for p, c, _ in data["dpo"]] + [(p, r) for p, _, r in data["dpo"]]
-    both = response_logprobs(backend, pairs, template_kwargs, max_length, f"held-out pairs: {name}")
+    both = score(backend, pairs, template_kwargs, max_length, f"held-out pairs: {name}")
     n = len(data["dpo"])
     return {"nll_sum": -sft[:, 0], "tokens": sft[:, 1], "chosen": both[:n, 0], "rejected": both[n:, 0]}
 
@@ -174,22 +198,15 @@ def mean_stat(values: np.ndarray) -> np.ndarray:
 
 
 def model_scores(cfg, spec, llm, data: dict) -> dict | None:
-    """Teacher-forced scores of one evaluated model: with its own transformers backend when it has one, else with a
-    transformers copy of the same weights (vLLM configs: loaded after the engine is freed); None for an API model
-    (no weights to teacher-force: its held-out metrics are null)."""
-    from data_pipeline.llm.transformers_backend import TransformersBackend
-    from eval.config import llm_config
-
-    template_kwargs = llm_config(spec, cfg).chat_template_kwargs
-    backend = getattr(llm, "backend", None)
-    if not isinstance(backend, TransformersBackend):
-        llm_cfg = llm_config(spec, cfg)
-        if llm_cfg.backend == "openai":
-            log.warning("held-out metrics: %s is served over an API (no weights); its values are null", spec.name)
-            return None
-        llm_cfg.backend = "transformers"
-        backend = TransformersBackend(llm_cfg)
-    return score_model(backend, data, template_kwargs, cfg.heldout_max_length, spec.name)
+    """Teacher-forced scores of one evaluated model with the backend that generated its responses (transformers:
+    batched forward passes; vLLM: prompt logprobs); None for an API model (no weights to teacher-force: its
+    held-out metrics are null)."""
+    llm_cfg = llm_config(spec, cfg)
+    if llm_cfg.backend == "openai":
+        log.warning("held-out metrics: %s is served over an API (no weights); its values are null", spec.name)
+        return None
+    template_kwargs = llm_cfg.chat_template_kwargs
+    return score_model(llm.backend, data, template_kwargs, cfg.heldout_max_length, spec.name)
 
 
 def attach_heldout(cfg, runs: dict, beta: float) -> None:
