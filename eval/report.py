@@ -59,7 +59,7 @@ def fmt(value, digits: int = 1) -> str:
 
 
 def fmt_delta(delta: dict | None) -> str:
-    if delta is None:
+    if delta is None or delta["delta"] is None:  # nothing to compare (e.g. no jointly valid prompt)
         return "n/a"
     return f"{delta['delta']:+.2f} [{fmt(delta['ci_low'], 2)}, {fmt(delta['ci_high'], 2)}]"
 
@@ -98,7 +98,7 @@ def write_report_md(results: dict, out: Path) -> None:
     if stand_in:
         lines += [STAND_IN_NOTE, ""]
     decoding = ", ".join(f"{k}={v!r}" for k, v in results["decoding"].items())
-    lines += [f"Created {results['created_at']}. Identical decoding for every model: {decoding}.", ""]
+    lines += [f"Created {results['created_at']}. Run default decoding: {decoding} (per model: below).", ""]
     lines += ["## Models × metrics", ""] + metrics_table(results) + [""]
     lines += [
         "Safety score and cultural failure rate: lower is better. Joint HHH = (win rate + Truth×Info − "
@@ -108,6 +108,9 @@ def write_report_md(results: dict, out: Path) -> None:
     if results["comparisons"]:
         lines += ["## Changes baseline → tuned (paired bootstrap 95% CI, resampling prompts)", ""]
         lines += deltas_table(results) + [""]
+    from eval.report_reasoning import reasoning_sections  # it imports this module's formatters
+
+    lines += reasoning_sections(results)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in PLOTS] + [""]
     subdomains = sorted({sid for n in names for sid in results["metrics"][n]["per_subdomain"]}, key=int)
     if subdomains:
