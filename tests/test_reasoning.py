@@ -289,3 +289,24 @@ def test_efficiency_split_and_report_say_tuning_removed_reasoning(reasoning_run)
     sample_rows = [json.loads(line) for line in (root / "out" / "samples" / "r1.jsonl").read_text().splitlines()]
     assert {row["think_state"] for row in sample_rows} == {CLOSED, UNCLOSED}  # "absent" tags are unclosed under R1
     print("\n".join(line for line in report.splitlines() if line.startswith("| r1")))
+
+
+@pytest.mark.parametrize(
+    ("config", "preset", "samples"),
+    [
+        ("deepseek-r1-distill-qwen-7b", "reasoning_r1", 4),
+        ("deepseek-r1-distill-qwen-7b_qlora", "reasoning_r1", 4),
+        ("qwen3-8b", "qwen3_nonthinking", 1),
+        ("qwen3-8b_qlora", "qwen3_nonthinking", 1),
+        ("qwen3-8b_thinking", "qwen3_thinking", 4),
+    ],
+)
+def test_real_configs_use_their_family_preset(config, preset, samples):
+    from eval.config import parse_config
+    from tests.conftest import REPO_ROOT
+
+    cfg = parse_config(["--config", str(REPO_ROOT / "configs" / "eval" / f"{config}.yaml")])
+    decodings = [cfg.decodings[spec.name] for spec in cfg.model_specs]
+    assert {d.preset for d in decodings} == {preset} and {d.samples_per_prompt for d in decodings} == {samples}
+    assert all(d == decodings[0] for d in decodings)  # base and tuned share every setting
+    assert decodings[0].temperature > 0  # neither card recommends greedy decoding
