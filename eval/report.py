@@ -271,7 +271,7 @@ def write_plots(results: dict, out: Path) -> None:
         ax.bar_label(bars, labels=[fmt(v, 3 if key.startswith("latency") else 2) for v in values], fontsize=8)
         ax.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
         ax.set_title(label, fontsize=9)
-    fig.suptitle("Inference efficiency, identical decoding settings" + stand_in, fontsize=10)
+    fig.suptitle("Inference efficiency (decoding per model: report.md)" + stand_in, fontsize=10)
     fig.tight_layout()
     fig.savefig(out / PLOTS[3], dpi=120)
     plt.close(fig)

@@ -310,3 +310,39 @@ def test_real_configs_use_their_family_preset(config, preset, samples):
     assert {d.preset for d in decodings} == {preset} and {d.samples_per_prompt for d in decodings} == {samples}
     assert all(d == decodings[0] for d in decodings)  # base and tuned share every setting
     assert decodings[0].temperature > 0  # neither card recommends greedy decoding
+
+
+def test_tiny_qwen2_weights_sample_under_the_r1_preset(tiny_models, tmp_path):
+    """The real transformers path: tiny-qwen2 (random weights, R1-Distill template) with reasoning_r1 and 2 samples
+    per prompt. Whatever it writes, a sample without </think> is "no final answer" and never reaches a judge."""
+    calls = []
+
+    def judge(messages, params):
+        calls.append(messages[-1]["content"])
+        return "Verdict: " + ("A" if "[Answer A]" in messages[-1]["content"] else "yes")
+
+    with LocalOpenAIServer(judge, model_name="judge") as server:
+        spec = {"name": "tiny-r1", "model": str(tiny_models["tiny-qwen2"]), "preset": "reasoning_r1"}
+        cfg = {
+            "output_dir": str(tmp_path / "out"),
+            "cache_dir": str(tmp_path / "cache"),
+            "report_to": "none",
+            "dtype": "float32",
+            "samples_per_prompt": 2,
+            "max_prompts_per_set": 2,
+            "models": [{**spec, "max_new_tokens": 8}],  # the model's own field wins over the preset's 8192
+            "judges": {"default": {"backend": "openai", "model": "judge", "base_url": server.base_url}},
+        }
+        (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg))
+        results = eval_main(["--config", str(tmp_path / "eval.yaml")])
+    rows = [json.loads(line) for line in (tmp_path / "out" / "samples" / "tiny-r1.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 * 2 * 2 and [r["sample"] for r in rows[:2]] == [0, 1]
+    assert any(a["response"] != b["response"] for a, b in zip(rows[::2], rows[1::2], strict=True))  # 2 seeds
+    unanswered = [r for r in rows if "</think>" not in r["response"]]
+    assert all(r["think_state"] == UNCLOSED for r in unanswered)  # the template opened the block; it never closed
+    m = results["metrics"]["tiny-r1"]
+    assert m["no_final_answer_rate"]["overall"] == pytest.approx(100 * len(unanswered) / len(rows))
+    reasoning = [bool(split_think(r["response"], True).thinking) for r in rows]
+    assert m["efficiency"]["thinking_share"] == pytest.approx(100 * np.mean(reasoning))
+    assert results["models"][0]["decoding"]["max_new_tokens"] == 8 and results["models"][0]["prompt_opens_think"]
+    assert len(calls) <= 2 * (len(rows) - len(unanswered))  # only answered samples were judged
