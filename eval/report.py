@@ -29,7 +29,7 @@ COLUMNS = [  # (metric key, header); efficiency keys live under metrics["efficie
     ("latency_s_per_response", "Latency s/resp"),
     ("tokens_per_s", "Tokens/s"),
 ]
-PLOTS = ("hhh.png", "cultural_per_subdomain.png", "failure_types.png", "efficiency.png")
+PLOTS = ("hhh.png", "cultural_per_subdomain.png", "failure_types.png", "efficiency.png", "efficiency_split.png")
 STAND_IN_NOTE = (
     "> **These numbers show the plumbing, not alignment quality.** The evaluated models and/or judges are tiny "
     "random-weight stand-ins (hidden size <= 256); their verdicts are well defined (log-probabilities over the "
@@ -275,6 +275,10 @@ def write_plots(results: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / PLOTS[3], dpi=120)
     plt.close(fig)
+
+    from eval.report_reasoning import write_split_plot  # it imports this module's formatters
+
+    write_split_plot(results, out / PLOTS[4])
 
 
 def log_to_wandb(results: dict, out: Path) -> str:

@@ -136,3 +136,35 @@ def reasoning_sections(results: dict) -> list[str]:
         lines += [reasoning_statement(results, comp) for comp in results["comparisons"]] + [""]
     lines += ["## No final answer per test set (%)", ""] + no_answer_table(results) + [""]
     return lines
+
+
+def write_split_plot(results: dict, path) -> None:
+    """Stacked thinking/answer tokens per response, and the shares that reason / give no final answer, per model."""
+    import matplotlib.pyplot as plt
+
+    names, per_model = list(results["metrics"]), results["metrics"]
+
+    def values(key: str, where: str = "efficiency") -> list[float]:
+        return [(per_model[n][where] if where else per_model[n])[key] or 0.0 for n in names]
+
+    thinking, answer = values("thinking_tokens_per_response"), values("answer_tokens_per_response")
+    fig, (tokens_ax, share_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    positions = range(len(names))
+    tokens_ax.bar(positions, thinking, label="thinking", color="C1")
+    tokens_ax.bar(positions, answer, bottom=thinking, label="answer", color="C0")
+    tokens_ax.set_title("tokens per response (mean)", fontsize=9)
+    tokens_ax.legend(fontsize=8)
+    share = values("thinking_share")
+    no_answer = [per_model[n]["no_final_answer_rate"]["overall"] or 0.0 for n in names]
+    width = 0.4
+    share_ax.bar([p - width / 2 for p in positions], share, width, label="responses with thinking", color="C1")
+    share_ax.bar([p + width / 2 for p in positions], no_answer, width, label="no final answer", color="C3")
+    share_ax.set_ylim(0, 110)
+    share_ax.set_ylabel("%")
+    share_ax.legend(fontsize=8)
+    for ax in (tokens_ax, share_ax):
+        ax.set_xticks(list(positions), names, fontsize=8, rotation=15)
+    fig.suptitle("Reasoning vs answer", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
