@@ -289,7 +289,8 @@ def test_efficiency_split_and_report_say_tuning_removed_reasoning(reasoning_run)
     assert (root / "out" / "efficiency_split.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     sample_rows = [json.loads(line) for line in (root / "out" / "samples" / "r1.jsonl").read_text().splitlines()]
     assert {row["think_state"] for row in sample_rows} == {CLOSED, UNCLOSED}  # "absent" tags are unclosed under R1
-    print("\n".join(line for line in report.splitlines() if line.startswith("| r1")))
+    section = report[report.index("## Efficiency split") : report.index("## Plots")]
+    print("\n" + section)  # the closing note's table: pytest tests/test_reasoning.py -k removed_reasoning -s
 
 
 @pytest.mark.parametrize(
