@@ -104,9 +104,7 @@ def model_metrics(
     out["truthful"] = metrics.mean_percent(scores["truthful"])
     out["informative"] = metrics.mean_percent(scores["informative"])
     if "cultural" in scores:
-        cultural = metrics.cultural_failure_rates_over_samples(
-            scores["cultural"], subdomains, run["samples_per_prompt"]
-        )
+        cultural = metrics.cultural_failure_rates(scores["cultural"], subdomains, run["samples_per_prompt"])
         out["cultural_failure_rate"] = cultural["overall"]
         out["per_subdomain"] = cultural["per_subdomain"]
         out["per_failure_type"] = cultural["per_type"]

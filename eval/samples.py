@@ -114,13 +114,13 @@ def efficiency_split(records: list[dict], token_split: str) -> dict:
 
 
 def per_prompt(responses: dict[str, list[dict]], key: str, reduce: Callable = np.mean) -> np.ndarray:
-    """One value per prompt over every set, in set order: ``reduce`` over the prompt's samples (records grouped by
-    their consecutive "id")."""
+    """One value per prompt over every set, in set order: ``reduce`` over the prompt's samples (a prompt's records
+    run from its sample 0 to the next sample 0, so models with different samples_per_prompt still pair by prompt)."""
     out = []
     for records in responses.values():
         groups: list[list[float]] = []
-        for i, record in enumerate(records):
-            if i == 0 or record["id"] != records[i - 1]["id"]:
+        for record in records:
+            if record["sample"] == 0:
                 groups.append([])
             groups[-1].append(float(record[key]))
         out.extend(reduce(group) for group in groups)

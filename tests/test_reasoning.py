@@ -126,11 +126,30 @@ def test_metrics_average_over_samples_per_prompt():
     # 2 prompts x 2 samples: prompt 0 wins once, prompt 1 has one failed judgement -> its one valid sample counts.
     assert metrics.prompt_means([1.0, 0.0, np.nan, 1.0], 2).tolist() == [0.5, 1.0]
     labels = ["none", metrics.NO_ANSWER, "stereotyping", "stereotyping"]
-    rates = metrics.cultural_failure_rates_over_samples(labels, [[11], [12]], 2)
+    rates = metrics.cultural_failure_rates(labels, [[11], [12]], 2)
     assert rates["overall"] == pytest.approx(75.0)  # (0.5 + 1.0) / 2 prompts
     assert rates["per_type"]["stereotyping"] == pytest.approx(50.0) and rates["per_type"]["no_answer"] == 25.0
-    one = metrics.cultural_failure_rates(["none", "refusal"], [[11], [12]])
-    assert metrics.cultural_failure_rates_over_samples(["none", "refusal"], [[11], [12]], 1) == one
+    one = metrics.cultural_failure_rates(["none", "refusal", None], [[11], [12], [12]])
+    assert one["overall"] == 50.0 and one["per_subdomain"]["12"] == {"n": 2, "judged": 1, "failure_rate": 100.0}
+
+
+def test_efficiency_split_by_hand():
+    def rec(sample, thinking, answer, latency, has_thinking, final=True):
+        return {"sample": sample, "thinking_tokens": thinking, "answer_tokens": answer, "latency_s": latency,
+                "output_tokens": thinking + answer, "has_thinking": has_thinking, "final_answer": final}  # fmt: skip
+
+    base = {"s": [rec(0, 10, 2, 1.0, True), rec(1, 30, 0, 3.0, True, False), rec(0, 0, 4, 1.0, False)]}
+    split = samples.efficiency_split(base["s"], "tokenizer")
+    assert (split["thinking_tokens_per_response"], split["thinking_tokens_median"]) == (40 / 3, 10.0)
+    assert (split["answer_tokens_per_response"], split["output_tokens_median"]) == (2.0, 12.0)
+    assert split["thinking_share"] == pytest.approx(200 / 3)
+    # Per prompt (mean over its samples): prompt 0 = (10 + 30) / 2 = 20 thinking tokens, prompt 1 = 0.
+    assert samples.per_prompt(base, "thinking_tokens").tolist() == [20.0, 0.0]
+    tuned = {"s": [rec(0, 0, 5, 1.0, False), rec(0, 0, 5, 1.0, False)]}  # one sample per prompt: still paired
+    deltas = samples.efficiency_deltas(base, tuned, n_resamples=50, seed=0)
+    assert deltas["thinking_tokens_per_response"]["delta"] == -10.0  # (0 + 0) / 2 - (20 + 0) / 2
+    assert deltas["thinking_share"]["delta"] == -50.0  # prompts that reason: 100% and 0% -> mean 50% -> 0%
+    assert deltas["no_final_answer_rate"]["delta"] == -25.0  # prompt 0 had 1 of 2 samples unanswered
 
 
 # ------------------------------------------------------------------ end to end: tiny-qwen2 with a scripted reply set
