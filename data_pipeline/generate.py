@@ -3,6 +3,10 @@
 The generator sees a versioned system prompt that names the row's cultural context (its subdomains and their
 descriptions) and asks for a helpful, harmless and honest answer. The same module writes the stage-2 revision
 conversation, so everything the generator is asked lives in one place and in files under data_pipeline/prompts/.
+
+A reasoning generator (DeepSeek-R1-Distill, Qwen3 in thinking mode) writes ``<think>...</think>`` before its answer.
+With ``keep_reasoning`` the think block is split off: "candidates" hold the answers (what the judge scores and the
+views train on) and "candidate_reasoning" the reasoning of each, so a recipe can train "reason, then answer".
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class GenerateConfig:
     feedback_prompt_file: str = "feedback_revision_v1.txt"
     # Rows per LLM call: the unit of progress and of crash recovery; the backend batches/parallelises inside it.
     batch_size: int = 64
+    # Split a reasoning generator's <think> block off each candidate into "candidate_reasoning" (see module doc).
+    keep_reasoning: bool = False
 
     def __post_init__(self):
         if self.k < 1:
@@ -130,6 +136,17 @@ def in_batches(call: Callable[[list[T]], list[R]], items: Sequence[T], batch_siz
     return results
 
 
+def split_reasoning(text: str) -> tuple[str, str]:
+    """(answer, reasoning) of a generator's text: the answer follows the last ``</think>``; a block that never
+    closed leaves no answer (""), which the judge then fails; text without a block is all answer."""
+    if "</think>" in text:
+        head, answer = text.rsplit("</think>", 1)
+        return answer.strip(), head.split("<think>", 1)[-1].strip()
+    if "<think>" in text:
+        return "", text.split("<think>", 1)[1].strip()
+    return text, ""
+
+
 def generate_candidates(ds: Dataset, llm: LLM, cfg: GenerateConfig) -> Dataset:
     """Adds "candidates": list[str], the K sampled answers of each row (candidate k is stable through the cache)."""
     system = load_prompt(cfg.system_prompt_file)
@@ -142,6 +159,10 @@ def generate_candidates(ds: Dataset, llm: LLM, cfg: GenerateConfig) -> Dataset:
     for row_id, per_row in zip(ds["id"], candidates, strict=True):
         if len(per_row) != cfg.k:
             raise RuntimeError(f"row {row_id!r}: generator returned {len(per_row)} candidates, expected {cfg.k}")
-    if "candidates" in ds.column_names:
-        ds = ds.remove_columns("candidates")
+    ds = ds.remove_columns([c for c in ("candidates", "candidate_reasoning") if c in ds.column_names])
+    if cfg.keep_reasoning:
+        split = [[split_reasoning(text) for text in per_row] for per_row in candidates]
+        candidates = [[answer for answer, _ in per_row] for per_row in split]
+        reasoning = [[thought for _, thought in per_row] for per_row in split]
+        ds = ds.add_column("candidate_reasoning", reasoning, feature=List(Value("string")))
     return ds.add_column("candidates", candidates, feature=List(Value("string")))

@@ -29,6 +29,7 @@ from data_pipeline.generate import (
     in_batches,
     load_prompt,
     revision_conversation,
+    split_reasoning,
 )
 from data_pipeline.llm import Sampling
 
@@ -339,9 +340,14 @@ def rejection_sample(
             )  # fmt: skip
         revise = _texts(generator, gen_cfg.sampling(iteration), 1, 0)
         revisions = in_batches(revise, conversations, gen_cfg.batch_size, f"revise (iteration {iteration})")
+        # generate.keep_reasoning: revisions are split like the candidates (the judge scores the answer only)
+        split = [split_reasoning(t) if gen_cfg.keep_reasoning else (t, "") for t in revisions]
+        revisions, thoughts = [answer for answer, _ in split], [thought for _, thought in split]
         items = [(row["prompt"], row["subdomains"], text) for row, text in zip(failing, revisions, strict=True)]
         new_scores = score_candidates(items, judge, cfg, counts, f"judge stage 2 (iteration {iteration})")
-        for row, text, score in zip(failing, revisions, new_scores, strict=True):
+        for row, text, score, reasoning in zip(failing, revisions, new_scores, thoughts, strict=True):
+            if "candidate_reasoning" in row:
+                row["candidate_reasoning"].append(reasoning)
             row["candidates"].append(text)
             row["candidate_scores"].append(score)
             row["candidate_iterations"].append(iteration)

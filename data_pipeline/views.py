@@ -3,6 +3,11 @@
 - SFT (language modeling): "messages" = [user prompt, assistant chosen] + "id", "subdomains".
 - DPO (preference, explicit prompt): "prompt" = [user], "chosen" = [assistant], "rejected" = [assistant]
   + "id", "subdomains", "score_chosen", "score_rejected"; only rows with a preference pair.
+
+When the judged rows carry "candidate_reasoning" (generate.keep_reasoning with a reasoning generator), the views add
+the generator's reasoning for the texts they hold: SFT "reasoning", DPO "chosen_reasoning" / "rejected_reasoning".
+The messages keep the answers only; train/common.py puts the reasoning back into the think block when a recipe sets
+``keep_reasoning`` ("reason, then answer" tuning).
 """
 
 from datasets import Dataset, DatasetDict, Features, List, Value
@@ -41,19 +46,36 @@ def _has_pair(row: dict) -> bool:
     return bool(row["rejected"]) and row["score_rejected"] is not None
 
 
+def _reasoning_of(row: dict, text: str) -> str:
+    """The generator's reasoning for the candidate whose answer is ``text`` ("" for none)."""
+    if not text:
+        return ""
+    return row["candidate_reasoning"][row["candidates"].index(text)]
+
+
+def _with_reasoning(features: Features, names: tuple[str, ...], ds: Dataset) -> Features:
+    if "candidate_reasoning" not in ds.column_names:
+        return features
+    return Features({**features, **{name: Value("string") for name in names}})
+
+
 def sft_view(ds: Dataset) -> Dataset:
+    features = _with_reasoning(SFT_FEATURES, ("reasoning",), ds)
     rows = [
         {
             "messages": [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["chosen"]}],
             "id": row["id"],
             "subdomains": row["subdomains"],
+            **({"reasoning": _reasoning_of(row, row["chosen"])} if "reasoning" in features else {}),
         }
         for row in ds
     ]
-    return _dataset(rows, SFT_FEATURES)
+    return _dataset(rows, features)
 
 
 def dpo_view(ds: Dataset) -> Dataset:
+    features = _with_reasoning(DPO_FEATURES, ("chosen_reasoning", "rejected_reasoning"), ds)
+    reasoning = "chosen_reasoning" in features
     rows = [
         {
             "prompt": [{"role": "user", "content": row["prompt"]}],
@@ -63,11 +85,19 @@ def dpo_view(ds: Dataset) -> Dataset:
             "subdomains": row["subdomains"],
             "score_chosen": row["score_chosen"],
             "score_rejected": row["score_rejected"],
+            **(
+                {
+                    "chosen_reasoning": _reasoning_of(row, row["chosen"]),
+                    "rejected_reasoning": _reasoning_of(row, row["rejected"]),
+                }
+                if reasoning
+                else {}
+            ),
         }
         for row in ds
         if _has_pair(row)
     ]
-    return _dataset(rows, DPO_FEATURES)
+    return _dataset(rows, features)
 
 
 def build_views(dsd: DatasetDict) -> dict[str, DatasetDict]:

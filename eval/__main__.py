@@ -1,7 +1,8 @@
 """Re-benchmark models: `python -m eval --config configs/eval/<name>.yaml [--flat_field value ...]`.
 
-Evaluates every model of the config with identical decoding on the CULTURAX test split and the HHH sets, judges
-the responses, and writes results.json, report.md, PNG plots and samples/ to output_dir (and the same to W&B).
+Evaluates every model of the config (its own decoding, else its family preset's; base and tuned share it) on the
+CULTURAX test split and the HHH sets, judges the responses, and writes results.json, report.md, PNG plots and
+samples/ to output_dir (and the same to W&B).
 Generations and judgements go through the LLM call cache, so re-running or adding a model repeats no finished call.
 """
 

@@ -31,6 +31,15 @@ class ModelSpec:
     api_key_env: str | None = None
     baseline: str | None = None  # model this one is compared against; None: the first model of the list
     train_runs: list[str] = field(default_factory=list)  # training output dirs holding train_results.json
+    # Decoding of this model (eval/reasoning.py): its own fields win over its preset, which wins over the run's.
+    preset: str | None = None  # reasoning_r1 | qwen3_thinking | qwen3_nonthinking | greedy
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
+    system_prompt: str | None = None
+    samples_per_prompt: int | None = None
+    chat_template_kwargs: dict | None = None
+    tokenizer: str | None = None  # for think-block and token counts; default: `model` (set it for served models)
 
 
 @dataclass
@@ -71,6 +80,9 @@ class EvalConfig:
     top_p: float = 1.0
     max_new_tokens: int = 512
     system_prompt: str = ""
+    samples_per_prompt: int = field(
+        default=1, metadata={"help": "Answers per prompt (distinct seeds); metrics average over them."}
+    )
     strip_reasoning: bool = field(default=True, metadata={"help": "Judge only the text after </think>."})
     # Test sets: "fixture" (offline, eval/fixtures), a local copy in the hub's schema (JSON/JSONL/parquet file or
     # save_to_disk folder) or a hub id (tatsu-lab/alpaca_eval, ...) read at the pinned revision.
@@ -107,6 +119,9 @@ class EvalConfig:
         names = [m.name for m in self.model_specs]
         if len(set(names)) != len(names):
             raise ValueError(f"config: model names must be unique, got {names}")
+        from eval.reasoning import resolve_decoding  # eval.reasoning reads these dataclasses' fields
+
+        self.decodings = {spec.name: resolve_decoding(self, spec) for spec in self.model_specs}
         for spec in self.model_specs:
             if spec.baseline is not None and spec.baseline not in names:
                 raise ValueError(f"config: models '{spec.name}': baseline '{spec.baseline}' is not a listed model")

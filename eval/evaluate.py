@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from eval import heldout, metrics
+from eval import heldout, metrics, samples
 from eval.config import EvalConfig, ModelSpec
 from eval.generation import build_model_llm, generate_responses
 from eval.judges import Judge, build_judges
+from eval.reasoning import ThinkReader
 from eval.testsets import load_test_sets, source_of
 
 log = logging.getLogger(__name__)
@@ -91,14 +92,19 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
     return scores
 
 
-def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec) -> dict:
+def model_metrics(
+    scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec, run: dict | None = None
+) -> dict:
+    """Headline metrics from per-prompt ``scores``; ``run`` (samples_per_prompt, sample_scores, token_split) comes
+    from run_eval (absent: one sample per prompt, every response judged)."""
+    run = run or {"samples_per_prompt": 1, "sample_scores": scores, "token_split": "tokenizer"}
     win, safety = metrics.win_rate(scores["helpfulness"]), metrics.safety_score(scores["harmlessness"])
-    ti = metrics.truth_info(scores["truthful"], scores["informative"])
+    ti = metrics.mean_percent(scores["honesty"])  # = truth_info(truthful, informative), averaged over samples
     out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}
     out["truthful"] = metrics.mean_percent(scores["truthful"])
     out["informative"] = metrics.mean_percent(scores["informative"])
     if "cultural" in scores:
-        cultural = metrics.cultural_failure_rates(scores["cultural"], subdomains)
+        cultural = metrics.cultural_failure_rates(scores["cultural"], subdomains, run["samples_per_prompt"])
         out["cultural_failure_rate"] = cultural["overall"]
         out["per_subdomain"] = cultural["per_subdomain"]
         out["per_failure_type"] = cultural["per_type"]
@@ -109,16 +115,13 @@ def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, sp
         [r["output_tokens"] for r in everything], [r["latency_s"] for r in everything]
     )
     efficiency["cached_responses"] = sum(r["cached"] for r in everything)
+    efficiency.update(samples.efficiency_split(everything, run["token_split"]))
     efficiency["training"] = (
         metrics.training_efficiency([_train_results(p) for p in spec.train_runs]) if spec.train_runs else None
     )
     out["efficiency"] = efficiency
-    out["failed_judgements"] = {
-        "helpfulness": int(np.isnan(scores["helpfulness"]).sum()),
-        "harmlessness": int(np.isnan(scores["harmlessness"]).sum()),
-        "honesty": int(np.isnan(scores["honesty"]).sum()),
-        "cultural": sum(label is None for label in scores.get("cultural", [])),
-    }
+    out["no_final_answer_rate"] = samples.no_final_answer_rates(responses)
+    out["failed_judgements"] = samples.failed_judgements(run["sample_scores"], responses)
     return out
 
 
@@ -148,24 +151,15 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
     }
     per_subdomain = {}
     if "cultural" in base["scores"]:
-        b_fail = metrics.failure_indicators(base["scores"]["cultural"])
-        t_fail = metrics.failure_indicators(tuned["scores"]["cultural"])
+        b_fail, t_fail = base["scores"]["cultural_failure"], tuned["scores"]["cultural_failure"]
         deltas["cultural_failure_rate"] = metrics.paired_bootstrap_delta(b_fail, t_fail, **boot)
         for sid in base["metrics"]["per_subdomain"]:
             rows = [i for i, subs in enumerate(base["subdomains"]) if int(sid) in subs]
             per_subdomain[sid] = metrics.paired_bootstrap_delta(b_fail[rows], t_fail[rows], **boot)
-    b_tok, b_lat = _per_response(base, "output_tokens"), _per_response(base, "latency_s")
-    t_tok, t_lat = _per_response(tuned, "output_tokens"), _per_response(tuned, "latency_s")
-    deltas["output_tokens_per_response"] = metrics.paired_bootstrap_delta(b_tok, t_tok, heldout.mean_stat, **boot)
-    deltas["latency_s_per_response"] = metrics.paired_bootstrap_delta(b_lat, t_lat, heldout.mean_stat, **boot)
-    deltas["tokens_per_s"] = metrics.paired_bootstrap_ratio_of_sums((b_tok, b_lat), (t_tok, t_lat), **boot)
+    deltas.update(samples.efficiency_deltas(base["responses"], tuned["responses"], **boot))
     if base.get("heldout_scores") is not None and tuned.get("heldout_scores") is not None:
         deltas.update(heldout.heldout_deltas(base["heldout_scores"], tuned["heldout_scores"], **boot))
     return {"deltas": deltas, "per_subdomain": per_subdomain}
-
-
-def _per_response(model: dict, key: str) -> np.ndarray:
-    return np.array([r[key] for rs in model["responses"].values() for r in rs], dtype=float)
 
 
 def leakage(sets: dict[str, Dataset], train: Dataset | None, tau: int) -> dict:
@@ -200,14 +194,21 @@ def run_eval(cfg: EvalConfig) -> dict:
     subdomains = list(sets["culturax"]["subdomains"]) if "culturax" in sets else []
     runs: dict[str, dict] = {}
     for spec in cfg.model_specs:
+        decoding = cfg.decodings[spec.name]
+        reader = ThinkReader.for_model(spec, decoding)
+        k = decoding.samples_per_prompt
         llm = build_model_llm(cfg, spec)
-        responses = {name: generate_responses(llm, ds, cfg) for name, ds in sets.items()}
+        responses = {name: generate_responses(llm, ds, cfg, decoding, reader) for name, ds in sets.items()}
         held = heldout.model_scores(cfg, spec, llm, heldout_data) if heldout_data is not None else None
         del llm  # free the weights before the next model loads
         gc.collect()
-        scores = judge_responses(judges, sets, responses)
-        runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains, "heldout_scores": held}
-        runs[spec.name]["metrics"] = {**model_metrics(scores, responses, subdomains, spec), "heldout": None}
+        expanded = {name: samples.repeat_rows(ds, k) for name, ds in sets.items()}  # one row per response
+        sample_scores = samples.judge_answered(judge_responses, judges, expanded, responses)
+        scores = samples.collapse_to_prompts(sample_scores, k)
+        run = {"samples_per_prompt": k, "sample_scores": sample_scores, "token_split": reader.token_split}
+        runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains, "expanded": expanded}
+        runs[spec.name].update(run, prompt_opens_think=reader.prompt_opens, heldout_scores=held)
+        runs[spec.name]["metrics"] = {**model_metrics(scores, responses, subdomains, spec, run), "heldout": None}
     if heldout_data is not None:
         heldout.attach_heldout(cfg, runs, beta)
     leak = leakage(sets, train, cfg.leakage_tau)
@@ -215,8 +216,15 @@ def run_eval(cfg: EvalConfig) -> dict:
     for spec in cfg.model_specs:
         baseline = cfg.baseline_of(spec)
         if baseline is not None:
+            differences = cfg.decodings[spec.name].differences(cfg.decodings[baseline])
             comparisons.append(
-                {"baseline": baseline, "tuned": spec.name, **compare(runs[baseline], runs[spec.name], cfg)}
+                {
+                    "baseline": baseline,
+                    "tuned": spec.name,
+                    "decoding_shared": not differences,
+                    "decoding_differences": differences,
+                    **compare(runs[baseline], runs[spec.name], cfg),
+                }
             )
     return {
         "models": [
@@ -228,6 +236,8 @@ def run_eval(cfg: EvalConfig) -> dict:
                 "baseline": cfg.baseline_of(s),
                 "train_runs": s.train_runs,
                 "stand_in": is_stand_in(s.model),
+                "decoding": cfg.decodings[s.name].to_dict(),
+                "prompt_opens_think": runs[s.name]["prompt_opens_think"],
             }
             for s in cfg.model_specs
         ],
@@ -240,7 +250,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "decoding": {k: getattr(cfg, k) for k in ("temperature", "top_p", "max_new_tokens", "seed", "system_prompt")},
         "config": cfg.to_dict(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "samples": {name: _samples(sets, run) for name, run in runs.items()},
+        "samples": {name: _samples(run["expanded"], run) for name, run in runs.items()},
     }
 
 
@@ -251,7 +261,7 @@ def is_stand_in(model: str) -> bool:
 
 
 def _samples(sets: dict[str, Dataset], run: dict) -> list[dict]:
-    """Per-prompt responses and verdict values, for samples/<model>.jsonl (inspection, not metrics)."""
+    """Per-response records and verdict values, for samples/<model>.jsonl (inspection, not metrics)."""
     rows = []
     for name, ds in sets.items():
         for i, (prompt, response) in enumerate(zip(ds["prompt"], run["responses"][name], strict=True)):
@@ -259,10 +269,12 @@ def _samples(sets: dict[str, Dataset], run: dict) -> list[dict]:
                 {
                     "set": name,
                     "id": response["id"],
+                    "sample": response["sample"],
                     "prompt": prompt,
                     "response": response["raw"],
                     "judged": response["text"],  # what the judges saw (reasoning stripped)
-                    **_verdict(run["scores"], name, i),
+                    "think_state": response["think_state"],
+                    **_verdict(run["sample_scores"], name, i),
                 }
             )
     return rows

@@ -1,23 +1,31 @@
 """Responses of an evaluated model to a test set, through the data pipeline's LLM interface (cached per call).
 
-Every model gets the same conversation format and the same Sampling (the run's decoding settings), so differences
-in the metrics come from the weights alone. Latency is what the backend measured when the call was made (a cached
-response keeps its original latency); with a batching backend it is the wall time of the response's batch.
+Every model gets the same conversation format; its decoding is its resolved Decoding (eval/reasoning.py: the
+model's own settings, its family preset, or the run default), shared by a base model and its tuned versions. With
+``samples_per_prompt`` k > 1 each prompt is answered k times (candidate seeds 0..k-1, each cached on its own) and
+the records come prompt-major: prompt 0's k samples, then prompt 1's, ...
+
+Latency is what the backend measured when the call was made (a cached response keeps its original latency); with a
+batching backend it is the wall time of the response's batch.
 """
 
 from datasets import Dataset
 
 from data_pipeline.llm import LLM, Sampling, build_llm
 from eval.config import EvalConfig, ModelSpec, llm_config
+from eval.reasoning import Decoding, ThinkReader
 
 
 def build_model_llm(cfg: EvalConfig, spec: ModelSpec) -> LLM:
-    llm_cfg = llm_config(spec, cfg)  # the spec's own settings; the run's decoding settings for the rest
+    # The model's resolved decoding (chat_template_kwargs), its own settings, then the run's for the rest.
+    llm_cfg = llm_config(cfg.decodings[spec.name], spec, cfg)
     return build_llm(llm_cfg, cfg.cache_dir, role=f"model:{spec.name}")
 
 
-def sampling_of(cfg: EvalConfig) -> Sampling:
-    return Sampling(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed)
+def sampling_of(decoding: Decoding, seed: int) -> Sampling:
+    return Sampling(
+        temperature=decoding.temperature, top_p=decoding.top_p, max_new_tokens=decoding.max_new_tokens, seed=seed
+    )
 
 
 def final_answer(text: str) -> str:
@@ -25,19 +33,27 @@ def final_answer(text: str) -> str:
     return text.split("</think>")[-1].strip()
 
 
-def generate_responses(llm: LLM, ds: Dataset, cfg: EvalConfig) -> list[dict]:
-    """One response per prompt: {"id", "text" (what judges see), "raw", "output_tokens", "latency_s", "cached"}."""
-    system = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+def generate_responses(llm: LLM, ds: Dataset, cfg: EvalConfig, decoding: Decoding, reader: ThinkReader) -> list[dict]:
+    """k records per prompt: {"id", "sample", "text" (what judges see), "raw", "output_tokens", "latency_s",
+    "cached"} plus the think-block fields of ThinkReader.read ("final_answer" False: never judged)."""
+    system = [{"role": "system", "content": decoding.system_prompt}] if decoding.system_prompt else []
     conversations = [system + [{"role": "user", "content": prompt}] for prompt in ds["prompt"]]
-    outputs = llm.generate(conversations, sampling_of(cfg))
-    return [
-        {
-            "id": row_id,
-            "text": final_answer(completion.text) if cfg.strip_reasoning else completion.text,
-            "raw": completion.text,
-            "output_tokens": completion.output_tokens,
-            "latency_s": completion.latency_s,
-            "cached": completion.cached,
-        }
-        for row_id, (completion,) in zip(ds["id"], outputs, strict=True)
-    ]
+    outputs = llm.generate(conversations, sampling_of(decoding, cfg.seed), n=decoding.samples_per_prompt)
+    records = []
+    for row_id, completions in zip(ds["id"], outputs, strict=True):
+        for sample, completion in enumerate(completions):
+            think = reader.read(completion.text, completion.output_tokens)
+            answer = think["answer"] if think["answer"] is not None else ""
+            records.append(
+                {
+                    "id": row_id,
+                    "sample": sample,
+                    "text": answer if cfg.strip_reasoning else completion.text,
+                    "raw": completion.text,
+                    "output_tokens": completion.output_tokens,
+                    "latency_s": completion.latency_s,
+                    "cached": completion.cached,
+                    **think,
+                }
+            )
+    return records

@@ -187,14 +187,9 @@ def heldout_deltas(base: dict, tuned: dict, n_resamples: int, seed: int) -> dict
         ),
         "heldout_preference_accuracy": metrics.paired_bootstrap_delta(base["won"], tuned["won"], **boot),
         "heldout_reward_margin": metrics.paired_bootstrap_delta(
-            base["margin"], tuned["margin"], statistic=mean_stat, **boot
+            base["margin"], tuned["margin"], statistic=metrics.mean_stat, **boot
         ),
     }
-
-
-def mean_stat(values: np.ndarray) -> np.ndarray:
-    """Bootstrap statistic: the plain mean over the prompt axis (values that are not percentages)."""
-    return values.mean(axis=-1)
 
 
 def model_scores(cfg, spec, llm, data: dict) -> dict | None:

@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from data_pipeline import taxonomy  # noqa: E402
 from eval.metrics import FAILURE_TYPES  # noqa: E402
+from eval.report_reasoning import write_split_plot  # noqa: E402
 from eval.report_tables import fmt, is_number, subdomain_label  # noqa: E402
 
-PLOTS = ("hhh.png", "cultural_per_subdomain.png", "failure_types.png", "efficiency.png")
+PLOTS = ("hhh.png", "cultural_per_subdomain.png", "failure_types.png", "efficiency.png", "efficiency_split.png")
 HELDOUT_PLOT = "heldout.png"
 
 
@@ -105,10 +106,11 @@ def write_plots(results: dict, out: Path) -> None:
         ax.bar_label(bars, labels=[fmt(v, 3 if key.startswith("latency") else 2) for v in values], fontsize=8)
         ax.set_xticks(range(len(names)), names, fontsize=8, rotation=15)
         ax.set_title(label, fontsize=9)
-    fig.suptitle("Inference efficiency, identical decoding settings" + stand_in, fontsize=10)
+    fig.suptitle("Inference efficiency (decoding per model: report.md)" + stand_in, fontsize=10)
     fig.tight_layout()
     fig.savefig(out / PLOTS[3], dpi=120)
     plt.close(fig)
+    write_split_plot(results, out / PLOTS[4])
     if HELDOUT_PLOT in plots_written(results):
         write_heldout_plot(results, out, stand_in)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from eval.metrics import FAILURE_TYPES, MIN_PAIRED_N
 from eval.plots import plots_written, write_plots
+from eval.report_reasoning import reasoning_sections
 from eval.report_tables import (
     COLUMNS,
     TOO_FEW,
@@ -55,7 +56,7 @@ def write_report_md(results: dict, out: Path) -> None:
     if stand_in:
         lines += [STAND_IN_NOTE, ""]
     decoding = ", ".join(f"{k}={v!r}" for k, v in results["decoding"].items())
-    lines += [f"Created {results['created_at']}. Identical decoding for every model: {decoding}.", ""]
+    lines += [f"Created {results['created_at']}. Run default decoding: {decoding} (per model: below).", ""]
     lines += ["## Models × metrics", ""] + metrics_table(results) + [""]
     lines += [
         "Safety score and cultural failure rate: lower is better. Joint HHH = (win rate + Truth×Info − "
@@ -83,6 +84,7 @@ def write_report_md(results: dict, out: Path) -> None:
             "is n/a too. Definitions: `eval/heldout.py`.",
             "",
         ]
+    lines += reasoning_sections(results)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots_written(results)] + [""]
     subdomains = sorted({sid for n in names for sid in results["metrics"][n]["per_subdomain"]}, key=int)
     if subdomains:

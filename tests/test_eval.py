@@ -138,7 +138,10 @@ def write_config(path, tiny_models, adapter, culturax_dir, server, out, cache, e
         },
     ]
     if extra_model:
-        models.append({"name": "other", "model": str(tiny_models["tiny-qwen2"]), "baseline": "base"})
+        # Sampled rather than greedy, so its texts differ from base's: tiny-qwen2 would not do here, since its real
+        # R1-Distill template opens a think block that a random-weight model never closes (never judged).
+        other = {"name": "other", "model": str(tiny_models["tiny-qwen3"]), "baseline": "base", "temperature": 1.0}
+        models.append({**other, "top_p": 1.0})
     judge = {
         "backend": "transformers",
         "model": str(tiny_models["tiny-qwen3"]),

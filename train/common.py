@@ -26,6 +26,8 @@ TRAIN_RESULTS_FILE = "train_results.json"
 # DeepSeek-R1-Distill always opens "<think>\n" in its generation prompt; an answer without reasoning is trained as an
 # empty, closed think block so the prompt stays a prefix of prompt+answer (as TRL's DPO tokenisation needs).
 EMPTY_THINK = "<think>\n\n</think>\n\n"
+# keep_reasoning: the data pipeline's reasoning column for each conversation column (data_pipeline/views.py).
+REASONING_COLUMNS = {"messages": "reasoning", "chosen": "chosen_reasoning", "rejected": "rejected_reasoning"}
 
 
 class DatasetGuardError(RuntimeError):
@@ -45,6 +47,13 @@ class TrainScriptArguments:
     )
     enable_thinking: bool = field(
         default=False, metadata={"help": "Qwen3 templates: render turns with thinking on (off by default)"}
+    )
+    keep_reasoning: bool = field(
+        default=False,
+        metadata={
+            "help": "'reason, then answer' tuning: put the data's reasoning traces (views' reasoning columns, from "
+            "generate.keep_reasoning) in the think block; off: 'answer directly' (empty think block / thinking off)"
+        },
     )
     wandb_project: str | None = field(default=None, metadata={"help": "default: $WANDB_PROJECT or 'aligncultura'"})
     wandb_entity: str | None = field(default=None, metadata={"help": "default: $WANDB_ENTITY"})
@@ -99,8 +108,17 @@ def load_guarded_dataset(
     return datasets, manifest, digest
 
 
+def think_block(reasoning: str) -> str:
+    """The think block an assistant answer is trained with: the trace when there is one, else empty and closed."""
+    return f"<think>\n{reasoning}\n</think>\n\n" if reasoning.strip() else EMPTY_THINK
+
+
 def prepare_conversations(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, columns: list[str], enable_thinking: bool
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    columns: list[str],
+    enable_thinking: bool,
+    keep_reasoning: bool = False,
 ) -> Dataset:
     """Make each row render the way the model family is trained; the answers' words are left as they are.
 
@@ -109,24 +127,39 @@ def prepare_conversations(
     - DeepSeek-R1-Distill templates (always think): an assistant turn without ``</think>`` gets an empty think block,
       matching the ``<think>\\n`` the template opens at inference. Reasoning that is present is kept, because the
       training template (TRL's ``deepseek_r1_distill_training``) does not cut at ``</think>``.
+    - ``keep_reasoning``: an answer whose row has a reasoning trace (views' reasoning columns) is trained as
+      ``<think>\ntrace\n</think>\n\nanswer``, so tuning keeps the model reasoning; rows without a trace are
+      trained as above. Without it, SFT/DPO on answers teaches R1-Distill to skip reasoning (an empty think block),
+      which the eval's efficiency split shows as a drop in thinking share.
     """
     template = tokenizer.chat_template or ""
-    if "enable_thinking" in template:
-        return dataset.map(lambda _: {"chat_template_kwargs": {"enable_thinking": enable_thinking}})
+    traces = {c: REASONING_COLUMNS[c] for c in columns if c in REASONING_COLUMNS} if keep_reasoning else {}
+    missing = [name for name in traces.values() if name not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"keep_reasoning: the dataset has no {missing} column(s); build it with the data pipeline's "
+            "generate.keep_reasoning: true and a reasoning generator, or train with keep_reasoning: false"
+        )
+    qwen3 = "enable_thinking" in template
+    if qwen3 and keep_reasoning and not enable_thinking:
+        raise ValueError("keep_reasoning on a Qwen3 template needs enable_thinking: true (off, it drops reasoning)")
+
+    def with_think(row: dict) -> dict:
+        def content(message: dict, column: str) -> str:
+            if message["role"] != "assistant" or "</think>" in message["content"]:
+                return message["content"]
+            trace = row[traces[column]] if column in traces else ""
+            if qwen3 and not trace.strip():
+                return message["content"]  # Qwen3's template writes its own empty block when thinking is off
+            return think_block(trace) + message["content"]
+
+        return {column: [{**m, "content": content(m, column)} for m in row[column]] for column in columns}
+
+    if qwen3:
+        dataset = dataset.map(lambda _: {"chat_template_kwargs": {"enable_thinking": enable_thinking}})
+        return dataset.map(with_think) if keep_reasoning else dataset
     if "</think>" in template:
-
-        def close_think(row: dict) -> dict:
-            return {
-                column: [
-                    {**m, "content": m["content"] if "</think>" in m["content"] else EMPTY_THINK + m["content"]}
-                    if m["role"] == "assistant"
-                    else m
-                    for m in row[column]
-                ]
-                for column in columns
-            }
-
-        return dataset.map(close_think)
+        return dataset.map(with_think)
     return dataset
 
 
@@ -136,7 +169,9 @@ def training_splits(
     """(train split, eval split or None when evaluation is off), each prepared by ``prepare_conversations``."""
 
     def prepare(split: str) -> Dataset:
-        return prepare_conversations(datasets[split], tokenizer, columns, script_args.enable_thinking)
+        return prepare_conversations(
+            datasets[split], tokenizer, columns, script_args.enable_thinking, script_args.keep_reasoning
+        )
 
     evaluate = training_args.eval_strategy != "no"
     return prepare(script_args.dataset_train_split), prepare(script_args.dataset_test_split) if evaluate else None
