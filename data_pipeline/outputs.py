@@ -146,8 +146,9 @@ def _input_section(imported: dict) -> list[str]:
     return [*lines, ""]
 
 
-def _llm_calls_section(calls: dict) -> list[str]:
-    """Per role: calls (new + cached), retries by cause and failures, as in stats.json "llm_calls"."""
+def llm_calls_section(calls: dict) -> list[str]:
+    """Markdown lines, per role: calls (new + cached), retries by cause and failures (stats.json "llm_calls"; also
+    in eval's report.md)."""
     if not calls:
         return []
     causes = list(next(iter(calls.values()))["retries"])
@@ -193,7 +194,7 @@ def write_card(output_dir: Path, datasets: dict[str, DatasetDict], stats: dict, 
         "",
         _table(["role", "model"], [[role, f"`{name}`"] for role, name in roles.items()]) if roles else "No LLM stages.",
         "",
-        *_llm_calls_section(stats.get("llm_calls", {})),
+        *llm_calls_section(stats.get("llm_calls", {})),
         "## Rows per stage",
         "",
         _table(["stage", "rows"], [[stage, n] for stage, n in stats["rows_per_stage"].items()]),
