@@ -68,10 +68,11 @@ class Stages:
     def __call__(self, name: str):
         console.rule(f"[bold]stage {self.names.index(name) + 1}/{len(self.names)}: {name}")
         start = time.perf_counter()
-        with llm_progress(name):  # every LLM call of the stage on one bar
+        with llm_progress(name) as llm_calls:  # every LLM call of the stage on one bar (on a terminal)
             yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
-        console.print(f"{name}: done in {self.seconds[name]:.1f}s")
+        calls = f"; LLM calls {llm_calls.done}/{llm_calls.total}, {llm_calls.postfix()}" if llm_calls.total else ""
+        console.print(f"{name}: done in {self.seconds[name]:.1f}s{calls}")  # in logs too, where bars are off
 
 
 def _check_stages(cfg: PipelineConfig) -> None:

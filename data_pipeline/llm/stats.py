@@ -108,7 +108,7 @@ class LLMProgress:
 
     def _refresh(self) -> None:
         if self._bar is not None:
-            self._bar.set_postfix_str(self.postfix(), refresh=True)
+            self._bar.set_postfix_str(self.postfix(), refresh=False)  # drawn by update(), at tqdm's own pace
 
     def close(self) -> None:
         if self._bar is not None:
