@@ -72,7 +72,7 @@ class Stages:
             yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
         calls = f"; LLM calls {llm_calls.done}/{llm_calls.total}, {llm_calls.postfix()}" if llm_calls.total else ""
-        console.print(f"{name}: done in {self.seconds[name]:.1f}s{calls}")  # in logs too, where bars are off
+        console.print(f"{name}: done in {self.seconds[name]:.1f}s{calls}", soft_wrap=True)  # logs too (no bars)
 
 
 def _check_stages(cfg: PipelineConfig) -> None:
