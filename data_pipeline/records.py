@@ -182,7 +182,8 @@ def _csv_records(
             start = offset + 1
             continue
         if cells and len(cells) != len(header):
-            yield InputError(path, start, "(csv)", f"{len(cells)} fields; the header has {len(header)}")
+            fields = f"{len(cells)} field" + ("s" if len(cells) != 1 else "")
+            yield InputError(path, start, "(csv)", f"{fields}; the header has {len(header)}")
         elif any(cells):
             yield start, dict(zip(header, cells, strict=True))
         start = offset + reader.line_num + 1

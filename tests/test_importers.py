@@ -212,7 +212,7 @@ def test_csv_bad_records_are_named_or_counted(tmp_path):
     assert [(s["line"], s["field"]) for s in result.skipped] == [
         (3, "prompt"), (4, "prompt"), (7, "subdomains"), (8, "(csv)"), (9, "(csv)")
     ]  # fmt: skip
-    assert result.skipped[3]["reason"] == "1 fields; the header has 2"
+    assert result.skipped[3]["reason"] == "1 field; the header has 2"
     assert result.skipped[4]["reason"] == (
         "malformed quoting on line 10 (',' expected after '\"'): a quote opened on line 9 swallows the lines after it"
     )
