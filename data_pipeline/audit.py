@@ -53,8 +53,9 @@ class AuditArguments:
     on_error: str = field(default="skip", metadata={"help": "skip (list bad records in the report) or raise"})
 
 
-def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object | None]:
-    """Rows, skipped records and the DatasetDict to check for leakage (None when no splits are given)."""
+def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object | None, list[dict]]:
+    """Rows, skipped records, the DatasetDict to check for leakage (None when no splits are given) and the sources
+    read (with the encoding each was read in)."""
     import datasets
 
     path = Path(args.input)
@@ -70,12 +71,13 @@ def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object
         if not fmt:
             raise SystemExit(f"cannot tell the format of {args.input}: pass --format")
         specs = [SourceSpec(fmt, args.input, split=args.split, on_error=args.on_error)]
-    rows, skipped = [], []
+    rows, skipped, sources = [], [], []
     for spec in specs:
         result = load_source(spec)
         rows += result.rows
         skipped += result.skipped
-    return rows, skipped, splits
+        sources += result.sources
+    return rows, skipped, splits, sources
 
 
 def exact_duplicate_ids(prompts: list[str], ids: list[str]) -> list[str]:
@@ -187,9 +189,10 @@ def print_summary(report: dict, console: Console) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = HfArgumentParser(AuditArguments)
     (args,) = parser.parse_args_into_dataclasses(args=argv)
-    rows, skipped, splits = load_for_audit(args)
+    rows, skipped, splits, sources = load_for_audit(args)
     cfg = DedupConfig(tau=args.tau)
     report = {"input": args.input, "format": args.format, **audit_rows(rows, cfg, args.mismatch_threshold, splits)}
+    report["sources"] = sources
     report["skipped"] = skipped
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)

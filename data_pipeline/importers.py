@@ -3,15 +3,14 @@ into the one row schema (data_pipeline/schema.py).
 
 Bad input never disappears silently: every problem raises an InputError naming file, line and field, or, with
 ``on_error="skip"``, becomes an entry of ``ImportResult.skipped`` that the pipeline counts in stats.json. Problems
-that concern the whole file (a missing or renamed column, an unreadable file) always raise.
+that concern the whole file (a missing or renamed column, an encoding that cannot be told, an unreadable file)
+always raise. Every format passes the same checks (data_pipeline/records.py): encoding detection with mojibake
+refusal for the text formats, strict CSV, and no control characters or mojibake in any imported text.
 
 "line" is the physical line number for text formats (the line where a CSV record starts; the header is line 1) and
 the 1-based row number for Parquet and Hugging Face datasets.
 """
 
-import csv
-import io
-import json
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -19,7 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_pipeline import taxonomy
+from data_pipeline.records import ENCODINGS, InputError, csv_header, decode, jsonl_records, text_problem
 from data_pipeline.schema import make_row
+
+__all__ = ["FORMATS", "SEED_PATH", "ImportResult", "InputError", "SourceSpec", "load_source", "load_sources"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +38,6 @@ RELEASE_COLUMNS = {
     "subdomains": "class",
     "responses": "helpful_response,harmless_response,honest_response",
 }
-RELEASE_ENCODING = "cp1252"
-
-# The csv module refuses fields over 128 KiB with a bare csv.Error; raise the limit so an oversized prompt gets the
-# same clear MAX_TEXT_CHARS error as in every other format.
-csv.field_size_limit(2**31 - 1)
-
-
-class InputError(ValueError):
-    """A problem in an input file; the message reads "<file>:<line>: field '<field>': <what is wrong>"."""
-
-    def __init__(self, file: str, line: int, field: str, reason: str):
-        super().__init__(f"{file}:{line}: field '{field}': {reason}")
-        self.file, self.line, self.field, self.reason = file, line, field, reason
-
-    def as_skip(self) -> dict:
-        return {"file": self.file, "line": self.line, "field": self.field, "reason": self.reason}
 
 
 @dataclass
@@ -62,12 +48,14 @@ class SourceSpec:
     columns: dict[str, str] = field(default_factory=dict)  # our field -> their column; responses may list several
     on_error: str = "raise"  # "raise" | "skip"
     name: str = ""  # source label written into each row; derived from format and path when empty
+    encoding: str = "auto"  # text formats: "auto" (UTF-8, UTF-8 with BOM or cp1252, detected), or one of those
 
 
 @dataclass
 class ImportResult:
     rows: list[dict]
     skipped: list[dict]  # {"file", "line", "field", "reason"}
+    sources: list[dict] = field(default_factory=list)  # {"source", "format", "path", "encoding", "rows", "skipped"}
 
 
 def load_source(spec: SourceSpec) -> ImportResult:
@@ -80,6 +68,8 @@ def _load(spec: SourceSpec) -> tuple[ImportResult, list[int]]:
         raise ValueError(f"unknown source format {spec.format!r}; expected one of {FORMATS}")
     if spec.on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', not {spec.on_error!r}")
+    if spec.encoding not in ENCODINGS:
+        raise ValueError(f"encoding must be one of {ENCODINGS}, not {spec.encoding!r}")
     path = spec.path or (str(SEED_PATH) if spec.format == "seed" else "")
     if not path:
         raise ValueError(f"source format {spec.format!r} needs a path")
@@ -91,10 +81,10 @@ def _load(spec: SourceSpec) -> tuple[ImportResult, list[int]]:
     required = {"prompt"} | set(explicit)  # a column named on purpose must exist
     source = spec.name or _source_name(spec.format, path, spec.split)
     reader = _Reader(path, columns, required, source, spec.on_error)
-    if spec.format in ("seed", "jsonl"):
-        records = reader.jsonl()
-    elif spec.format in ("csv", "culturax_release"):
-        records = reader.csv(RELEASE_ENCODING if spec.format == "culturax_release" else "utf-8-sig")
+    encoding = "utf-8"  # Arrow strings (Parquet, Hugging Face datasets) are UTF-8 by definition
+    if spec.format in ("seed", "jsonl", "csv", "culturax_release"):
+        text, encoding = decode(path, Path(path).read_bytes(), spec.encoding)
+        records = reader.jsonl(text) if spec.format in ("seed", "jsonl") else reader.csv(text)
     elif spec.format == "parquet":
         import pyarrow.parquet as pq
 
@@ -103,6 +93,8 @@ def _load(spec: SourceSpec) -> tuple[ImportResult, list[int]]:
         dataset = _load_hf(path, spec.split)
         records = reader.table(dataset, dataset.column_names)
     result, lines = reader.convert(records)
+    result.sources = [{"source": source, "format": spec.format, "path": path, "encoding": encoding,
+                       "rows": len(result.rows), "skipped": len(result.skipped)}]  # fmt: skip
     if result.skipped:
         logger.warning("%s: skipped %d bad record(s), imported %d", path, len(result.skipped), len(result.rows))
     return result, lines
@@ -110,10 +102,11 @@ def _load(spec: SourceSpec) -> tuple[ImportResult, list[int]]:
 
 def load_sources(specs: list[SourceSpec]) -> ImportResult:
     """Concatenate several sources. A row whose id repeats one from an earlier source is an InputError (or a skip)."""
-    rows, skipped, seen = [], [], {}
+    rows, skipped, sources, seen = [], [], [], {}
     for spec in specs:
         part, lines = _load(spec)
         skipped.extend(part.skipped)
+        sources.extend(part.sources)
         file = spec.path or str(SEED_PATH)
         for row, line in zip(part.rows, lines, strict=True):
             if row["id"] in seen:
@@ -121,10 +114,12 @@ def load_sources(specs: list[SourceSpec]) -> ImportResult:
                 if spec.on_error == "raise":
                     raise error
                 skipped.append(error.as_skip())
+                sources[-1]["rows"] -= 1
+                sources[-1]["skipped"] += 1
                 continue
             seen[row["id"]] = file
             rows.append(row)
-    return ImportResult(rows, skipped)
+    return ImportResult(rows, skipped, sources)
 
 
 def _source_name(fmt: str, path: str, split: str) -> str:
@@ -158,44 +153,13 @@ class _Reader:
         self.skipped: list[dict] = []
 
     # --- record producers: yield (line, {their column: value}) or an InputError for an unreadable record ---
-    def jsonl(self) -> Iterator[tuple[int, dict] | InputError]:
-        raw = Path(self.path).read_bytes()
-        for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
-            # surrogateescape keeps undecodable bytes visible, so they are reported against the field holding them
-            text = line_bytes.decode("utf-8", errors="surrogateescape").strip()
-            if not text:
-                continue  # blank lines separate nothing and hold no record
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as e:
-                yield InputError(self.path, number, "(json)", f"malformed JSON: {e.msg} at column {e.colno}")
-                continue
-            if not isinstance(record, dict):
-                yield InputError(self.path, number, "(json)", f"expected a JSON object, got {type(record).__name__}")
-                continue
-            yield number, record
+    def jsonl(self, text: str) -> Iterator[tuple[int, dict] | InputError]:
+        return jsonl_records(self.path, text)
 
-    def csv(self, encoding: str) -> Iterator[tuple[int, dict] | InputError]:
-        text = Path(self.path).read_bytes().decode(encoding, errors="surrogateescape")
-        reader = csv.reader(io.StringIO(text, newline=""))
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise InputError(self.path, 1, "(header)", "empty file: no header row") from None
+    def csv(self, text: str) -> Iterator[tuple[int, dict] | InputError]:
+        header, records = csv_header(self.path, text)
         self._check_columns(header, 1)
-        start = reader.line_num + 1
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                yield InputError(self.path, start, "(csv)", f"unparseable CSV record: {e}")
-                start = reader.line_num + 1
-                continue
-            if any(cells):
-                yield start, dict(zip(header, cells, strict=False))
-            start = reader.line_num + 1
+        return records
 
     def table(self, records: Iterable[dict], names: list[str]) -> Iterator[tuple[int, dict]]:
         self._check_columns(names, 0)
@@ -238,6 +202,8 @@ class _Reader:
                     responses.append(self._text(line, record, "responses", text, column))
         row_id = self._get(line, record, "id", self.columns["id"])
         row_id = f"{self.source}:{line}" if row_id in (None, "") else str(row_id)
+        if problem := text_problem(row_id):
+            raise InputError(self.path, line, "id", problem)
         return make_row(row_id, prompt, subdomains, self.source, responses)
 
     def _get(self, line: int, record: dict, ours: str, theirs: str):
@@ -251,8 +217,8 @@ class _Reader:
         if not isinstance(value, str):
             what = "missing" if value is None else f"expected text, got {type(value).__name__}"
             raise InputError(self.path, line, ours, what)
-        if _has_undecodable(value):
-            raise InputError(self.path, line, ours, f"undecodable bytes in column {theirs or self.columns[ours]!r}")
+        if problem := text_problem(value):  # before strip(): it would drop control characters at either end
+            raise InputError(self.path, line, ours, f"{problem} (column {theirs or self.columns[ours]!r})")
         value = value.strip()  # stray leading spaces (as in the release) would hide exact duplicates
         if not value:
             raise InputError(self.path, line, ours, "empty text")
@@ -263,8 +229,8 @@ class _Reader:
     def _subdomains(self, line: int, value) -> list[int]:
         """Accepts an id, a list of ids, names, or text such as "15", "15,19" or "[15, 19]"; None means unlabelled."""
         if isinstance(value, str):
-            if _has_undecodable(value):
-                raise InputError(self.path, line, "subdomains", "undecodable bytes")
+            if problem := text_problem(value):
+                raise InputError(self.path, line, "subdomains", problem)
             value = [token for token in re.split(r"[,;|\[\]]+", value) if token.strip()] or None
         if value is None or value == []:
             if "subdomains" in self.required:
@@ -294,7 +260,3 @@ class _Reader:
 
 def _column_list(spec: str) -> list[str]:
     return [name.strip() for name in spec.split(",")] if "," in spec else [spec]
-
-
-def _has_undecodable(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)

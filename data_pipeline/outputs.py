@@ -4,7 +4,7 @@ output_dir/
   dataset/ sft/ dpo/   DatasetDicts (train/validation/test) written with save_to_disk
   README.md            Hugging Face dataset card (YAML header + counts per subdomain, per stage, judge figures)
   stats.json           every stage's report (deterministic: a rerun with a warm cache writes the same figures,
-                       except "llm_calls", which says how many calls were new and how many came from the cache)
+                       except "llm_calls": per role calls, new, cached, retries by cause and failures)
   manifest.json        provenance: resolved config (no secrets), seed, package versions, sha256 of inputs/outputs
 
 An output split's sha256 is taken over its Arrow data files in name order, so ``sha256sum`` over
@@ -15,7 +15,6 @@ import hashlib
 import importlib.metadata
 import json
 import platform
-import shutil
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,15 +58,10 @@ def package_versions() -> dict[str, str]:
 
 
 def save_datasets(output_dir: Path, datasets: dict[str, DatasetDict]) -> dict[str, str]:
-    """save_to_disk each view (replacing an earlier run's) and return {"<view>/<split>": sha256}."""
-    for stale in ("dataset", "sft", "dpo"):  # a view this run does not build must not survive from an earlier run
-        if stale not in datasets and (output_dir / stale).exists():
-            shutil.rmtree(output_dir / stale)
+    """save_to_disk each view into a fresh build folder (data_pipeline/staging.py); {"<view>/<split>": sha256}."""
     hashes = {}
     for view, dsd in datasets.items():
         target = output_dir / view
-        if target.exists():
-            shutil.rmtree(target)
         # datasets writes an empty split as zero shards, which load_from_disk cannot read back: give it one.
         dsd.save_to_disk(str(target), num_shards={split: 1 for split, ds in dsd.items() if len(ds) == 0})
         for split in dsd:
@@ -130,6 +124,40 @@ def _fmt(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+SKIPPED_SHOWN = 20  # the card lists this many skipped records; stats.json has them all
+
+
+def _input_section(imported: dict) -> list[str]:
+    """Sources with the encoding each was read in, and the records the importers skipped (file, line, reason)."""
+    sources = imported.get("sources", [])
+    lines = ["## Input", ""]
+    if sources:
+        lines += [_table(["source", "format", "encoding", "rows imported", "rows skipped"],
+                         [[f"`{s['source']}`", s["format"], s["encoding"], s["rows"], s["skipped"]] for s in sources]),
+                  ""]  # fmt: skip
+    skipped = imported.get("skipped", [])
+    if not skipped:
+        return [*lines, "No input records were skipped.", ""]
+    lines += [f"{len(skipped)} input records were skipped (`on_error: skip`) and are not in this dataset"
+              + (f"; the first {SKIPPED_SHOWN} (all in stats.json, `import.skipped`):" if len(skipped) > SKIPPED_SHOWN
+                 else ":"), ""]  # fmt: skip
+    lines += [f"- `{Path(s['file']).name}` line {s['line']}, field `{s['field']}`: {s['reason']}"
+              for s in skipped[:SKIPPED_SHOWN]]  # fmt: skip
+    return [*lines, ""]
+
+
+def llm_calls_section(calls: dict) -> list[str]:
+    """Markdown lines, per role: calls (new + cached), retries by cause and failures (stats.json "llm_calls"; also
+    in eval's report.md)."""
+    if not calls:
+        return []
+    causes = list(next(iter(calls.values()))["retries"])
+    rows = [[role, c["calls"], c["new"], c["cached"], *(c["retries"][k] for k in causes), c["failures"]]
+            for role, c in calls.items()]  # fmt: skip
+    header = ["role", "calls", "new", "cached", *(f"retries: {k}" for k in causes), "failures"]
+    return ["## LLM calls per role (this run)", "", _table(header, rows), ""]
+
+
 def write_card(output_dir: Path, datasets: dict[str, DatasetDict], stats: dict, roles: dict[str, str]) -> None:
     """README.md: a Hugging Face dataset card (YAML metadata header, then what was built and how), from stats.json."""
     main = datasets["dataset"]
@@ -161,10 +189,12 @@ def write_card(output_dir: Path, datasets: dict[str, DatasetDict], stats: dict, 
         "`python -m data_pipeline` (AlignCultura). Rows keep their provenance (`source`, `origin`, `parents`, "
         "`generator`); `manifest.json` holds the resolved config, package versions and input/output hashes.",
         "",
+        *_input_section(stats["import"]),
         "## Models per role",
         "",
         _table(["role", "model"], [[role, f"`{name}`"] for role, name in roles.items()]) if roles else "No LLM stages.",
         "",
+        *llm_calls_section(stats.get("llm_calls", {})),
         "## Rows per stage",
         "",
         _table(["stage", "rows"], [[stage, n] for stage, n in stats["rows_per_stage"].items()]),

@@ -5,6 +5,7 @@ import sources -> classify -> expand -> dedup -> contamination guard -> split ->
 Each stage is a function over datasets.Dataset rows with its settings in a config dataclass; this module only decides
 which of them run (``stages`` in the config), feeds each the previous stage's rows, and collects their reports into
 stats.json. LLMs are built once per role, all behind the on-disk call cache, so a rerun repeats no finished call.
+The build is written beside output_dir and replaces the previous one only when complete (data_pipeline/staging.py).
 """
 
 import json
@@ -22,10 +23,11 @@ from data_pipeline.expand import expand_dataset
 from data_pipeline.generate import generate_candidates, prompt_path
 from data_pipeline.importers import SEED_PATH, load_sources
 from data_pipeline.judge import rejection_sample
-from data_pipeline.llm import LLM, build_llm, call_counts
+from data_pipeline.llm import LLM, build_llm, llm_progress, llm_stats, stats_since
 from data_pipeline.outputs import save_datasets, sha256_file, subdomain_table, write_card, write_json, write_manifest
 from data_pipeline.schema import rows_to_dataset
 from data_pipeline.split import cross_split_leakage, split_dataset
+from data_pipeline.staging import abandon_build, begin_build, commit_build
 from data_pipeline.views import build_views
 
 console = Console(stderr=True)
@@ -66,9 +68,11 @@ class Stages:
     def __call__(self, name: str):
         console.rule(f"[bold]stage {self.names.index(name) + 1}/{len(self.names)}: {name}")
         start = time.perf_counter()
-        yield
+        with llm_progress(name) as llm_calls:  # every LLM call of the stage on one bar (on a terminal)
+            yield
         self.seconds[name] = round(time.perf_counter() - start, 3)
-        console.print(f"{name}: done in {self.seconds[name]:.1f}s")
+        calls = f"; LLM calls {llm_calls.done}/{llm_calls.total}, {llm_calls.postfix()}" if llm_calls.total else ""
+        console.print(f"{name}: done in {self.seconds[name]:.1f}s{calls}", soft_wrap=True)  # logs too (no bars)
 
 
 def _check_stages(cfg: PipelineConfig) -> None:
@@ -104,23 +108,26 @@ def _input_hashes(cfg: PipelineConfig) -> dict[str, str]:
     return {str(path): sha256_file(path) for path in dict.fromkeys(files)}
 
 
-def _calls_since(before: dict[str, dict[str, int]], roles: list[str]) -> dict[str, dict[str, int]]:
-    """This run's {role: {new, cached}} for its own roles (call_counts() counts every LLM since process start)."""
-    now = call_counts()
-    return {
-        role: {kind: now.get(role, {}).get(kind, 0) - before.get(role, {}).get(kind, 0) for kind in ("new", "cached")}
-        for role in roles
-    }
-
-
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    """Run the configured stages and write everything under cfg.output_dir; returns stats.json's content."""
+    """Run the configured stages and write everything under cfg.output_dir; returns stats.json's content.
+
+    The build goes to a staging folder beside output_dir and replaces the previous build only once complete: a run
+    that fails or is killed leaves the previous build untouched, and the call cache keeps every finished call."""
     _check_stages(cfg)
-    output_dir = Path(cfg.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "manifest.json").unlink(missing_ok=True)  # consumers treat a manifest as "this run completed"
+    staging = begin_build(cfg.output_dir)
+    try:
+        stats = _build(cfg, staging)
+    except BaseException:
+        abandon_build(staging)
+        raise
+    commit_build(cfg.output_dir, staging)
+    return stats
+
+
+def _build(cfg: PipelineConfig, output_dir: Path) -> dict:
+    """Every stage, with all outputs written under ``output_dir`` (the staging folder)."""
     stage = Stages([name for name in STAGES if name in cfg.stages])
-    calls_before = call_counts()
+    calls_before = llm_stats()
     stats: dict = {}
     llms: dict[str, LLM] = {}
 
@@ -133,7 +140,8 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     with stage("import"):
         imported = load_sources(cfg.source_specs)
         ds: Dataset = rows_to_dataset(imported.rows)
-        stats["import"] = {"rows": len(ds), "skipped_rows": len(imported.skipped), "skipped": imported.skipped}
+        stats["import"] = {"rows": len(ds), "skipped_rows": len(imported.skipped), "skipped": imported.skipped,
+                           "sources": imported.sources}  # fmt: skip
         stage.rows["import"] = len(ds)
 
     classifier = None
@@ -193,7 +201,7 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         stats["leakage"] = leakage
         stats["rows_per_stage"] = stage.rows
         stats["subdomain_counts"] = subdomain_table(dsd)
-        stats["llm_calls"] = _calls_since(calls_before, list(llms))
+        stats["llm_calls"] = stats_since(calls_before, list(llms))
         hashes = save_datasets(output_dir, datasets)
         write_json(output_dir / "stats.json", stats)
         write_card(output_dir, datasets, stats, {role: built.name for role, built in llms.items()})

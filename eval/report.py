@@ -10,6 +10,8 @@ prompt file produced each metric), "test_sets", "decoding", "config", "created_a
 import json
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from eval.metrics import FAILURE_TYPES, MIN_PAIRED_N
@@ -212,16 +214,36 @@ def _wandb_table(markdown: list[str]):
 
 
 def write_all(results: dict, output_dir: str) -> Path:
+    """Everything is written to a temporary folder inside output_dir first and moved into place only when all of it
+    is written (report.md last), so a failed or killed run leaves the previous results.json and report.md whole."""
+    from data_pipeline.llm import llm_stats
+    from data_pipeline.outputs import llm_calls_section
+
     out = Path(output_dir)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    samples = results.pop("samples")
-    for name, rows in samples.items():
-        with open(out / "samples" / f"{name}.jsonl", "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(_clean(row), ensure_ascii=False) + "\n" for row in rows)
-    clean = _clean(results)
-    (out / "results.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
-    write_plots(clean, out)
-    write_report_md(clean, out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".report-incomplete-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".report-incomplete-", dir=out))
+    try:
+        (staging / "samples").mkdir()
+        samples = results.pop("samples")
+        for name, rows in samples.items():
+            with open(staging / "samples" / f"{name}.jsonl", "w", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(_clean(row), ensure_ascii=False) + "\n" for row in rows)
+        clean = _clean(results)
+        clean.setdefault("llm_calls", llm_stats())  # per role: calls, new, cached, retries by cause, failures
+        (staging / "results.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_plots(clean, staging)
+        write_report_md(clean, staging)
+        with open(staging / "report.md", "a", encoding="utf-8") as report:
+            report.write("\n" + "\n".join(llm_calls_section(clean["llm_calls"])))
+        last = {"results.json": 1, "report.md": 2}  # plots and samples first; each os.replace is atomic
+        for path in sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: last.get(p.name, 0)):
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if clean["config"]["report_to"] == "wandb":
         log_to_wandb(clean, out)
     return out

@@ -96,6 +96,23 @@ def test_pipeline_output_folder_reports_cross_split_leakage(tmp_path):
     assert report["rows"] == 8 and report["cross_split_leakage"]["pairs"] == 0
 
 
+def test_a_quote_that_never_closes_is_a_counted_skip_not_a_swallowed_row(tmp_path):
+    path = tmp_path / "rows.csv"
+    path.write_bytes(
+        b"prompt,subdomains\r\n"
+        b'"What is Holi?,15\r\n'  # before strict parsing: one row whose prompt swallowed the next line
+        b'"What is Songkran?",19\r\n'
+        b'"Caf\xe9 culture in Vienna?",11\r\n'
+    )
+    report = run_audit(tmp_path, "--input", str(path))
+    assert report["rows"] == 2 and report["subdomain_counts"] == {"11": 1, "19": 1}  # Songkran is read again
+    assert report["skipped"] == [
+        {"file": str(path), "line": 2, "field": "(csv)", "reason": "malformed quoting on line 3 (',' expected after "
+         "'\"'): a quote opened on line 2 swallows the lines after it"},
+    ]  # fmt: skip
+    assert report["sources"][0]["encoding"] == "cp1252"
+
+
 def test_bad_input_can_stop_the_audit(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"prompt": ""}\n', encoding="utf-8")

@@ -31,6 +31,7 @@ def release_file(path, body_lines: list[bytes], header: str = RELEASE_HEADER):
 def test_release_imports_every_row_with_its_three_responses(culturax_release):
     result = load_source(SourceSpec("culturax_release", str(culturax_release)))
     assert len(result.rows) == 1500 and result.skipped == []
+    assert result.sources[0]["encoding"] == "cp1252"  # detected, not assumed
     assert len({row["id"] for row in result.rows}) == 1500
     food_tour = result.rows[1]  # the published file's line 3
     assert food_tour["prompt"].startswith("I'm planning a food tour of Mexico")
@@ -158,7 +159,7 @@ def bad_jsonl(tmp_path, bad_line: bytes):
 
 
 BAD_JSONL = {
-    "undecodable": (b'{"prompt": "Caf\xe9 culture in Vienna?", "subdomains": [11]}', "prompt", "undecodable"),
+    "nul_byte": (b'{"prompt": "Caf\\u0000 culture in Vienna?", "subdomains": [11]}', "prompt", "U+0000 at character 4"),
     "malformed": (b'{"prompt": "What is Holi?", "subdomains": [15]', "(json)", "malformed JSON"),
     "not_an_object": (b'["What is Holi?"]', "(json)", "expected a JSON object"),
     "missing_prompt": (b'{"question": "What is Holi?", "subdomains": [15]}', "prompt", "missing"),
@@ -197,21 +198,31 @@ def test_csv_bad_records_are_named_or_counted(tmp_path):
     path.write_bytes(
         b"prompt,subdomains\r\n"
         b'"What is a Polish wycinanki?",12\r\n'
-        b'"Caf\xe9 etiquette in Paris?",11\r\n'  # latin-1 byte in a UTF-8 file
+        b'"Caf\x00 etiquette in Paris?",11\r\n'  # NUL
         b'"",15\r\n'
         b'"A question\r\nover two lines?",3\r\n'
         b'"What is Fasnacht?",77\r\n'
-        b'"What is the Hmong New Year?"\r\n'  # short row: no subdomains cell, which is optional here
+        b'"What is the Hmong New Year?"\r\n'  # short row: one field where the header has two
+        b'"Unclosed quote about Diwali?,15\r\n'  # swallows the next line's first field, then fails there
+        b'"What is Carnival?",15\r\n'  # read again after the bad record: kept
     )
-    with pytest.raises(InputError, match=r"bad\.csv:3: field 'prompt': undecodable bytes"):
+    with pytest.raises(InputError, match=r"bad\.csv:3: field 'prompt': control character U\+0000 at character 4"):
         load_source(SourceSpec("csv", str(path)))
     result = load_source(SourceSpec("csv", str(path), on_error="skip"))
-    assert [(s["line"], s["field"]) for s in result.skipped] == [(3, "prompt"), (4, "prompt"), (7, "subdomains")]
+    assert [(s["line"], s["field"]) for s in result.skipped] == [
+        (3, "prompt"), (4, "prompt"), (7, "subdomains"), (8, "(csv)"), (9, "(csv)")
+    ]  # fmt: skip
+    assert result.skipped[3]["reason"] == "1 field; the header has 2"
+    assert result.skipped[4]["reason"] == (
+        "malformed quoting on line 10 (',' expected after '\"'): a quote opened on line 9 swallows the lines after it"
+    )
     assert summary(result.rows) == [
         ("csv:bad.csv:2", "What is a Polish wycinanki?", [12]),
         ("csv:bad.csv:5", "A question\r\nover two lines?", [3]),
-        ("csv:bad.csv:8", "What is the Hmong New Year?", []),
+        ("csv:bad.csv:10", "What is Carnival?", [15]),
     ]
+    assert result.sources == [{"source": "csv:bad.csv", "format": "csv", "path": str(path), "encoding": "utf-8",
+                               "rows": 3, "skipped": 5}]  # fmt: skip
 
 
 def test_missing_or_renamed_columns_always_raise(tmp_path):
@@ -233,23 +244,26 @@ def test_missing_or_renamed_columns_always_raise(tmp_path):
         load_source(SourceSpec("jsonl", str(path), columns={"subdomains": "label"}))  # a mapped column is required
 
 
-def test_release_bad_bytes_and_bad_classes(tmp_path):
+def test_release_bad_classes_and_a_byte_no_encoding_has(tmp_path):
     lines = [
         b'"Good question about batik?",12,d,h,a,o,1,"1,1,1",,,,',
-        b'"Bad byte \x81 here?",12,d,h,a,o,1,"1,1,1",,,,',  # 0x81 is undefined in Windows-1252
         b'"Which class?",,d,h,a,o,1,"1,1,1",,,,',
         b'"Which class now?",fifteen,d,h,a,o,1,"1,1,1",,,,',
     ]
-    path = release_file(tmp_path / "r.csv", lines)
-    with pytest.raises(InputError, match=r"r\.csv:3: field 'prompt': undecodable bytes in column 'Question'"):
-        load_source(SourceSpec("culturax_release", str(path)))
-    result = load_source(SourceSpec("culturax_release", str(path), on_error="skip"))
+    result = load_source(SourceSpec("culturax_release", str(release_file(tmp_path / "r.csv", lines)), on_error="skip"))
     assert [(s["line"], s["field"], s["reason"]) for s in result.skipped] == [
-        (3, "prompt", "undecodable bytes in column 'Question'"),
-        (4, "subdomains", "empty class label"),
-        (5, "subdomains", "unknown class name 'fifteen'"),
+        (3, "subdomains", "empty class label"),
+        (4, "subdomains", "unknown class name 'fifteen'"),
     ]
     assert [row["prompt"] for row in result.rows] == ["Good question about batik?"]
+    # 0x81 is undefined in Windows-1252 and invalid in UTF-8: one error for the whole file, even in skip mode.
+    path = release_file(tmp_path / "b.csv", [*lines, b'"Bad byte \x81 here?",12,d,h,a,o,1,"1,1,1",,,,'])
+    with pytest.raises(InputError) as error:
+        load_source(SourceSpec("culturax_release", str(path), on_error="skip"))
+    assert str(error.value) == (
+        f"{path}:5: field '(encoding)': neither UTF-8 (byte 0x81 on line 5 is invalid) nor cp1252 (byte 0x81 is "
+        "undefined); re-save the file as UTF-8"
+    )
 
 
 def test_bad_spec_values_are_refused(tmp_path):
@@ -257,5 +271,7 @@ def test_bad_spec_values_are_refused(tmp_path):
         load_source(SourceSpec("xlsx", "f.xlsx"))
     with pytest.raises(ValueError, match="on_error"):
         load_source(SourceSpec("seed", on_error="ignore"))
+    with pytest.raises(ValueError, match="encoding must be one of"):
+        load_source(SourceSpec("seed", encoding="latin-1"))
     with pytest.raises(ValueError, match="unknown column mapping keys"):
         load_source(SourceSpec("jsonl", str(SEED_PATH), columns={"question": "q"}))

@@ -120,7 +120,7 @@ def test_random_faults_every_request_finishes_once():
 def test_timeouts_retried_then_clear_error():
     with LocalOpenAIServer(scripted, faults=Faults(delay_s=1.0)) as server:
         llm = openai_llm(server, timeout_s=0.3, max_retries=1)
-        with pytest.raises(LLMRequestError, match="APITimeoutError after 1 retries"):
+        with pytest.raises(LLMRequestError, match=r"APITimeoutError .*tried 2 attempts \(timeout x2\)"):
             llm.generate(conversations(1), Sampling())
         time.sleep(1.2)  # let the server finish the abandoned requests before counting them
         assert len(server.records) == 2  # first attempt + one retry
@@ -144,7 +144,9 @@ def test_sync_calls_work_inside_a_running_event_loop_and_reuse_the_client():
 
 def test_retries_exhausted_is_a_clear_error():
     with LocalOpenAIServer(scripted, faults=Faults(rate_limit=5, retry_after_s=0.05)) as server:
-        with pytest.raises(LLMRequestError, match=r"HTTP 429 RateLimitError: .*\(injected\).*retried up to 2"):
+        with pytest.raises(
+            LLMRequestError, match=r"HTTP 429 RateLimitError: .*\(injected\).*tried 3 attempts \(429 x3\)"
+        ):
             openai_llm(server, max_retries=2).generate(conversations(1), Sampling())
         assert [r.outcome for r in server.records] == ["rate_limit"] * 3
 

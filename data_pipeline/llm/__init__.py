@@ -13,12 +13,9 @@ Every call goes through the content-addressed ``CallCache`` under this interface
 moment it finishes, so a crashed or repeated run repeats no finished call and returns identical output.
 """
 
-import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from data_pipeline.llm.cache import CallCache
 from data_pipeline.llm.core import (
@@ -32,30 +29,24 @@ from data_pipeline.llm.core import (
     check_conversations,
     sha256_hex,
 )
+from data_pipeline.llm.stats import call_progress, count, llm_progress, llm_stats, stats_since
 
-__all__ = ["LLM", "Completion", "LLMConfig", "LLMRequestError", "Sampling", "build_llm", "call_counts"]
-
-_counts: dict[str, dict[str, int]] = {}
-_counts_lock = threading.Lock()
-
-
-def _count(role: str, kind: str, number: int = 1) -> None:
-    with _counts_lock:
-        _counts.setdefault(role, {"new": 0, "cached": 0})[kind] += number
+__all__ = ["LLM", "Completion", "LLMConfig", "LLMRequestError", "Sampling", "build_llm", "call_counts", "llm_progress",
+           "llm_stats", "stats_since"]  # fmt: skip
 
 
 def _count_stored(role: str, slots: int) -> None:
     """One model call answered ``slots`` identical requests: one new call; the repeats cost nothing, like hits."""
-    _count(role, "new")
+    count(role, "new")
     if slots > 1:
-        _count(role, "cached", slots - 1)
+        count(role, "cached", slots - 1)
 
 
 def call_counts() -> dict[str, dict[str, int]]:
     """{role: {"new": n, "cached": n}} since process start, one per requested candidate / logprob query:
-    "new" = answered by a model call, "cached" = answered without one (cache hit, or a repeat within a call)."""
-    with _counts_lock:
-        return {role: dict(counts) for role, counts in _counts.items()}
+    "new" = answered by a model call, "cached" = answered without one (cache hit, or a repeat within a call).
+    ``llm_stats()`` adds retries by cause and failures."""
+    return {role: {"new": record["new"], "cached": record["cached"]} for role, record in llm_stats().items()}
 
 
 class LLM:
@@ -93,13 +84,14 @@ class LLM:
             raise ValueError(f"generate: n must be >= 1, got {n}")
         results: list[list[Completion | None]] = [[None] * n for _ in conversations]
         pending: dict[str, tuple[GenerationRequest, list[tuple[int, int]]]] = {}
+        hits = 0
         for i, conversation in enumerate(conversations):
             for k in range(n):
                 key = self._key(kind="generate", messages=conversation, sampling=asdict(sampling), candidate=k)
                 hit = self.cache.get(key)
                 if hit is not None:
                     results[i][k] = Completion(**hit, cached=True)
-                    _count(self.role, "cached")
+                    hits += 1
                 elif key in pending:  # the same conversation twice in one call: one model call
                     pending[key][1].append((i, k))
                 else:
@@ -111,11 +103,11 @@ class LLM:
                                  "latency_s": completion.latency_s})  # fmt: skip
             for i, k in slots:
                 results[i][k] = completion
-            _count_stored(self.role, len(slots))
             self._usage["calls"] += 1
             self._usage["output_tokens"] += completion.output_tokens
+            return len(slots)
 
-        self._run(pending, self.backend.generate, store, f"{self.role}: generate")
+        self._run(pending, hits, len(conversations) * n, self.backend.generate, store, f"{self.role}: generate")
         return results
 
     def next_token_logprobs(self, conversations: list[list[dict]], options: list[str]) -> list[dict[str, float]]:
@@ -126,12 +118,13 @@ class LLM:
             raise ValueError(f"next_token_logprobs: options must be distinct non-empty strings, got {options!r}")
         results: list[dict[str, float] | None] = [None] * len(conversations)
         pending: dict[str, tuple[list[dict], list[int]]] = {}
+        hits = 0
         for i, conversation in enumerate(conversations):
             key = self._key(kind="next_token_logprobs", messages=conversation, options=options)
             hit = self.cache.get(key)
             if hit is not None:
                 results[i] = hit["logprobs"]
-                _count(self.role, "cached")
+                hits += 1
             elif key in pending:
                 pending[key][1].append(i)
             else:
@@ -141,28 +134,36 @@ class LLM:
             self.cache.put(key, {"logprobs": logprobs})
             for i in slots:
                 results[i] = logprobs
-            _count_stored(self.role, len(slots))
             self._usage["calls"] += 1
+            return len(slots)
 
         def call(items, on_done):
             self.backend.next_token_logprobs(items, options, on_done)
 
-        self._run(pending, call, store, f"{self.role}: logprobs")
+        self._run(pending, hits, len(conversations), call, store, f"{self.role}: logprobs")
         return results
 
-    def _run(self, pending: dict, call: Callable, store: Callable, description: str) -> None:
-        """Run the cache misses through the backend; each result is stored the moment the backend reports it."""
-        if not pending:
-            return
-        keys = list(pending)
-        with tqdm(total=len(keys), desc=description, unit="call", disable=None, leave=False) as progress:
+    def _run(self, pending: dict, hits: int, requests: int, call: Callable, store: Callable, description: str) -> None:
+        """Run the cache misses through the backend; each result is stored the moment the backend reports it.
+        ``store`` returns how many requests the result answered. Progress goes to the stage's bar or this call's."""
+        with call_progress(description, requests):
+            if hits:
+                count(self.role, "cached", hits)
+            if not pending:
+                return
+            keys = list(pending)
 
             def on_done(index: int, value) -> None:
                 key = keys[index]
-                store(key, pending[key][1], value)
-                progress.update()
+                _count_stored(self.role, store(key, pending[key][1], value))
 
-            call([pending[key][0] for key in keys], on_done)
+            try:
+                call([pending[key][0] for key in keys], on_done)
+            except LLMRequestError:
+                raise  # the backend counted the failure
+            except Exception:
+                count(self.role, "failures")
+                raise
 
 
 def build_llm(cfg: LLMConfig, cache_dir: str | Path | None, role: str) -> LLM:
@@ -171,7 +172,7 @@ def build_llm(cfg: LLMConfig, cache_dir: str | Path | None, role: str) -> LLM:
     if cfg.backend == "openai":
         from data_pipeline.llm.openai_backend import OpenAIBackend
 
-        backend = OpenAIBackend(cfg)
+        backend = OpenAIBackend(cfg, role)
     elif cfg.backend == "transformers":
         from data_pipeline.llm.transformers_backend import TransformersBackend
 

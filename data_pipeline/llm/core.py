@@ -22,6 +22,9 @@ class LLMConfig:
     max_concurrency: int = 8  # requests in flight at once (openai)
     timeout_s: float = 120  # per HTTP attempt (openai)
     max_retries: int = 6  # retries on timeouts, dropped connections, 408/409/429/5xx (openai client)
+    # A call's total time across all its attempts and backoff (openai): a hung endpoint fails after this, not after
+    # (1 + max_retries) * timeout_s (14 min with the defaults).
+    deadline_s: float = 300
     batch_size: int = 8  # sequences per forward pass (transformers)
     dtype: str = "auto"  # torch dtype name for local weights ("auto", "bfloat16", "float32", ...)
     chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {"enable_thinking": False} for Qwen3
@@ -31,6 +34,10 @@ class LLMConfig:
             raise ValueError(f"LLMConfig.backend: {self.backend!r} is not one of {BACKENDS}")
         if self.max_concurrency < 1 or self.batch_size < 1 or self.max_retries < 0:
             raise ValueError("LLMConfig: max_concurrency and batch_size must be >= 1, max_retries >= 0")
+        if self.timeout_s <= 0 or self.deadline_s <= 0:
+            raise ValueError(
+                f"LLMConfig: timeout_s and deadline_s must be > 0, got {self.timeout_s}, {self.deadline_s}"
+            )
 
     def check_complete(self) -> None:
         """What a model call needs; checked by build_llm, not at construction (configs may fill fields later)."""
@@ -70,7 +77,8 @@ class GenerationRequest:
 
 
 class LLMRequestError(RuntimeError):
-    """A call failed for good: a 4xx other than 408/409/429, or retries exhausted. The message names the model."""
+    """A call failed for good: a 4xx other than 408/409/429, retries exhausted, or its deadline passed. The message
+    is one line naming the role, the model, the endpoint and the attempts made."""
 
 
 class Backend(Protocol):

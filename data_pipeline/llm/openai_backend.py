@@ -4,6 +4,13 @@ Retries are the client's own (verified in tests/test_llm_server.py against the l
 connections, 408, 409, 429 and 5xx are retried ``max_retries`` times with exponential backoff (0.5 s doubling, at
 most 8 s, minus up to 25 % jitter), and a ``Retry-After`` / ``retry-after-ms`` header up to 60 s replaces the
 backoff. Any other 4xx fails at once with ``LLMRequestError``. At most ``max_concurrency`` requests are in flight.
+The client's HTTP layer is wrapped (``_CountingHttpClient``) only to see each attempt's outcome, so retries are
+counted per role and cause (data_pipeline/llm/stats.py) without a retry loop of our own. Each call has a total
+``deadline_s`` across its attempts and backoff; when it passes, the call fails with one line naming the role, the
+model, base_url and the attempts made.
+
+The httpx/openai loggers log every request at INFO; they are set to WARNING here unless the application configured
+them or asked for DEBUG (``LOGLEVEL=DEBUG``, ``OPENAI_LOG``). Retries show in the progress bar and stats instead.
 
 Each candidate is its own request (n=1) with the seed ``candidate_seed(sampling.seed, k)``, so candidate k is
 cached and resumed on its own; servers that honour ``seed`` (vLLM, the local server) make it reproducible too.
@@ -15,19 +22,93 @@ its connection pool stays warm from call to call, and callers that already run a
 """
 
 import asyncio
+import contextvars
 import logging
 import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
 
+import httpx2  # the HTTP library of openai's client (its dependency), for its timeout exception
 import openai
 
+from data_pipeline.llm import stats
 from data_pipeline.llm.core import Completion, GenerationRequest, LLMConfig, LLMRequestError
 
 log = logging.getLogger(__name__)
 TOP_LOGPROBS = 20  # the most OpenAI's API returns
+REQUEST_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "openai")
+
+
+def quiet_request_logs() -> None:
+    """One INFO line per HTTP request drowns a run's log (1,415 of 1,441 lines in one pipeline run)."""
+    if os.environ.get("LOGLEVEL", "").upper() == "DEBUG":
+        return
+    for name in REQUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET and not (name == "openai" and os.environ.get("OPENAI_LOG")):
+            logger.setLevel(logging.WARNING)
+
+
+@dataclass
+class _Attempts:
+    """What one call has tried so far; lives in a context variable of the call's task."""
+
+    made: int = 0
+    failed: list[str] = field(default_factory=list)  # the cause of each failed attempt
+
+    def describe(self) -> str:
+        causes = ", ".join(f"{cause} x{n}" for cause, n in Counter(self.failed).items())
+        return f"{self.made} attempt{'s' if self.made != 1 else ''}" + (f" ({causes})" if causes else "")
+
+
+_CALL: contextvars.ContextVar[_Attempts] = contextvars.ContextVar("openai_backend_call")
+
+
+def retry_cause(status: int, headers) -> str | None:
+    """The stats cause of a failed HTTP status, or None for a status the client does not retry."""
+    if status == 408:
+        return "timeout"
+    if status == 429:
+        return "429"
+    if status >= 500:
+        return "5xx"
+    if status == 409 or headers.get("x-should-retry") == "true":
+        return "other"
+    return None
+
+
+class _CountingHttpClient(openai.DefaultAsyncHttpxClient):
+    """The openai client's own HTTP client (same defaults), noting each attempt and how it failed. The client calls
+    ``send`` once per attempt, so an attempt after a failed one is a retry, counted under the failure's cause."""
+
+    def __init__(self, role: str, **kwargs):
+        super().__init__(**kwargs)
+        self._role = role
+
+    async def send(self, request, **kwargs):
+        attempts = _CALL.get(None)
+        if attempts is None:
+            return await super().send(request, **kwargs)
+        if attempts.made and attempts.failed:
+            stats.count_retry(self._role, attempts.failed[-1])
+        attempts.made += 1
+        try:
+            response = await super().send(request, **kwargs)
+        except httpx2.TimeoutException:
+            attempts.failed.append("timeout")
+            raise
+        except Exception:
+            attempts.failed.append("connection")  # refused, reset, or the body cut off mid-response
+            raise
+        if response.status_code >= 400:
+            attempts.failed.append(
+                retry_cause(response.status_code, response.headers) or f"http {response.status_code}"
+            )
+        return response
 
 
 def option_logprobs(top: list[tuple[str, float]], options: list[str]) -> dict[str, float]:
@@ -54,10 +135,13 @@ def option_logprobs(top: list[tuple[str, float]], options: list[str]) -> dict[st
 
 
 class OpenAIBackend:
-    def __init__(self, cfg: LLMConfig):
+    def __init__(self, cfg: LLMConfig, role: str = ""):
         self.cfg = cfg
+        self.role = role
+        self._where = f"{role + ': ' if role else ''}{cfg.model} at {cfg.base_url}"
         if cfg.api_key_env and not os.environ.get(cfg.api_key_env):
-            raise LLMRequestError(f"{cfg.model}: environment variable {cfg.api_key_env} (api_key_env) is not set")
+            raise LLMRequestError(f"{self._where}: environment variable {cfg.api_key_env} (api_key_env) is not set")
+        quiet_request_logs()
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0, "requests": 0}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_lock = threading.Lock()
@@ -88,6 +172,7 @@ class OpenAIBackend:
                 api_key=api_key,
                 max_retries=self.cfg.max_retries,
                 timeout=self.cfg.timeout_s,
+                http_client=_CountingHttpClient(self.role),
             )
         return self._client
 
@@ -96,30 +181,36 @@ class OpenAIBackend:
         return {"chat_template_kwargs": self.cfg.chat_template_kwargs} if self.cfg.chat_template_kwargs else None
 
     async def _create(self, client: openai.AsyncOpenAI, **params):
+        attempts = _Attempts()
+        _CALL.set(attempts)  # this task's own context: concurrent calls do not share it
         try:
-            response = await client.chat.completions.create(
-                model=self.cfg.model, extra_body=self._extra_body(), **params
-            )
+            async with asyncio.timeout(self.cfg.deadline_s):
+                response = await client.chat.completions.create(
+                    model=self.cfg.model, extra_body=self._extra_body(), **params
+                )
         except openai.APIStatusError as err:
-            retried = err.status_code in (408, 409, 429) or err.status_code >= 500
-            raise LLMRequestError(
-                f"{self.cfg.model} at {self.cfg.base_url}: HTTP {err.status_code} {type(err).__name__}: {err.message}"
-                + (f" (retried up to {self.cfg.max_retries} times)" if retried else "")
-            ) from None
+            raise self._failed(f"HTTP {err.status_code} {type(err).__name__}: {err.message}", attempts) from None
         except (openai.APITimeoutError, openai.APIConnectionError) as err:
-            raise LLMRequestError(
-                f"{self.cfg.model} at {self.cfg.base_url}: {type(err).__name__} after {self.cfg.max_retries} retries"
-                f" (timeout {self.cfg.timeout_s} s per attempt)"
-            ) from None
+            what = f"{type(err).__name__} (timeout {self.cfg.timeout_s:g} s per attempt)"
+            raise self._failed(what, attempts) from None
+        except TimeoutError:
+            what = f"no answer within the {self.cfg.deadline_s:g} s deadline (deadline_s)"
+            raise self._failed(what, attempts, f"timeout {self.cfg.timeout_s:g} s per attempt") from None
         if not response.choices:
-            raise LLMRequestError(f"{self.cfg.model} at {self.cfg.base_url}: response without choices")
+            raise self._failed("response without choices", attempts)
         if response.usage is not None:
             self.usage["prompt_tokens"] += response.usage.prompt_tokens
             self.usage["completion_tokens"] += response.usage.completion_tokens
         elif not self.usage["requests"]:
-            log.warning("%s at %s: responses carry no usage; token counts read 0", self.cfg.model, self.cfg.base_url)
+            log.warning("%s: responses carry no usage; token counts read 0", self._where)
         self.usage["requests"] += 1
         return response
+
+    def _failed(self, what: str, attempts: _Attempts, detail: str = "") -> LLMRequestError:
+        """The call failed for good: count it and say, on one line, where and what was tried."""
+        stats.count(self.role, "failures")
+        tried = attempts.describe() + (f", {detail}" if detail else "")
+        return LLMRequestError(f"{self._where}: {what}; tried {tried}, max_retries={self.cfg.max_retries}")
 
     async def _all(self, items: list, one: Callable) -> None:
         """Run ``one(client, index, item)`` for every item, at most max_concurrency at once; first error wins."""
@@ -168,9 +259,10 @@ class OpenAIBackend:
             )
             logprobs = response.choices[0].logprobs
             if logprobs is None or not logprobs.content or not logprobs.content[0].top_logprobs:
+                stats.count(self.role, "failures")
                 raise LLMRequestError(
-                    f"{self.cfg.model} at {self.cfg.base_url}: no top_logprobs in the response; the server must "
-                    "support logprobs=True with top_logprobs (vLLM: --max-logprobs >= 20)"
+                    f"{self._where}: no top_logprobs in the response; the server must support logprobs=True with "
+                    "top_logprobs (vLLM: --max-logprobs >= 20)"
                 )
             top = [(entry.token, entry.logprob) for entry in logprobs.content[0].top_logprobs]
             on_done(index, option_logprobs(top, options))
