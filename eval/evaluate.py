@@ -14,6 +14,7 @@ import numpy as np
 from datasets import Dataset
 
 from eval import metrics
+from eval.benchmarks import add_benchmarks
 from eval.config import EvalConfig, ModelSpec
 from eval.generation import build_model_llm, generate_responses
 from eval.judges import Judge, build_judges
@@ -214,7 +215,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             comparisons.append(
                 {"baseline": baseline, "tuned": spec.name, **compare(runs[baseline], runs[spec.name], cfg)}
             )
-    return {
+    results = {
         "models": [
             {
                 "name": s.name,
@@ -237,6 +238,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {name: _samples(sets, run) for name, run in runs.items()},
     }
+    if cfg.benchmark_spec is not None:  # lm-eval benchmarks for every model (eval/benchmarks.py)
+        add_benchmarks(results, cfg)
+    return results
 
 
 def is_stand_in(model: str) -> bool:

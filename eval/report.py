@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from data_pipeline import taxonomy  # noqa: E402
+from eval import report_benchmarks  # noqa: E402
 from eval.metrics import FAILURE_TYPES  # noqa: E402
 
 COLUMNS = [  # (metric key, header); efficiency keys live under metrics["efficiency"]
@@ -108,6 +109,7 @@ def write_report_md(results: dict, out: Path) -> None:
     if results["comparisons"]:
         lines += ["## Changes baseline → tuned (paired bootstrap 95% CI, resampling prompts)", ""]
         lines += deltas_table(results) + [""]
+    lines += report_benchmarks.section_lines(results)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in PLOTS] + [""]
     subdomains = sorted({sid for n in names for sid in results["metrics"][n]["per_subdomain"]}, key=int)
     if subdomains:
@@ -306,6 +308,7 @@ def log_to_wandb(results: dict, out: Path) -> str:
         ],
     )
     payload.update({p.removesuffix(".png"): wandb.Image(str(out / p)) for p in PLOTS})
+    payload.update(report_benchmarks.wandb_payload(results, out))
     run.log(payload)
     run_dir = run.dir
     run.finish()
@@ -322,6 +325,7 @@ def write_all(results: dict, output_dir: str) -> Path:
     clean = _clean(results)
     (out / "results.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
     write_plots(clean, out)
+    report_benchmarks.write_plot(clean, out)
     write_report_md(clean, out)
     if clean["config"]["report_to"] == "wandb":
         log_to_wandb(clean, out)
