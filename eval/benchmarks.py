@@ -217,12 +217,16 @@ def add_benchmarks(results: dict, cfg: EvalConfig) -> None:
     for task in bench.tasks:
         local = bench.data.get(task)
         raw = task_config(manager, task, None)
-        sources[task] = {"local": local} if local else {
-            "dataset": raw["dataset_path"],
-            "config": raw.get("dataset_name"),
-            "split": raw["test_split"],
-            "revision": raw.get("dataset_kwargs", {}).get("revision"),
-        }
+        sources[task] = (
+            {"local": local}
+            if local
+            else {
+                "dataset": raw["dataset_path"],
+                "config": raw.get("dataset_name"),
+                "split": raw["test_split"],
+                "revision": raw.get("dataset_kwargs", {}).get("revision"),
+            }
+        )
     results["benchmarks"] = {
         "tasks": list(bench.tasks),
         "sources": sources,
