@@ -3,7 +3,8 @@
 results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth_info, joint_hhh,
 cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements), "comparisons"
 (baseline -> tuned deltas with 95% CI), "judges" (which judge, mode and prompt file produced each metric),
-"test_sets", "decoding", "config", "created_at". NaN (nothing to measure) is written as null.
+"test_sets", "decoding", "config", "created_at", and with a benchmarks block "benchmarks" (eval/benchmarks.py; the
+report section: eval/report_benchmarks.py). NaN (nothing to measure) is written as null.
 """
 
 import json

@@ -70,6 +70,9 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
     assert len(results["models"]) == 3
     report = (demo / "eval" / "report.md").read_text()
     assert "plumbing, not alignment quality" in report
+    # The lm-eval benchmarks on their fixtures: a table in the report, every task for every model in results.json.
+    assert "## Cultural benchmarks" in report and "| CulturalBench-Hard (questions) |" in report
+    assert all(len(m["benchmarks"]) == 5 for m in results["metrics"].values())
     pngs = list((demo / "eval").glob("*.png"))
     assert len(pngs) >= 4 and all(png.read_bytes().startswith(PNG_MAGIC) for png in pngs)
 

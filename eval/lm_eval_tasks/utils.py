@@ -88,7 +88,7 @@ def process_culturalbench_hard(dataset):
 
 
 def culturalbench_hard_text(doc: dict) -> str:
-    return f"{doc['prompt_question'].strip()}\n{doc['prompt_option'].strip()}\nAnswer:"
+    return f"{doc['prompt_question'].strip()}\n{doc['prompt_option']}\nAnswer:"
 
 
 def culturalbench_hard_target(doc: dict) -> int:
