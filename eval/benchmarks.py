@@ -33,8 +33,8 @@ COUNTRY_FIELD["normad"] = "Country"
 SENSITIVITY = {"CS": "culturally_sensitive", "CA": "culturally_agnostic"}
 
 
-def lm_eval_model(cfg: EvalConfig, spec: ModelSpec) -> tuple[str, dict] | None:
-    """lm-eval's model name and arguments for a model spec; None for a backend without token log-likelihoods."""
+def lm_eval_model(cfg: EvalConfig, spec: ModelSpec, engines: dict):
+    """lm-eval's model for a spec: ("hf", args) for transformers, a shared vLLM LM object, or None (no logprobs)."""
     llm = llm_config(spec, cfg)
     common = {"pretrained": llm.model, "dtype": llm.dtype, "chat_template_args": dict(llm.chat_template_kwargs)}
     if llm.backend == "transformers":
@@ -43,18 +43,37 @@ def lm_eval_model(cfg: EvalConfig, spec: ModelSpec) -> tuple[str, dict] | None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return "hf", {**common, "device": device, **({"peft": llm.adapter} if llm.adapter else {})}
     if llm.backend == "vllm":
-        if not llm.adapter:
-            return "vllm", common
-        rank = json.loads((Path(llm.adapter) / "adapter_config.json").read_text())["r"]  # vLLM reserves this rank
-        return "vllm", {**common, "lora_local_path": llm.adapter, "max_lora_rank": max(rank, 8)}
+        return vllm_with_lora(cfg, spec, common, engines), {}
     return None
 
 
-def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manager) -> dict | None:
+def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict):
+    """One lm-eval vLLM engine per base model serves the base and all its adapters (the weights load once, and no
+    second engine waits for the first one's GPU memory): lm-eval's VLLM sends its `lora_request` with every call, so
+    each model gets its adapter as the request, the base model none."""
+    from lm_eval.api.registry import get_model
+    from vllm.lora.request import LoRARequest
+
+    key = (common["pretrained"], common["dtype"])
+    if key not in engines:
+        same_base = [llm_config(s, cfg) for s in cfg.model_specs]
+        adapters = [c.adapter for c in same_base if c.backend == "vllm" and (c.model, c.dtype) == key and c.adapter]
+        ranks = [json.loads((Path(a) / "adapter_config.json").read_text())["r"] for a in adapters]
+        lora = {"lora_local_path": adapters[0], "max_lora_rank": max([8, *ranks])} if adapters else {}
+        engines[key] = get_model("vllm").create_from_arg_obj(
+            {**common, **lora}, {"batch_size": cfg.benchmark_spec.batch_size}
+        )
+    engine = engines[key]
+    adapter = llm_config(spec, cfg).adapter
+    engine.lora_request = LoRARequest(spec.name, cfg.model_specs.index(spec) + 1, adapter) if adapter else None
+    return engine
+
+
+def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manager, engines: dict) -> dict | None:
     """One lm-eval run of every task for one model: {task: {"samples": [...], "lm_eval": {metric: value}}}."""
     from lm_eval import simple_evaluate
 
-    model = lm_eval_model(cfg, spec)
+    model = lm_eval_model(cfg, spec, engines)
     if model is None:
         log.warning("benchmarks: model %s skipped: its backend gives no token log-likelihoods", spec.name)
         return None
@@ -75,7 +94,7 @@ def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manage
         torch_random_seed=cfg.seed,
         fewshot_random_seed=cfg.seed,
     )
-    gc.collect()  # the model lm-eval loaded goes before the next one loads
+    gc.collect()  # an hf model lm-eval loaded goes before the next one loads
     return {
         task: {
             "samples": out["samples"][task],
@@ -178,8 +197,9 @@ def run_benchmarks(cfg: EvalConfig) -> tuple[dict, dict]:
             raise BenchmarkInputError(f"{lacking}: benchmarks.num_fewshot > 0 needs a few-shot split (local: give it)")
     records: dict = {}
     per_model: dict = {}
+    engines: dict = {}  # vLLM engines by base model, shared by its adapters
     for spec in cfg.model_specs:
-        runs = run_model(cfg, spec, task_configs, manager)
+        runs = run_model(cfg, spec, task_configs, manager, engines)
         if runs is None:
             continue
         records[spec.name], per_model[spec.name] = {}, {}

@@ -301,3 +301,24 @@ def test_demo_and_real_configs_carry_the_benchmarks_block():
     for name in ("qwen3-8b", "qwen3-8b_qlora", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-7b_qlora"):
         spec = parse_config(["--config", str(REPO_ROOT / f"configs/eval/{name}.yaml")]).benchmark_spec
         assert spec.tasks == list(BENCHMARK_TASKS) and spec.limit is None and spec.data == {}
+
+
+def test_models_reach_lm_eval_with_the_runs_dtype_chat_template_and_adapter():
+    from eval.benchmarks import lm_eval_model
+
+    cfg = EvalConfig(
+        dtype="bfloat16",
+        chat_template_kwargs={"enable_thinking": False},
+        models=[
+            {"name": "base", "model": "Qwen/Qwen3-8B"},
+            {"name": "dpo", "model": "Qwen/Qwen3-8B", "adapter": "runs/qwen3-8b/dpo_lora"},
+            {"name": "served", "model": "qwen3", "backend": "openai", "base_url": "http://127.0.0.1:8000/v1"},
+        ],
+        judges={"default": {"model": "j"}},
+        benchmarks={"tasks": ["normad"]},
+    )
+    name, args = lm_eval_model(cfg, cfg.model_specs[1], {})
+    assert name == "hf" and args["peft"] == "runs/qwen3-8b/dpo_lora" and args["dtype"] == "bfloat16"
+    assert args["chat_template_args"] == {"enable_thinking": False} and args["pretrained"] == "Qwen/Qwen3-8B"
+    assert "peft" not in lm_eval_model(cfg, cfg.model_specs[0], {})[1]
+    assert lm_eval_model(cfg, cfg.model_specs[2], {}) is None  # an API model gives no token log-likelihoods
