@@ -59,7 +59,8 @@ def benchmark_table(results: dict) -> list[str]:
             continue
         cells = [f"{_fmt(m['accuracy'])} ± {_fmt(m['stderr'])}" if m else "n/a" for m in per]
         deltas = [_fmt_delta(c["benchmarks"].get(task)) for c in comps]
-        lines.append(f"| {TITLES[task]} | {per[0]['n']} | " + " | ".join(cells + deltas) + " |")
+        n = next(m["n"] for m in per if m)
+        lines.append(f"| {TITLES[task]} | {n} | " + " | ".join(cells + deltas) + " |")
         for key, title in SUBROWS.get(task, []):
             cells, n = [], ""
             for m in per:

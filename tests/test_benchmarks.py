@@ -322,3 +322,31 @@ def test_models_reach_lm_eval_with_the_runs_dtype_chat_template_and_adapter():
     assert args["chat_template_args"] == {"enable_thinking": False} and args["pretrained"] == "Qwen/Qwen3-8B"
     assert "peft" not in lm_eval_model(cfg, cfg.model_specs[0], {})[1]
     assert lm_eval_model(cfg, cfg.model_specs[2], {}) is None  # an API model gives no token log-likelihoods
+
+
+def test_a_hub_row_with_an_empty_field_is_dropped_counted_and_its_hard_question_left_incomplete(caplog):
+    """Hub data is not ours to fix: an empty field drops the row with a warning naming task and field; the Hard
+    question that lost a judgement keeps its four-judgement count, so it is never scored as if it had three."""
+    from eval.benchmarks import question_outcomes
+    from eval.lm_eval_tasks.utils import process_culturalbench_hard
+
+    hub = rows("culturalbench_hard")
+    hub[5]["prompt_option"] = ""  # question 1's second judgement
+    with caplog.at_level("WARNING"):
+        docs = list(process_culturalbench_hard(Dataset.from_list(hub)))
+    assert "culturalbench_hard: dropped 1 row(s) with a missing or empty field: {'prompt_option': 1}" in caplog.text
+    assert len(docs) == 11 and {d["n_judgements"] for d in docs} == {4}
+    samples = [
+        {
+            "doc": d,
+            "acc": 1.0,
+            "filtered_resps": [(-2.0, False), (-1.0, False)],
+            "arguments": [("", "False"), ("", "True")],
+        }
+        for d in docs
+    ]
+    records, extra = question_outcomes("culturalbench_hard", samples)
+    assert [r["key"] for r in records] == ["0", "2"] and [r["response"] for r in records][
+        0
+    ] == "True / True / True / True"
+    assert extra == {"judgement_accuracy": 100.0, "judgement_n": 11, "incomplete_questions": 1}

@@ -80,10 +80,10 @@ def letter_target(doc: dict) -> int:
 
 
 def process_culturalbench_hard(dataset):
-    """Drop incomplete rows, then every judgement of a question that lost one (a question is only right when all
-    four of its judgements are); each row learns its question's judgement count."""
-    dataset = _keep_complete(dataset, "culturalbench_hard")
+    """Each row learns how many judgements its question has in the data (counted before incomplete rows are dropped:
+    a question that lost one is never scored at question level, where it is counted as incomplete)."""
     counts = Counter(dataset["question_idx"])
+    dataset = _keep_complete(dataset, "culturalbench_hard")
     return dataset.map(lambda row: {"n_judgements": counts[row["question_idx"]]})
 
 
