@@ -98,7 +98,11 @@ def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manage
     return {
         task: {
             "samples": out["samples"][task],
-            "lm_eval": {k.split(",")[0]: v for k, v in out["results"][task].items() if k.endswith(",none")},
+            "lm_eval": {
+                k.split(",")[0]: v
+                for k, v in out["results"][task].items()
+                if k.endswith(",none") and isinstance(v, int | float)  # lm-eval writes "N/A" for a missing stderr
+            },
         }
         for task in out["samples"]
     }

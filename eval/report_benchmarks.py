@@ -140,8 +140,14 @@ def wandb_payload(results: dict, out: Path) -> dict:
         return {}
     import wandb
 
-    rows = [line.strip("|").split(" | ") for line in benchmark_table(results)]
-    payload = {"benchmarks_table": wandb.Table(columns=[c.strip() for c in rows[0]], data=[r for r in rows[2:]])}
+    rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in benchmark_table(results)]
+    payload = {"benchmarks_table": wandb.Table(columns=rows[0], data=rows[2:])}
+    for name in _models(results):  # scalars land in the run summary too
+        for task, m in results["metrics"][name]["benchmarks"].items():
+            payload[f"{name}/benchmarks/{task}/accuracy"] = m["accuracy"]
+    for comp in results["comparisons"]:
+        for task, delta in comp.get("benchmarks", {}).items():
+            payload[f"{comp['tuned']}_vs_{comp['baseline']}/benchmarks/{task}/delta"] = delta["delta"]
     if (out / PLOT).exists():
         payload["benchmarks"] = wandb.Image(str(out / PLOT))
     return payload
