@@ -275,6 +275,11 @@ def test_report_section_has_a_row_per_benchmark_and_the_plot(route, tmp_path):
     ]
     assert report_benchmarks.write_plot(results, tmp_path) == "benchmarks.png"
     assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
+    payload = report_benchmarks.wandb_payload(results, tmp_path)
+    assert len(payload["benchmarks_table"].data) == len(titles) and "benchmarks" in payload
+    assert (
+        payload["tuned/benchmarks/normad/accuracy"] == results["metrics"]["tuned"]["benchmarks"]["normad"]["accuracy"]
+    )
 
 
 def test_exported_questions_are_what_the_contamination_stage_reads(tmp_path):
