@@ -120,8 +120,13 @@ def write_plot(results: dict, out: Path) -> str | None:
     for k, name in enumerate(names):
         xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(groups))]
         accs = [g[1][k][0] for g in groups]
-        errs = [1.96 * g[1][k][1] if math.isfinite(g[1][k][1]) else 0.0 for g in groups]
-        bars = ax.bar(xs, [a if math.isfinite(a) else 0.0 for a in accs], width, yerr=errs, capsize=3, label=name)
+        heights = [a if math.isfinite(a) else 0.0 for a in accs]
+        half = [1.96 * g[1][k][1] if math.isfinite(g[1][k][1]) else 0.0 for g in groups]  # normal 95% CI of a mean
+        errs = [
+            [min(e, h) for e, h in zip(half, heights, strict=True)],
+            [min(e, 100 - h) for e, h in zip(half, heights, strict=True)],
+        ]
+        bars = ax.bar(xs, heights, width, yerr=errs, capsize=3, label=name)  # a share's CI stays inside [0, 100]
         ax.bar_label(bars, labels=[_fmt(a) for a in accs], fontsize=7, padding=2)
     ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8, rotation=15)
     ax.set_ylim(0, 110)
