@@ -153,6 +153,8 @@ def test_missing_local_file_or_field_is_one_line_naming_task_file_and_field(mana
     with pytest.raises(BenchmarkInputError) as err:
         task_config(manager, "culturalbench_easy", str(broken))
     assert str(err.value) == f"culturalbench_easy: {broken}:3: field 'country': missing or empty"
+    with pytest.raises(ValueError, match=r"config: benchmarks: unknown key\(s\) \['limt'\]"):
+        EvalConfig(models=[{"name": "m", "model": "m"}], judges={"default": {"model": "j"}}, benchmarks={"limt": 3})
     with pytest.raises(ValueError, match=r"benchmarks: unknown task\(s\) \['mmlu'\]"):
         EvalConfig(
             models=[{"name": "m", "model": "m"}], judges={"default": {"model": "j"}}, benchmarks={"tasks": ["mmlu"]}
