@@ -17,6 +17,8 @@ PROMPTS_DIR = Path(__file__).parent / "prompts"
 JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")
 JUDGE_MODES = ("logprobs", "generative", "classifier")
 CLASSIFIER_METRICS = ("safety", "cultural")  # judgements of one (prompt, response) text
+# lm-evaluation-harness tasks in eval/lm_eval_tasks (issue 10): judge-free cultural and general-knowledge benchmarks.
+BENCHMARK_TASKS = ("culturalbench_easy", "culturalbench_hard", "blend_mcq", "normad", "global_mmlu_lite_en")
 
 
 @dataclass
@@ -59,6 +61,18 @@ class JudgeSpec:
     max_attempts: int = 3  # generative mode: attempts (new seed each) before a judgement counts as failed
     max_new_tokens: int = 64  # generative mode
     label_map: dict = field(default_factory=dict)  # classifier mode: classifier label -> verdict option
+
+
+@dataclass
+class BenchmarksSpec:
+    """The `benchmarks:` block: lm-eval tasks run for every model (eval/benchmarks.py); no block, no benchmarks."""
+
+    tasks: list[str] = field(default_factory=lambda: list(BENCHMARK_TASKS))
+    limit: int | None = None  # first N documents of each task (lm-eval `limit`); None = all
+    num_fewshot: int = 0
+    batch_size: int = 8
+    apply_chat_template: bool = True  # the run's chat template (and chat_template_kwargs), as for generation
+    data: dict = field(default_factory=dict)  # task -> local file (its test split) or {split: file}; else the hub
 
 
 @dataclass
@@ -111,6 +125,7 @@ class EvalConfig:
     judges: dict = field(
         default_factory=dict, metadata={"help": "metric -> JudgeSpec mapping; key 'default' applies to all."}
     )
+    benchmarks: dict = field(default_factory=dict, metadata={"help": "BenchmarksSpec mapping (YAML only)."})
 
     def __post_init__(self):
         self.model_specs = [_strict(ModelSpec, m, f"models[{i}]") for i, m in enumerate(self.models)]
@@ -144,6 +159,11 @@ class EvalConfig:
             raise ValueError(f"config: heldout_reference '{self.heldout_reference}' is not a listed model")
         if self.heldout_data and not self.dpo_recipe:
             raise ValueError("config: heldout_data needs dpo_recipe (the DPO YAML whose beta scales the margin)")
+        self.benchmark_spec = _strict(BenchmarksSpec, self.benchmarks, "benchmarks") if self.benchmarks else None
+        if self.benchmark_spec is not None:
+            unknown = [t for t in [*self.benchmark_spec.tasks, *self.benchmark_spec.data] if t not in BENCHMARK_TASKS]
+            if unknown:
+                raise ValueError(f"config: benchmarks: unknown task(s) {unknown}; known: {BENCHMARK_TASKS}")
         if self.report_to not in ("wandb", "none"):
             raise ValueError(f"config: report_to '{self.report_to}' must be 'wandb' or 'none'")
 

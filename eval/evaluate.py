@@ -14,6 +14,7 @@ import numpy as np
 from datasets import Dataset
 
 from eval import heldout, metrics, samples
+from eval.benchmarks import add_benchmarks
 from eval.config import EvalConfig, ModelSpec
 from eval.generation import build_model_llm, generate_responses
 from eval.judges import Judge, build_judges
@@ -226,7 +227,7 @@ def run_eval(cfg: EvalConfig) -> dict:
                     **compare(runs[baseline], runs[spec.name], cfg),
                 }
             )
-    return {
+    results = {
         "models": [
             {
                 "name": s.name,
@@ -252,6 +253,9 @@ def run_eval(cfg: EvalConfig) -> dict:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {name: _samples(run["expanded"], run) for name, run in runs.items()},
     }
+    if cfg.benchmark_spec is not None:  # lm-eval benchmarks for every model (eval/benchmarks.py)
+        add_benchmarks(results, cfg)
+    return results
 
 
 def is_stand_in(model: str) -> bool:

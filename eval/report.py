@@ -4,7 +4,8 @@ results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth
 cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements, heldout),
 "comparisons" (baseline -> tuned deltas, each {delta, ci_low, ci_high, n, too_few}), "judges" (which judge, mode and
 prompt file produced each metric), "test_sets", "decoding", "config", "created_at". A value that does not exist
-(NaN, infinite) is written as null and shown as n/a.
+(NaN, infinite) is written as null and shown as n/a. With a benchmarks block, "benchmarks" (eval/benchmarks.py;
+the report section: eval/report_benchmarks.py).
 """
 
 import json
@@ -14,6 +15,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from eval import report_benchmarks
 from eval.metrics import FAILURE_TYPES, MIN_PAIRED_N
 from eval.plots import plots_written, write_plots
 from eval.report_reasoning import reasoning_sections
@@ -86,6 +88,7 @@ def write_report_md(results: dict, out: Path) -> None:
             "is n/a too. Definitions: `eval/heldout.py`.",
             "",
         ]
+    lines += report_benchmarks.section_lines(results)
     lines += reasoning_sections(results)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots_written(results)] + [""]
     subdomains = sorted({sid for n in names for sid in results["metrics"][n]["per_subdomain"]}, key=int)
@@ -199,6 +202,7 @@ def log_to_wandb(results: dict, out: Path) -> str:
         payload["heldout_table"] = _wandb_table(heldout_table(results))
         payload["heldout_deltas_table"] = _wandb_table(heldout_deltas_table(results))
     payload.update({p.removesuffix(".png"): wandb.Image(str(out / p)) for p in plots_written(results)})
+    payload.update(report_benchmarks.wandb_payload(results, out))
     run.log(payload)
     run_dir = run.dir
     run.finish()
@@ -234,6 +238,7 @@ def write_all(results: dict, output_dir: str) -> Path:
         clean.setdefault("llm_calls", llm_stats())  # per role: calls, new, cached, retries by cause, failures
         (staging / "results.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
         write_plots(clean, staging)
+        report_benchmarks.write_plot(clean, staging)
         write_report_md(clean, staging)
         with open(staging / "report.md", "a", encoding="utf-8") as report:
             report.write("\n" + "\n".join(llm_calls_section(clean["llm_calls"])))

@@ -83,6 +83,9 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
     assert nll["ci_high"] < 0 and nll["delta"] < 0 and nll["n"] == sft_held["n_responses"], nll
     assert all({"delta", "ci_low", "ci_high", "n"} <= set(d) for d in sft["deltas"].values())
     assert "## Held-out, judge-free" in report and "![heldout.png](heldout.png)" in report
+    # The lm-eval benchmarks on their fixtures: a table in the report, every task for every model in results.json.
+    assert "## Cultural benchmarks" in report and "| CulturalBench-Hard (questions) |" in report
+    assert all(len(m["benchmarks"]) == 5 for m in results["metrics"].values())
     pngs = list((demo / "eval").glob("*.png"))
     assert len(pngs) >= 5 and all(png.read_bytes().startswith(PNG_MAGIC) for png in pngs)
 

@@ -1,0 +1,149 @@
+"""The benchmarks' part of the report: one table (accuracy ± stderr per model, paired changes with 95% CI), one plot
+(per benchmark, every model with its 95% CI; Global-MMLU-Lite culturally sensitive and agnostic side by side), and the
+same to W&B. Reads results.json's metrics[<model>]["benchmarks"] and comparisons[i]["benchmarks"] (eval/benchmarks.py).
+"""
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from eval.report_tables import fmt, fmt_delta  # noqa: E402
+
+PLOT = "benchmarks.png"
+TITLES = {
+    "culturalbench_easy": "CulturalBench-Easy",
+    "culturalbench_hard": "CulturalBench-Hard (questions)",
+    "blend_mcq": "BLEnD MCQ",
+    "normad": "NormAd (country context)",
+    "global_mmlu_lite_en": "Global-MMLU-Lite en",
+}
+SUBROWS = {  # (task, breakdown key, title): rows under a task's main row
+    "culturalbench_hard": [("judgement_accuracy", "  judgements")],
+    "global_mmlu_lite_en": [
+        ("culturally_sensitive", "  culturally sensitive"),
+        ("culturally_agnostic", "  culturally agnostic"),
+        ("gap_sensitive_minus_agnostic", "  gap CS − CA (pp)"),
+    ],
+}
+
+
+def _models(results: dict) -> list[str]:
+    return [name for name, m in results["metrics"].items() if m.get("benchmarks")]
+
+
+def _tasks(results: dict) -> list[str]:
+    return results.get("benchmarks", {}).get("tasks", [])
+
+
+def benchmark_table(results: dict) -> list[str]:
+    """Markdown rows: benchmark | n | each model's accuracy ± stderr | each comparison's Δ [95% CI]."""
+    names, comps = _models(results), [c for c in results["comparisons"] if "benchmarks" in c]
+    header = ["Benchmark", "n"] + [f"{n} acc % ± se" for n in names] + [f"Δ {c['tuned']} [95% CI]" for c in comps]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in _tasks(results):
+        per = [results["metrics"][n]["benchmarks"].get(task) for n in names]
+        if not any(per):
+            continue
+        cells = [f"{fmt(m['accuracy'])} ± {fmt(m['stderr'])}" if m else "n/a" for m in per]
+        deltas = [fmt_delta(c["benchmarks"].get(task)) for c in comps]
+        n = next(m["n"] for m in per if m)
+        lines.append(f"| {TITLES[task]} | {n} | " + " | ".join(cells + deltas) + " |")
+        for key, title in SUBROWS.get(task, []):
+            cells, n = [], ""
+            for m in per:
+                value = m["breakdown"].get(key) if m else None
+                if isinstance(value, dict):
+                    cells.append(f"{fmt(value['accuracy'])} ± {fmt(value['stderr'])}")
+                    n = value["n"]
+                else:
+                    cells.append(fmt(value))
+                    n = m["breakdown"].get("judgement_n", "") if key == "judgement_accuracy" and m else n
+            deltas = [fmt_delta(c["benchmarks"].get(task, {}).get("breakdown", {}).get(key)) for c in comps]
+            lines.append(f"| {title} | {n} | " + " | ".join(cells + deltas) + " |")
+    return lines
+
+
+def section_lines(results: dict) -> list[str]:
+    """The report.md section ([] when the run had no benchmarks block)."""
+    if not _tasks(results) or not _models(results):
+        return []
+    meta = results["benchmarks"]
+    sources = "; ".join(
+        f"{t}: {s['local']}" if "local" in s else f"{t}: {s['dataset']}@{(s['revision'] or 'main')[:7]}"
+        for t, s in meta["sources"].items()
+    )
+    return [
+        "## Cultural benchmarks (lm-evaluation-harness, log-likelihood multiple choice)",
+        "",
+        *benchmark_table(results),
+        "",
+        f"Accuracy in % over questions (CulturalBench-Hard: a question counts when all its judgements are right); "
+        f"Δ = tuned − baseline over the questions both models answered, paired bootstrap 95% CI. "
+        f"lm-eval {meta['lm_eval_version']}, limit={meta['limit']}, num_fewshot={meta['num_fewshot']}, "
+        f"chat template={meta['apply_chat_template']}. Data: {sources}. Per-country and per-label breakdowns: "
+        "results.json; per-question outcomes: samples/.",
+        "",
+        f"![{PLOT}]({PLOT})",
+        "",
+    ]
+
+
+def write_plot(results: dict, out: Path) -> str | None:
+    """Grouped bars: one group per benchmark (Global-MMLU-Lite CS and CA as two groups), a bar per model, 95% CI."""
+    names = _models(results)
+    if not names:
+        return None
+    groups = []  # (label, [(accuracy, stderr) per model])
+    for task in _tasks(results):
+        per = [results["metrics"][n]["benchmarks"].get(task) for n in names]
+        if task == "global_mmlu_lite_en":
+            for key, label in (("culturally_sensitive", "G-MMLU-Lite CS"), ("culturally_agnostic", "G-MMLU-Lite CA")):
+                groups.append((label, [(m["breakdown"][key]["accuracy"], m["breakdown"][key]["stderr"]) for m in per]))
+        else:
+            groups.append((TITLES[task].split(" (")[0], [(m["accuracy"], m["stderr"]) for m in per]))
+    stand_in = any(m["stand_in"] for m in results["models"])
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(groups)), 4.5))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(groups))]
+        accs = [g[1][k][0] for g in groups]
+        heights = [a if math.isfinite(a) else 0.0 for a in accs]
+        half = [1.96 * g[1][k][1] if math.isfinite(g[1][k][1]) else 0.0 for g in groups]  # normal 95% CI of a mean
+        errs = [
+            [min(e, h) for e, h in zip(half, heights, strict=True)],
+            [min(e, 100 - h) for e, h in zip(half, heights, strict=True)],
+        ]
+        bars = ax.bar(xs, heights, width, yerr=errs, capsize=3, label=name)  # a share's CI stays inside [0, 100]
+        ax.bar_label(bars, labels=[fmt(a) for a in accs], fontsize=7, padding=2)
+    ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=8, rotation=15)
+    ax.set_ylim(0, 110)
+    ax.set_ylabel("accuracy % (95% CI)")
+    ax.set_title("Cultural benchmarks: baseline vs tuned" + (" (tiny stand-in models: plumbing only)" * stand_in))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / PLOT, dpi=120)
+    plt.close(fig)
+    return PLOT
+
+
+def wandb_payload(results: dict, out: Path) -> dict:
+    """The benchmark table and plot for W&B ({} without benchmarks)."""
+    if not _models(results):
+        return {}
+    import wandb
+
+    rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in benchmark_table(results)]
+    payload = {"benchmarks_table": wandb.Table(columns=rows[0], data=rows[2:])}
+    for name in _models(results):  # scalars land in the run summary too
+        for task, m in results["metrics"][name]["benchmarks"].items():
+            payload[f"{name}/benchmarks/{task}/accuracy"] = m["accuracy"]
+    for comp in results["comparisons"]:
+        for task, delta in comp.get("benchmarks", {}).items():
+            payload[f"{comp['tuned']}_vs_{comp['baseline']}/benchmarks/{task}/delta"] = delta["delta"]
+    if (out / PLOT).exists():
+        payload["benchmarks"] = wandb.Image(str(out / PLOT))
+    return payload
