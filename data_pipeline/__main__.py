@@ -1,33 +1,57 @@
-"""Build a CULTURAX dataset: ``python -m data_pipeline --config configs/data/demo.yaml [--key value ...]``.
+"""Build a CULTURAX dataset: ``python -m data_pipeline --config configs/data/demo.yaml [--key value ...] [--check]``.
 
 The YAML names the stages, sources, per-role LLMs and every stage setting (data_pipeline/config.py); CLI flags
-override it (``--seed 7``, ``--output_dir runs/x``, ``--llm.generator.model PATH``). Unknown keys fail.
+override it (``--seed 7``, ``--output_dir runs/x``, ``--llm.generator.model PATH``). Unknown keys fail. ``--check``
+runs only the preflight (data_pipeline/preflight.py); a real run starts with the same checks and stops before stage
+1 if one fails.
 """
 
 import json
-import logging
 import sys
 
-import datasets
+from data_pipeline.cli import Command, config_errors, config_path, pop_flag, run_command, strict_parser
 
-from data_pipeline.config import ConfigError, parse_config
-from data_pipeline.importers import InputError
-from data_pipeline.pipeline import run_pipeline
+COMMAND = Command(
+    name="python -m data_pipeline",
+    purpose="Build a CULTURAX dataset (import, classify, expand, dedup, generate, judge, SFT/DPO views) from one YAML.",
+    example="python -m data_pipeline --config configs/data/demo.yaml [--seed 7] [--check]",
+    config_dir="configs/data",
+)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    datasets.disable_progress_bars()  # the stages show their own progress; datasets' internal bars are noise here
-    try:
+def make_parser():
+    from trl import TrlParser
+
+    from data_pipeline.config import PipelineConfig
+
+    parser = TrlParser(PipelineConfig)
+    parser.add_argument("--config", help="the run's YAML (every field below; flags override it)")
+    parser.add_argument("--check", action="store_true", help="check the config, inputs and endpoints, then exit")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return strict_parser(parser)
+
+
+def main(argv: list[str]) -> int:
+    import datasets
+
+    from data_pipeline.config import parse_config
+    from data_pipeline.pipeline import run_pipeline
+    from data_pipeline.preflight import Preflight, check_pipeline
+
+    check_only = pop_flag(argv, "--check")
+    with config_errors(config_path(argv)):
         cfg = parse_config(argv)
-        stats = run_pipeline(cfg)
-    except (ConfigError, InputError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    preflight = check_pipeline(cfg, Preflight(config_path(argv) or "the command-line config"))
+    if check_only:
+        print(preflight.report())
+        return 2 if preflight.failures() else 0
+    preflight.raise_if_failed()
+    datasets.disable_progress_bars()  # the stages show their own progress; datasets' internal bars are noise here
+    stats = run_pipeline(cfg)
     splits, calls = json.dumps(stats["split"]), json.dumps(stats["llm_calls"])
     print(f"data_pipeline: wrote {cfg.output_dir} (splits {splits}; llm_calls {calls})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, COMMAND, make_parser))
