@@ -9,13 +9,14 @@ runs only the preflight (data_pipeline/preflight.py); a real run starts with the
 import json
 import sys
 
-from data_pipeline.cli import Command, config_errors, config_path, pop_flag, run_command, strict_parser
+from data_pipeline.cli import Command, config_errors, config_path, pop_flag, run_command
 
 COMMAND = Command(
     name="python -m data_pipeline",
     purpose="Build a CULTURAX dataset (import, classify, expand, dedup, generate, judge, SFT/DPO views) from one YAML.",
     example="python -m data_pipeline --config configs/data/demo.yaml [--seed 7] [--check]",
     config_dir="configs/data",
+    check=True,
 )
 
 
@@ -25,10 +26,7 @@ def make_parser():
     from data_pipeline.config import PipelineConfig
 
     parser = TrlParser(PipelineConfig)
-    parser.add_argument("--config", help="the run's YAML (every field below; flags override it)")
-    parser.add_argument("--check", action="store_true", help="check the config, inputs and endpoints, then exit")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    return strict_parser(parser)
+    return parser
 
 
 def main(argv: list[str]) -> int:

@@ -50,6 +50,7 @@ class Command:
     purpose: str
     example: str
     config_dir: str | None = None  # e.g. "configs/train": the command's runs are described by YAMLs there
+    check: bool = False  # the command has a preflight (--check)
 
     def header(self) -> str:
         return f"{self.purpose}\n\nexample:\n  {self.example}\n\n"
@@ -78,24 +79,22 @@ def one_line(error: BaseException) -> str:
     return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
-def strict_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Make argparse's usage errors (missing or unknown argument, bad value) user errors instead of usage dumps."""
+def _usage_error(parser: argparse.ArgumentParser, message: str):
+    raise UserError(f"{message} (see --help)")
 
-    def error(message: str):
-        raise UserError(f"{message} (see --help)")
 
-    parser.error = error
-    return parser
+class _DropOptionalKernelWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "from kernels-community" not in record.getMessage()
 
 
 def quiet_library_noise() -> None:
-    """Library warnings that do not concern the user: bitsandbytes' optional CPU kernels (the package 'kernels')."""
-
-    class DropOptionalKernels(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            return "from kernels-community" not in record.getMessage()
-
-    logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(DropOptionalKernels())
+    """Silence library warnings that do not concern the user: bitsandbytes' "Failed to load CPU gemm_4bit_forward
+    from kernels-community" (an optional package, 'kernels'; the plain CPU path works). Called from each package's
+    __init__, i.e. before any entry point imports torch or bitsandbytes."""
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _DropOptionalKernelWarning) for f in logger.filters):
+        logger.addFilter(_DropOptionalKernelWarning())
 
 
 @contextmanager
@@ -111,8 +110,27 @@ def config_errors(config: str | None):
         raise UserError(f"{where}{one_line(error)}") from error
 
 
+def use_output_dir_for_wandb(output_dir: str | Path) -> None:
+    """W&B writes its run files under $WANDB_DIR/wandb, by default the working directory: keep them with the run
+    (a ./wandb/ in the checkout would also be taken for a package by ruff). An explicit WANDB_DIR wins."""
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("WANDB_DIR", str(output_dir))
+
+
 def config_path(argv: list[str]) -> str | None:
     return argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+
+
+def help_parser(parser: argparse.ArgumentParser, command: Command) -> argparse.ArgumentParser:
+    """The command's parser plus the flags every command shares, for --help."""
+    known = {option for action in parser._actions for option in action.option_strings}
+    if command.config_dir and "--config" not in known:
+        parser.add_argument("--config", help="the run's YAML: every field below (flags override it)")
+    if command.check:
+        parser.add_argument("--check", action="store_true", help="preflight: check config, inputs, endpoints; exit")
+    if "--debug" not in known:
+        parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    return parser
 
 
 def pop_flag(argv: list[str], flag: str) -> bool:
@@ -130,12 +148,17 @@ def run_command(
 ) -> int:
     """Run ``main(argv)`` as a command: help, logging, and user errors as one line with exit code 2."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = pop_flag(argv, "--debug") or os.environ.get("LOGLEVEL", "").upper() == "DEBUG"
+    # A bare --debug is ours (transformers' TrainingArguments has a --debug that takes a value).
+    bare = [i for i, arg in enumerate(argv) if arg == "--debug" and (i + 1 == len(argv) or argv[i + 1].startswith("-"))]
+    argv[:] = [arg for i, arg in enumerate(argv) if i not in bare]
+    debug = bool(bare) or os.environ.get("LOGLEVEL", "").upper() == "DEBUG"
     level = "DEBUG" if debug else os.environ.get("LOGLEVEL", "INFO").upper()
+    # argparse's usage errors (missing or unknown argument, bad value) become one-line user errors in every parser
+    # the command builds, TrlParser included, instead of a usage dump.
+    argparse.ArgumentParser.error = _usage_error
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    quiet_library_noise()
     if make_parser is not None and ("-h" in argv or "--help" in argv):
-        print(command.header() + make_parser().format_help())
+        print(command.header() + help_parser(make_parser(), command).format_help())
         return 0
     if command.config_dir and not argv:
         print(command.no_arguments(), file=sys.stderr)
