@@ -35,6 +35,7 @@ USER_ERROR_NAMES = {
     "data_pipeline.config.ConfigError",
     "data_pipeline.importers.InputError",
     "data_pipeline.llm.core.LLMRequestError",
+    "eval.testsets.EvalInputError",
     "train.common.DatasetGuardError",
     "yaml.error.YAMLError",
     "json.decoder.JSONDecodeError",
@@ -164,7 +165,8 @@ def run_command(
         print(command.no_arguments(), file=sys.stderr)
         return USER_ERROR_EXIT
     try:
-        return main(argv) or 0
+        result = main(argv)
+        return result if isinstance(result, int) else 0  # some mains return their report for in-process callers
     except KeyboardInterrupt:
         print(f"{command.name}: interrupted", file=sys.stderr)
         return 130
