@@ -8,6 +8,7 @@ runs only the preflight (data_pipeline/preflight.py); a real run starts with the
 
 import json
 import sys
+from pathlib import Path
 
 from data_pipeline.cli import Command, config_errors, config_path, pop_flag, run_command
 
@@ -46,9 +47,32 @@ def main(argv: list[str]) -> int:
     preflight.raise_if_failed()
     datasets.disable_progress_bars()  # the stages show their own progress; datasets' internal bars are noise here
     stats = run_pipeline(cfg)
-    splits, calls = json.dumps(stats["split"]), json.dumps(stats["llm_calls"])
-    print(f"data_pipeline: wrote {cfg.output_dir} (splits {splits}; llm_calls {calls})")
+    print(summary(cfg.output_dir, stats))
     return 0
+
+
+def summary(output_dir: str, stats: dict) -> str:
+    """The closing lines: the splits as written (after judging), the rows each stage kept and dropped (or added),
+    the views and the LLM calls."""
+    import datasets
+
+    written = datasets.load_from_disk(str(Path(output_dir) / "dataset"))
+    final = ", ".join(f"{name} {len(split)}" for name, split in written.items())
+    steps, previous = [], None
+    for stage, rows in stats["rows_per_stage"].items():
+        change = "" if previous is None else f" ({rows - previous:+d})"
+        steps.append(f"{stage} {rows}{change}")
+        previous = rows
+    lines = [
+        f"data_pipeline: wrote {output_dir}",
+        f"  final splits (dataset/): {final}",
+        f"  rows after each stage (change): {' -> '.join(steps)}",
+    ]
+    for view, sizes in stats.get("views", {}).items():
+        if view != "dataset":
+            lines.append(f"  {view}/: " + ", ".join(f"{name} {n}" for name, n in sizes.items()))
+    lines.append(f"  llm_calls: {json.dumps(stats['llm_calls'])}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

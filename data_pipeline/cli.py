@@ -154,9 +154,6 @@ def run_command(
     argv[:] = [arg for i, arg in enumerate(argv) if i not in bare]
     debug = bool(bare) or os.environ.get("LOGLEVEL", "").upper() == "DEBUG"
     level = "DEBUG" if debug else os.environ.get("LOGLEVEL", "INFO").upper()
-    # argparse's usage errors (missing or unknown argument, bad value) become one-line user errors in every parser
-    # the command builds, TrlParser included, instead of a usage dump.
-    argparse.ArgumentParser.error = _usage_error
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     if make_parser is not None and ("-h" in argv or "--help" in argv):
         print(command.header() + help_parser(make_parser(), command).format_help())
@@ -164,6 +161,9 @@ def run_command(
     if command.config_dir and not argv:
         print(command.no_arguments(), file=sys.stderr)
         return USER_ERROR_EXIT
+    # argparse's usage errors (missing or unknown argument, bad value) become one-line user errors in every parser
+    # the command builds, TrlParser included, instead of a usage dump.
+    argparse_error, argparse.ArgumentParser.error = argparse.ArgumentParser.error, _usage_error
     try:
         result = main(argv)
         return result if isinstance(result, int) else 0  # some mains return their report for in-process callers
@@ -177,3 +177,5 @@ def run_command(
             traceback.print_exc()
         print(f"{command.name}: error: {one_line(error)}", file=sys.stderr)
         return USER_ERROR_EXIT
+    finally:
+        argparse.ArgumentParser.error = argparse_error  # in-process callers (tests) get argparse back as it was
