@@ -17,7 +17,8 @@
 #
 # Defaults per --model M: configs/data/culturax.yaml, configs/train/M/sft_lora.yaml, configs/train/M/dpo_lora.yaml,
 # configs/eval/M.yaml. The output paths live in those configs (the DPO config names the SFT adapter it continues).
-# Venv, modules and the rest of the job environment: AC_* variables, see slurm/common.sh.
+# Venv, modules and the rest of the job environment: AC_* variables, see the table in slurm/README.md. Every stage's
+# preflight runs before anything is submitted (slurm/preflight_chain.py; --no-check skips it).
 set -euo pipefail
 
 usage() {
