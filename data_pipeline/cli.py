@@ -13,12 +13,13 @@ the traceback. Any other exception is a bug and keeps its traceback.
 """
 
 import argparse
+import io
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,15 @@ def quiet_library_noise() -> None:
     logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
     if not any(isinstance(f, _DropOptionalKernelWarning) for f in logger.filters):
         logger.addFilter(_DropOptionalKernelWarning())
+
+
+def quiet_transformers_banner() -> None:
+    """transformers prints "[INFO] Running in WANDB offline mode" to stdout when its W&B integration is imported with
+    WANDB_MODE=offline (tests, the demo): import it once with stdout captured. For packages that load transformers
+    anyway (train/); the data pipeline keeps its imports light."""
+    if os.environ.get("WANDB_MODE") == "offline" and "transformers.integrations.integration_utils" not in sys.modules:
+        with redirect_stdout(io.StringIO()):
+            import transformers.integrations.integration_utils  # noqa: F401
 
 
 @contextmanager

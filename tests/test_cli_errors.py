@@ -114,3 +114,57 @@ def test_debug_and_loglevel_debug_add_the_traceback(tmp_path):
             proc.stderr.strip().splitlines()[-1]
             == f"python -m data_pipeline: error: {missing}: No such file or directory"
         )
+
+
+COMMANDS = [
+    "data_pipeline.__main__",
+    "data_pipeline.audit",
+    "eval.__main__",
+    "eval.compare",
+    "train.sft",
+    "train.dpo",
+    "train.merge",
+    "train.tiny_models",
+    "benchmarks.classify",
+    "benchmarks.dedup",
+    "benchmarks.llm_client",
+    "benchmarks.train_throughput",
+]
+CONFIG_COMMANDS = {
+    "data_pipeline.__main__": "data",
+    "eval.__main__": "eval",
+    "train.sft": "train",
+    "train.dpo": "train",
+}
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_opens_with_the_purpose_and_an_example(module, capsys):
+    import importlib
+
+    from data_pipeline.cli import run_command
+
+    entry = importlib.import_module(module)
+    assert run_command(lambda argv: 0, entry.COMMAND, entry.make_parser, ["--help"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == entry.COMMAND.purpose and len(printed[0]) <= 120  # one line
+    assert printed[2] == "example:" and printed[3].strip().startswith(entry.COMMAND.example.split()[0])
+    assert any(line.startswith("usage:") for line in printed) and any("--debug" in line for line in printed)
+    if module in CONFIG_COMMANDS:
+        assert "--config configs/" in printed[3] and any("--check" in line for line in printed)
+
+
+@pytest.mark.parametrize("module", sorted(CONFIG_COMMANDS))
+def test_no_arguments_says_a_yaml_carries_everything(module, capsys):
+    import importlib
+
+    from data_pipeline.cli import run_command
+
+    entry = importlib.import_module(module)
+    assert run_command(lambda argv: 0, entry.COMMAND, entry.make_parser, []) == 2
+    said = capsys.readouterr().err.strip()
+    assert "\n" not in said and "one YAML carries every setting of a run" in said
+    examples = sorted(
+        p.relative_to(REPO_ROOT) for p in (REPO_ROOT / "configs" / CONFIG_COMMANDS[module]).rglob("*.yaml")
+    )
+    assert said.endswith("Example configs: " + ", ".join(map(str, examples)))
