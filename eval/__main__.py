@@ -2,7 +2,7 @@
 
 Evaluates every model of the config with identical decoding on the CULTURAX test split and the HHH sets, judges
 the responses, and writes results.json, report.md, PNG plots and samples/ to output_dir (and the same to W&B, whose
-files go under output_dir unless WANDB_DIR says otherwise). Generations and judgements go through the LLM call
+run files go under output_dir too: eval/report.py). Generations and judgements go through the LLM call
 cache, so re-running or adding a model repeats no finished call. ``--check`` runs only the preflight
 (eval/preflight.py); a real run starts with the same checks.
 """
@@ -16,7 +16,6 @@ from data_pipeline.cli import (
     config_path,
     pop_flag,
     run_command,
-    use_output_dir_for_wandb,
 )
 
 COMMAND = Command(
@@ -56,7 +55,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     cfg, preflight = parse_and_check(list(sys.argv[1:] if argv is None else argv))
     preflight.raise_if_failed()
-    use_output_dir_for_wandb(cfg.output_dir)
     results = run_eval(cfg)
     out = write_all(results, cfg.output_dir)
     calls = call_counts()

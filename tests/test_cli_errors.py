@@ -55,7 +55,7 @@ def cases(tmp) -> list[tuple[str, list[str], str]]:
         ("eval", ["--config", write_yaml(tmp / "eval.yaml", {**eval_config, "modles": []})], "modles"),
         ("eval.compare", [str(tmp / "no_run")], f"{tmp / 'no_run' / 'results.json'}: not found"),
         ("train.sft", ["--config", str(REPO_ROOT / "configs/train/tiny-qwen3/sft_lora.yaml"), "--learning_rate", "x"],
-         "argument --learning_rate: invalid float value: 'x' (see --help)"),
+         "argument --learning_rate/--learning-rate: invalid float value: 'x' (see --help)"),
         ("train.dpo", ["--config", str(REPO_ROOT / "configs/train/tiny-qwen3/dpo_lora.yaml"),
                        "--dataset_name", str(tmp / "no_dpo")], f"dataset_name: {tmp / 'no_dpo'}: no such folder"),
         ("train.merge", ["--adapter", str(tmp / "no_adapter"), "--output", str(tmp / "merged")],
@@ -99,9 +99,14 @@ def test_every_command_reports_a_user_error_in_one_line_with_exit_code_2(outcome
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2, (module, proc.stderr[-3000:])
         assert "Traceback" not in proc.stderr, (module, proc.stderr[-3000:])
-        assert len(lines) == 1, (module, lines)  # nothing else on stderr: no warning, no usage dump
-        assert lines[0].startswith(f"python -m {module}: error: "), (module, lines)
-        assert expected in lines[0], (module, lines)
+        # The error is the last line and the only one: before it, at most the progress of stages that ran (a bad
+        # record is found by stage 1); no warning, no usage dump.
+        *progress, error = lines
+        assert all(" stage " in line or ": done in " in line for line in progress), (module, lines)
+        assert error.startswith(f"python -m {module}: error: "), (module, lines)
+        assert expected in error, (module, lines)
+    preflight_stops = [proc for proc in procs if "preflight of" in proc.stderr]  # stopped before stage 1
+    assert len(preflight_stops) == 3 and all(len(p.stderr.strip().splitlines()) == 1 for p in preflight_stops)
 
 
 def test_debug_and_loglevel_debug_add_the_traceback(tmp_path):
