@@ -134,6 +134,7 @@ def config_path(argv: list[str]) -> str | None:
 
 def help_parser(parser: argparse.ArgumentParser, command: Command) -> argparse.ArgumentParser:
     """The command's parser plus the flags every command shares, for --help."""
+    parser.prog = command.name  # "python -m train.sft", not "sft.py"
     known = {option for action in parser._actions for option in action.option_strings}
     if command.config_dir and "--config" not in known:
         parser.add_argument("--config", help="the run's YAML: every field below (flags override it)")

@@ -173,3 +173,21 @@ def test_no_arguments_says_a_yaml_carries_everything(module, capsys):
         p.relative_to(REPO_ROOT) for p in (REPO_ROOT / "configs" / CONFIG_COMMANDS[module]).rglob("*.yaml")
     )
     assert said.endswith("Example configs: " + ", ".join(map(str, examples)))
+
+
+def test_bitsandbytes_optional_kernel_warning_is_silenced(caplog):
+    """bitsandbytes logs this on CPUs with AVX512-BF16 when the optional package 'kernels' is missing (its plain CPU
+    path works); importing any of our packages installs the filter, other bitsandbytes warnings still show."""
+    import logging
+
+    import train  # noqa: F401 - the package __init__ installs the filter
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING):
+        logger.warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
+            "`pip install kernels` and the kernels >= 0.11.1",
+            "No module named 'kernels'",
+        )
+        logger.warning("a warning that concerns the user")
+    assert [record.getMessage() for record in caplog.records] == ["a warning that concerns the user"]
