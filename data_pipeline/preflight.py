@@ -16,6 +16,7 @@ This module holds the items shared by every stage and the data pipeline's own li
 train/preflight.py hold theirs.
 """
 
+import functools
 import importlib.util
 import json
 import os
@@ -155,26 +156,8 @@ class Preflight:
             self._hub(name, model, kind)
 
     def _hub(self, name: str, repo_id: str, kind: str) -> None:
-        from huggingface_hub import HfApi, try_to_load_from_cache
-
-        repo_type = "dataset" if kind == "dataset" else "model"
-        probe = "README.md" if kind == "dataset" else "config.json"
-        cached = try_to_load_from_cache(repo_id, probe, repo_type=repo_type)
-        if isinstance(cached, str):
-            self.add("ok", name, f"{repo_id} (hub id, in the local Hub cache)")
-        elif hub_offline():
-            self.add("info", name, f"{repo_id}: hub id; cannot be checked offline (HF_HUB_OFFLINE is set)")
-        else:
-            info = HfApi().dataset_info if kind == "dataset" else HfApi().model_info
-            try:
-                info(repo_id, timeout=ENDPOINT_TIMEOUT_S)
-                self.add("ok", name, f"{repo_id} (on the Hub)")
-            except Exception as error:  # noqa: BLE001 - any hub answer but success is reported, as one line
-                status = getattr(getattr(error, "response", None), "status_code", None)
-                if status in (401, 403, 404):
-                    self.add("fail", name, f"{repo_id}: the Hub answers {status} (no such {kind}, or gated: log in)")
-                else:
-                    self.add("info", name, f"{repo_id}: hub id; the Hub cannot be reached to check it")
+        status, detail = hub_lookup(repo_id, kind)
+        self.add(status, name, detail)
 
     def api_key(self, name: str, variable: str | None) -> None:
         if not variable:
@@ -240,6 +223,28 @@ class Preflight:
             self.add("ok", name, "W&B online: logged in (~/.netrc)")
         else:
             self.add("fail", name, "W&B online needs WANDB_API_KEY (or `wandb login`); or set WANDB_MODE=offline")
+
+
+@functools.cache
+def hub_lookup(repo_id: str, kind: str) -> tuple[str, str]:
+    """(status, detail) for a hub id, asked once per process: the local Hub cache, else the Hub when online."""
+    from huggingface_hub import HfApi, try_to_load_from_cache
+
+    repo_type = "dataset" if kind == "dataset" else "model"
+    probe = "README.md" if kind == "dataset" else "config.json"
+    if isinstance(try_to_load_from_cache(repo_id, probe, repo_type=repo_type), str):
+        return "ok", f"{repo_id} (hub id, in the local Hub cache)"
+    if hub_offline():
+        return "info", f"{repo_id}: hub id; cannot be checked offline (HF_HUB_OFFLINE is set)"
+    info = HfApi().dataset_info if kind == "dataset" else HfApi().model_info
+    try:
+        info(repo_id, timeout=ENDPOINT_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - any hub answer but success is reported, as one line
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status in (401, 403, 404):
+            return "fail", f"{repo_id}: the Hub answers {status} (no such {kind}, or gated: log in)"
+        return "info", f"{repo_id}: hub id; the Hub cannot be reached to check it"
+    return "ok", f"{repo_id} (on the Hub)"
 
 
 def _read(path: Path) -> str:
