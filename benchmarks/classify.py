@@ -18,6 +18,7 @@ The tiny-LLM logprob classifier runs on a random-weight model: a plumbing check 
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from data_pipeline.classify import ClassifyConfig, build_classifier
+from data_pipeline.cli import Command, UserError, run_command
 from data_pipeline.importers import SourceSpec, load_source
 from data_pipeline.llm import LLMConfig, build_llm
 
@@ -44,14 +46,29 @@ def scores(probs: np.ndarray, label_ids: list[int], truth: np.ndarray, delta: fl
     return {"accuracy": accuracy, "macro_f1": float(np.mean(f1s)), "none_rate": float((~predicted.any(1)).mean())}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+COMMAND = Command(
+    name="python -m benchmarks.classify",
+    purpose=__doc__.splitlines()[0],
+    example="python -m benchmarks.classify --release ../shared/culturax/CulturaX.csv --llm-rows 60",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
     parser.add_argument("--release", type=Path, default=DEFAULT_RELEASE)
     parser.add_argument("--llm-rows", type=int, default=100, help="rows for the tiny-LLM plumbing check (0: skip)")
     parser.add_argument("--tiny-model", type=Path, default=None, help="tiny-qwen3 folder (default: build one)")
-    args = parser.parse_args()
-    if not args.release.exists():
-        raise SystemExit(f"{args.release} not found (the released CulturaX.csv lives in ../shared/culturax/)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = make_parser().parse_args(argv)
+    if not args.release.is_file():
+        raise UserError(
+            f"{args.release}: no such file (--release; the released CulturaX.csv is in ../shared/culturax/)"
+        )
+    if args.llm_rows < 0:
+        raise UserError(f"--llm-rows: must be >= 0 (0 skips the tiny-LLM check), got {args.llm_rows}")
 
     rows = load_source(SourceSpec(format="culturax_release", path=str(args.release))).rows
     prompts = [row["prompt"] for row in rows]
@@ -102,4 +119,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

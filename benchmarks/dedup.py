@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import resource
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -22,6 +23,7 @@ import pandas as pd
 from datasketch import MinHash, MinHashLSH
 from simhash import Simhash, SimhashIndex
 
+from data_pipeline.cli import Command, UserError, run_command
 from data_pipeline.dedup import (
     DedupConfig,
     _features,
@@ -177,13 +179,27 @@ def peak_mib(function, *args) -> float:
     return peak / 2**20
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+COMMAND = Command(
+    name="python -m benchmarks.dedup",
+    purpose=__doc__.splitlines()[0],
+    example="python -m benchmarks.dedup --n 100000 --prefix 20000",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
     parser.add_argument("--n", type=int, default=100_000, help="synthetic prompts (the release's are added)")
     parser.add_argument("--prefix", type=int, default=20_000, help="rows the slow baselines run on")
     parser.add_argument("--queries", type=int, default=100, help="SimhashIndex queries to time")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = make_parser().parse_args(argv)
+    for name in ("n", "prefix", "queries"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name}: must be >= 1, got {getattr(args, name)}")
     logging.getLogger("simhash").setLevel(logging.ERROR)  # SimhashIndex warns on every big bucket
     cfg = DedupConfig()
     synthetic, planted = synthetic_corpus(args.n, seed=args.seed)
@@ -288,4 +304,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

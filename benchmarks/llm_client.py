@@ -8,8 +8,10 @@ first connection), so both figures are steady-state throughput. The last line is
 """
 
 import argparse
+import sys
 import time
 
+from data_pipeline.cli import Command, UserError, run_command
 from data_pipeline.llm import LLMConfig, Sampling, build_llm
 from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
 
@@ -29,13 +31,30 @@ def measure(server: LocalOpenAIServer, concurrency: int, requests: int, tag: str
     return seconds, requests / seconds
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+COMMAND = Command(
+    name="python -m benchmarks.llm_client",
+    purpose=__doc__.splitlines()[0],
+    example="python -m benchmarks.llm_client --concurrency 8 --latency 0.25 --requests 64",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
     parser.add_argument("--concurrency", type=int, default=8, help="C: requests in flight")
     parser.add_argument("--latency", type=float, default=0.25, help="L: seconds the server waits per request")
     parser.add_argument("--requests", type=int, default=64, help="N: requests in the concurrent run")
     parser.add_argument("--sequential-requests", type=int, default=None, help="baseline requests (default: C)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = make_parser().parse_args(argv)
+    for name in ("concurrency", "requests", "sequential_requests"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    if args.latency <= 0:
+        raise UserError(f"--latency: must be > 0 seconds, got {args.latency}")
     concurrency, latency = args.concurrency, args.latency
     sequential_requests = args.sequential_requests or concurrency
 
@@ -62,4 +81,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

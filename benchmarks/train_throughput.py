@@ -22,12 +22,15 @@ backward through the frozen base 2N; no weight gradients for it) plus attention,
 
 import argparse
 import multiprocessing
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from data_pipeline.cli import Command, UserError, run_command
 
 # Real model shapes (../shared/ENVIRONMENT.md); built with random weights, never downloaded.
 REAL_SHAPES = {
@@ -341,17 +344,37 @@ def make_setup(args) -> Setup:
     )
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+COMMAND = Command(
+    name="python -m benchmarks.train_throughput",
+    purpose=__doc__.splitlines()[0],
+    example="python -m benchmarks.train_throughput --gpu --model qwen3-8b   (on CPU: no flags)",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
     parser.add_argument("--gpu", action="store_true", help="real architecture on the GPU (needs --model)")
-    parser.add_argument("--model", choices=sorted(REAL_SHAPES), default="qwen3-8b")
+    parser.add_argument("--model", choices=sorted(REAL_SHAPES), help="real model shapes for --gpu")
     parser.add_argument("--max_length", type=int)
     parser.add_argument("--padded_rows", type=int)
     parser.add_argument("--packed_bins", type=int)
     parser.add_argument("--dpo_pairs", type=int)
     parser.add_argument("--steps", type=int, help="timed steps per run (after warm-up)")
     parser.add_argument("--peak_tflops", type=float, help="dense bf16 peak of the GPU, if not in the built-in table")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = make_parser().parse_args(argv)
+    if args.gpu and args.model is None:
+        raise UserError(f"--gpu needs --model ({' or '.join(sorted(REAL_SHAPES))}): the real shapes to measure")
+    if args.model is not None and not args.gpu:
+        raise UserError("--model sets the real shapes of a --gpu run; the CPU run uses its own small shape")
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--gpu: no CUDA device here (torch {torch.__version__}, CUDA build: {torch.version.cuda})")
     setup = make_setup(args)
 
     from train.tiny_models import qwen3_tokenizer
@@ -375,4 +398,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

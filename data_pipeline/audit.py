@@ -11,15 +11,19 @@ Near duplicates are counted among distinct prompts (exact repeats are ``exact_du
 ``near_duplicate_pairs`` are SimHash pairs within tau that the Jaccard check of data_pipeline.dedup confirms,
 ``near_duplicate_pairs_unverified`` the SimHash pairs within tau it rejects (chance collisions).
 
-Response mismatch: a row's score is the cosine similarity between the MiniLM embedding of its prompt and the
-normalised mean of the embeddings of its responses; rows scoring below ``MISMATCH_THRESHOLD`` are reported. The
-threshold, 0.25, comes from the release (1,500 rows, three responses each): scores have median 0.62 and 5th
-percentile 0.36. All 42 rows under 0.25 were read: 37 answer a different question (a casual party with American
-colleagues answered with the history of salsa, a family trip to Singapore answered about Bengali hygiene; most sit
-in two blocks of the file, lines 12-31 and 82-100, whose responses look shifted), and 5 are short generic replies to
-hostile prompts. Between 0.25 and 0.32 such generic but on-topic replies dominate, so a higher threshold would
-mostly add false alarms. The score is topical: a response on the prompt's topic but off its question (the release's
-Mexico food-tour question answered about carnival parades scores 0.64) is beyond what it can see.
+Response mismatch is scored for whatever responses the dataset has: the importer's ``responses`` column
+(``response_mismatch``) and, for a built CULTURAX (a pipeline output folder or its ``dataset/``), the judged
+``chosen`` and ``rejected`` responses (``response_mismatch_chosen``, ``response_mismatch_rejected``; a row without a
+preference pair has no rejected response and is not scored there). A row's score is the cosine similarity between
+the MiniLM embedding of its prompt and the normalised mean of the embeddings of its responses; rows scoring below
+``MISMATCH_THRESHOLD`` are reported. The threshold, 0.25, comes from the release (1,500 rows, three responses each):
+scores have median 0.62 and 5th percentile 0.36. All 42 rows under 0.25 were read: 37 answer a different question (a
+casual party with American colleagues answered with the history of salsa, a family trip to Singapore answered about
+Bengali hygiene; most sit in two blocks of the file, lines 12-31 and 82-100, whose responses look shifted), and 5
+are short generic replies to hostile prompts. Between 0.25 and 0.32 such generic but on-topic replies dominate, so a
+higher threshold would mostly add false alarms. The score is topical: a response on the prompt's topic but off its
+question (the release's Mexico food-tour question answered about carnival parades scores 0.64) is beyond what it can
+see.
 """
 
 import json
@@ -34,10 +38,12 @@ from rich.table import Table
 from transformers import HfArgumentParser
 
 from data_pipeline import embeddings, taxonomy
+from data_pipeline.cli import Command, UserError, run_command
 from data_pipeline.dedup import DedupConfig, fingerprints_and_features, near_duplicate_pairs, pair_jaccard
 from data_pipeline.importers import SourceSpec, load_source
 
 MISMATCH_THRESHOLD = 0.25
+JUDGED_COLUMNS = ("chosen", "rejected")  # a built CULTURAX's responses (data_pipeline/judge.py)
 SUFFIX_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 
 
@@ -53,12 +59,16 @@ class AuditArguments:
     on_error: str = field(default="skip", metadata={"help": "skip (list bad records in the report) or raise"})
 
 
-def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object | None, list[dict]]:
-    """Rows, skipped records, the DatasetDict to check for leakage (None when no splits are given) and the sources
-    read (with the encoding each was read in)."""
+def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object | None, dict, list[dict]]:
+    """Rows, skipped records, the DatasetDict to check for leakage (None when no splits are given), the judged
+    responses of a built CULTURAX ({"chosen" | "rejected": {row id: text}}; empty for any other dataset) and the
+    sources read (with the encoding each was read in)."""
     import datasets
 
     path = Path(args.input)
+    if not path.exists() and not (args.format == "hf" or (not path.suffix and len(path.parts) == 2)):
+        raise FileNotFoundError(2, "No such file or directory", args.input)  # a hub id is not a local path
+    judged: dict[str, dict[str, str]] = {}
     if (path / "dataset" / "dataset_dict.json").exists():
         path = path / "dataset"  # a pipeline output folder
     splits = datasets.load_from_disk(args.splits_dir) if args.splits_dir else None
@@ -66,10 +76,14 @@ def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object
         saved = datasets.load_from_disk(str(path))
         splits = splits if splits is not None else saved
         specs = [SourceSpec("hf", str(path), split=name, on_error=args.on_error) for name in saved]
+        for column in JUDGED_COLUMNS:
+            if all(column in split.column_names for split in saved.values()):
+                pairs = (zip(split["id"], split[column], strict=True) for split in saved.values())
+                judged[column] = {row_id: text for split in pairs for row_id, text in split if text}
     else:
         fmt = args.format or ("hf" if path.is_dir() else SUFFIX_FORMATS.get(path.suffix, ""))
         if not fmt:
-            raise SystemExit(f"cannot tell the format of {args.input}: pass --format")
+            raise UserError(f"{args.input}: cannot tell the format from the name: pass --format")
         specs = [SourceSpec(fmt, args.input, split=args.split, on_error=args.on_error)]
     rows, skipped, sources = [], [], []
     for spec in specs:
@@ -77,7 +91,7 @@ def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object
         rows += result.rows
         skipped += result.skipped
         sources += result.sources
-    return rows, skipped, splits, sources
+    return rows, skipped, splits, judged, sources
 
 
 def exact_duplicate_ids(prompts: list[str], ids: list[str]) -> list[str]:
@@ -129,7 +143,7 @@ def response_mismatch(rows: list[dict], threshold: float) -> dict:
     }  # fmt: skip
 
 
-def audit_rows(rows: list[dict], cfg: DedupConfig, threshold: float, splits=None) -> dict:
+def audit_rows(rows: list[dict], cfg: DedupConfig, threshold: float, splits=None, judged: dict | None = None) -> dict:
     prompts = [row["prompt"] for row in rows]
     duplicates = exact_duplicate_ids(prompts, [row["id"] for row in rows])
     near = near_duplicates(prompts, cfg)
@@ -139,6 +153,12 @@ def audit_rows(rows: list[dict], cfg: DedupConfig, threshold: float, splits=None
         from data_pipeline.split import cross_split_leakage
 
         leakage = cross_split_leakage(splits, cfg)
+    judged_mismatch = {
+        f"response_mismatch_{column}": response_mismatch(
+            [{**row, "responses": [texts[row["id"]]] if row["id"] in texts else []} for row in rows], threshold
+        )
+        for column, texts in (judged or {}).items()
+    }
     return {
         "rows": len(rows),
         "distinct_prompts": len(set(prompts)),
@@ -154,6 +174,7 @@ def audit_rows(rows: list[dict], cfg: DedupConfig, threshold: float, splits=None
         "imbalance_ratio": max(counts.values()) / min(counts.values()) if counts else None,
         "cross_split_leakage": leakage,
         "response_mismatch": response_mismatch(rows, threshold),
+        **judged_mismatch,
     }
 
 
@@ -161,7 +182,8 @@ def print_summary(report: dict, console: Console) -> None:
     table = Table(title=f"Audit of {report['input']}", show_header=True, header_style="bold")
     table.add_column("check")
     table.add_column("result", justify="right")
-    mismatch = report["response_mismatch"]
+    mismatches = {key.removeprefix("response_mismatch"): value for key, value in report.items()
+                  if key.startswith("response_mismatch") and value["scored_rows"]}  # fmt: skip
     leakage = report["cross_split_leakage"]
     ratio = report["imbalance_ratio"]
     leaked = "no splits given" if leakage is None else f"{leakage['pairs']} pairs ({leakage['rate']:.2%})"
@@ -174,24 +196,40 @@ def print_summary(report: dict, console: Console) -> None:
         ("subdomains present", str(len(report["subdomain_counts"]))),
         ("imbalance ratio (max/min)", "n/a" if ratio is None else f"{ratio:.1f}"),
         ("cross-split leakage", leaked),
-        (f"response mismatch (cosine < {mismatch['threshold']})", f"{mismatch['count']} of {mismatch['scored_rows']}"),
     ]
+    for suffix, mismatch in mismatches.items():
+        scored = {"": "responses", "_chosen": "chosen", "_rejected": "rejected"}.get(suffix, suffix)
+        lines.append((f"{scored} mismatch (cosine < {mismatch['threshold']})",
+                      f"{mismatch['count']} of {mismatch['scored_rows']}"))  # fmt: skip
+    if not mismatches:
+        lines.append(("response mismatch", "no responses in this dataset"))
     for name, value in lines:
         table.add_row(name, value)
     console.print(table)
     counts = sorted(report["subdomain_counts"].items(), key=lambda item: -item[1])
     console.print("subdomains: " + ", ".join(f"{taxonomy.get(int(i)).name} {n}" for i, n in counts))
-    for example in mismatch["examples"]:
+    for example in (example for mismatch in mismatches.values() for example in mismatch["examples"]):
         console.print(f"mismatch {example['id']} ({example['score']:.2f}): {example['prompt'][:90]!r} -> "
                       f"{example['response'][:70]!r}")  # fmt: skip
 
 
+COMMAND = Command(
+    name="python -m data_pipeline.audit",
+    purpose="Audit any prompt dataset: duplicates, label balance, cross-split leakage, mismatched responses.",
+    example="python -m data_pipeline.audit --input runs/demo/data --output runs/demo/audit.json",
+)
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser(AuditArguments)
+
+
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser(AuditArguments)
-    (args,) = parser.parse_args_into_dataclasses(args=argv)
-    rows, skipped, splits, sources = load_for_audit(args)
+    (args,) = make_parser().parse_args_into_dataclasses(args=argv)
+    rows, skipped, splits, judged, sources = load_for_audit(args)
     cfg = DedupConfig(tau=args.tau)
-    report = {"input": args.input, "format": args.format, **audit_rows(rows, cfg, args.mismatch_threshold, splits)}
+    audited = audit_rows(rows, cfg, args.mismatch_threshold, splits, judged)
+    report = {"input": args.input, "format": args.format, **audited}
     report["sources"] = sources
     report["skipped"] = skipped
     output = Path(args.output)
@@ -203,4 +241,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

@@ -11,9 +11,17 @@ same dict. Prints the models × metrics table and the baseline -> tuned deltas; 
 import argparse
 import json
 import struct
+import sys
 from pathlib import Path
 
+from data_pipeline.cli import Command, run_command
 from eval.report_tables import deltas_table, has_heldout, heldout_deltas_table, heldout_table, metrics_table
+
+COMMAND = Command(
+    name="python -m eval.compare",
+    purpose="Compare eval runs: one models x metrics table and the baseline -> tuned deltas across runs.",
+    example="python -m eval.compare runs/qwen3-8b/eval runs/deepseek-r1-distill-qwen-7b/eval --output compare.md",
+)
 
 WANDB_BLOCK = 32 * 1024  # the W&B transaction log uses LevelDB's log format: 32 KiB blocks, 7-byte record headers
 WANDB_FILE_HEADER = 7  # b":W&B" + magic (2 bytes) + version (1 byte)
@@ -112,12 +120,17 @@ def comparison_markdown(sources: list[tuple[str, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> str:
+def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.compare", description=__doc__.split("\n")[0])
     parser.add_argument("result_dirs", nargs="*", help="eval output_dirs holding results.json")
     parser.add_argument("--wandb", metavar="PROJECT", help="read eval runs of this W&B project (online)")
     parser.add_argument("--wandb-dir", metavar="DIR", help="read offline W&B eval runs under DIR")
     parser.add_argument("--output", metavar="FILE", help="also write the markdown table here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = make_parser()
     args = parser.parse_args(argv)
     sources = [load_result_dir(d) for d in args.result_dirs]
     if args.wandb_dir:
@@ -134,4 +147,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

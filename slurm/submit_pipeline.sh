@@ -17,7 +17,8 @@
 #
 # Defaults per --model M: configs/data/culturax.yaml, configs/train/M/sft_lora.yaml, configs/train/M/dpo_lora.yaml,
 # configs/eval/M.yaml. The output paths live in those configs (the DPO config names the SFT adapter it continues).
-# Venv, modules and the rest of the job environment: AC_* variables, see slurm/common.sh.
+# Venv, modules and the rest of the job environment: AC_* variables, see the table in slurm/README.md. Every stage's
+# preflight runs before anything is submitted (slurm/preflight_chain.py; --no-check skips it).
 set -euo pipefail
 
 usage() {
@@ -42,7 +43,10 @@ Options:
   --experiment NAME       W&B group of every stage (WANDB_RUN_GROUP; default: MODEL)
   --data-args "...", --sft-args "...", --dpo-args "...", --eval-args "..."   CLI overrides for one stage
   --sbatch-args "..."     extra flags for every sbatch (e.g. "--exclusive --mem=0")
-  --dry-run               print the sbatch commands instead of submitting
+  --dry-run               print the sbatch commands instead of submitting (add --check to run the preflight too)
+  --check                 preflight every stage (slurm/preflight_chain.py) even with --dry-run; it always runs
+                          before a real submission, which it stops on a problem
+  --no-check              submit without the preflight
 EOF
 }
 
@@ -53,11 +57,12 @@ die() {
 
 model="" data_config="configs/data/culturax.yaml" sft_config="" dpo_config="" eval_config=""
 stages="data,sft,dpo,eval" after="" nodes=1 gpus="${GPUS_PER_NODE:-8}" data_gpus=2 eval_gpus=1
-accelerate_config="" experiment="" dry_run=0
+accelerate_config="" experiment="" dry_run=0 check=""
 time_data="" time_train="" time_eval="" data_args="" sft_args="" dpo_args="" eval_args=""
 common=()
 while (($#)); do
-    [[ $1 == -h || $1 == --help || $1 == --dry-run ]] || (($# >= 2)) || die "$1 needs a value"
+    [[ $1 == -h || $1 == --help || $1 == --dry-run || $1 == --check || $1 == --no-check ]] || (($# >= 2)) ||
+        die "$1 needs a value"
     case $1 in
         --model) model=$2 ;;
         --data-config) data_config=$2 ;;
@@ -82,6 +87,8 @@ while (($#)); do
         --eval-args) eval_args=$2 ;;
         --sbatch-args) read -ra extra <<<"$2" && common+=("${extra[@]}") ;;
         --dry-run) dry_run=1 && shift && continue ;;
+        --check) check=1 && shift && continue ;;
+        --no-check) check=0 && shift && continue ;;
         -h | --help) usage && exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -115,6 +122,25 @@ for stage in "${stage_list[@]}"; do
     stage_settings "$stage"
     [[ -f $config ]] || die "$stage config $config not found"
 done
+
+# Preflight of every stage (keys, endpoints, inputs, models, output folders), what the chain provides counted as
+# provided: the data job's local vLLM servers, and each stage's inputs written by the stages before it.
+if ((${check:-$((!dry_run))})); then
+    chain=()
+    [[ -z $after ]] || chain=(--after-job "$after")
+    for stage in "${stage_list[@]}"; do
+        stage_settings "$stage"
+        read -ra overrides <<<"$args"
+        chain+=(--stage "$stage" "$config" "${overrides[@]}")
+    done
+    venv="${AC_VENV:-$PWD/.venv}"
+    python_bin=python
+    [[ $venv == none || ! -x $venv/bin/python ]] || python_bin="$venv/bin/python"
+    if ! PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" "$python_bin" slurm/preflight_chain.py "${chain[@]}" >&2; then
+        ((dry_run)) || die "preflight failed (the lines marked ✗ above); nothing submitted (--no-check skips it)"
+        echo "submit_pipeline: preflight failed (✗ above); a real submission would stop here" >&2
+    fi
+fi
 mkdir -p runs/slurm
 
 previous=$after

@@ -74,9 +74,10 @@ class LocalCluster:
         return job
 
     def run(self, cmd: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
-        """A command (submit_pipeline.sh, scancel, ...) from the repository root with the test environment."""
+        """A command (submit_pipeline.sh, scancel, ...) from the repository root with the test environment.
+        submit_pipeline.sh runs every stage's preflight first (one Python process importing torch and TRL)."""
         return subprocess.run(
-            cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
+            cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=180
         )
 
     def _records(self, job_id: str) -> list[dict[str, str]]:

@@ -141,3 +141,27 @@ def test_embeddings_are_offline_normalised_and_semantic():
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.3
     assert embed([]).shape == (0, EMBEDDING_DIM)
+
+
+def test_built_culturax_scores_chosen_and_rejected(tmp_path, capsys):
+    """A pipeline output folder has no importer responses; its judged chosen/rejected responses are what is scored.
+    Expected: chosen on topic for all 4 rows (0 of 4); rejected given for 3 rows (r4 has no pair), one of them the
+    sourdough recipe as the rejected answer to the Turkish-breakfast question (1 of 3: cosine below 0.25)."""
+    import datasets
+
+    rows = [{**row, "responses": []} for row in by_id("r1", "r2", "r4", "r8")]
+    chosen = [ROWS[0]["responses"][0], ROWS[1]["responses"][0], ROWS[3]["responses"][0], ROWS[7]["responses"][0]]
+    rejected = [ROWS[1]["responses"][0], ROWS[0]["responses"][0], "", ROWS[5]["responses"][0]]  # r8 <- sourdough
+    split = rows_to_dataset(rows).add_column("chosen", chosen).add_column("rejected", rejected)
+    datasets.DatasetDict(train=split.select([0, 1, 2]), test=split.select([3])).save_to_disk(
+        tmp_path / "out" / "dataset"
+    )
+    report = run_audit(tmp_path, "--input", str(tmp_path / "out"))
+    assert report["response_mismatch"]["scored_rows"] == 0
+    assert (report["response_mismatch_chosen"]["count"], report["response_mismatch_chosen"]["scored_rows"]) == (0, 4)
+    rejected_report = report["response_mismatch_rejected"]
+    assert (rejected_report["count"], rejected_report["ids"], rejected_report["scored_rows"]) == (1, ["r8"], 3)
+    printed = capsys.readouterr().out
+    assert (
+        "chosen mismatch" in printed and "0 of 4" in printed and "rejected mismatch" in printed and "1 of 3" in printed
+    )

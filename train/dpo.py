@@ -15,6 +15,7 @@ import logging
 import shutil
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import transformers
@@ -22,7 +23,9 @@ from peft import PeftModel, prepare_model_for_kbit_training
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
 from trl.chat_template_utils import get_training_chat_template
 
+from data_pipeline.cli import run_command
 from train.common import TrainScriptArguments, finish_training, run_training, training_splits
+from train.preflight import command, train_command
 from train.sft import model_init_kwargs
 
 logger = logging.getLogger(__name__)
@@ -94,9 +97,13 @@ def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: 
     return 0
 
 
+COMMAND = command("dpo", "DPO with LoRA on the data pipeline's DPO view, continuing the SFT policy, from one YAML.")
+
+
 def make_parser() -> TrlParser:
-    return TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
+    parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
+    return parser
 
 
 if __name__ == "__main__":
-    sys.exit(main(*make_parser().parse_args_and_config()))
+    sys.exit(run_command(partial(train_command, make_parser, main), COMMAND, make_parser))

@@ -9,16 +9,25 @@ adapter folder when the trainer saved one there, else from the base.
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from data_pipeline.cli import Command, run_command
+
+COMMAND = Command(
+    name="python -m train.merge",
+    purpose="Merge a LoRA adapter into its base model and save a plain model (+ tokenizer) for eval and serving.",
+    example="python -m train.merge --adapter runs/qwen3-8b/dpo_lora --output runs/qwen3-8b/dpo_merged",
+)
+
 
 def merge(adapter: Path, output: Path, base: str | None = None) -> Path:
     config_path = adapter / "adapter_config.json"
     if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path}: not a PEFT adapter folder (no adapter_config.json)")
+        raise FileNotFoundError(2, "not a PEFT adapter folder (no adapter_config.json)", str(config_path))
     base = base or json.loads(config_path.read_text())["base_model_name_or_path"]
     model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -28,14 +37,19 @@ def merge(adapter: Path, output: Path, base: str | None = None) -> Path:
     return output
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
     parser.add_argument("--adapter", type=Path, required=True, help="adapter folder written by train.sft / train.dpo")
     parser.add_argument("--output", type=Path, required=True, help="folder for the merged model and tokenizer")
     parser.add_argument("--base", help="base model id or folder (default: from adapter_config.json)")
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = make_parser().parse_args(argv)
     print(f"merged model: {merge(args.adapter, args.output, args.base)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

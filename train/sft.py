@@ -9,12 +9,15 @@ SIGUSR1 / SIGTERM save a checkpoint and exit 0 without the final adapter (see ``
 """
 
 import sys
+from functools import partial
 
 import transformers
 from accelerate import PartialState
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
 
+from data_pipeline.cli import run_command
 from train.common import TrainScriptArguments, finish_training, run_training, training_splits
+from train.preflight import command, train_command
 
 
 def model_init_kwargs(model_args: ModelConfig, training_args) -> dict:
@@ -60,9 +63,13 @@ def main(script_args: TrainScriptArguments, training_args: SFTConfig, model_args
     return 0
 
 
+COMMAND = command("sft", "Supervised fine-tuning with LoRA / QLoRA on the data pipeline's SFT view, from one YAML.")
+
+
 def make_parser() -> TrlParser:
-    return TrlParser((TrainScriptArguments, SFTConfig, ModelConfig))
+    parser = TrlParser((TrainScriptArguments, SFTConfig, ModelConfig))
+    return parser
 
 
 if __name__ == "__main__":
-    sys.exit(main(*make_parser().parse_args_and_config()))
+    sys.exit(run_command(partial(train_command, make_parser, main), COMMAND, make_parser))

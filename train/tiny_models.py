@@ -13,12 +13,15 @@ byte-level BPE trained locally with Qwen's pre-tokenizer regex, so any text (any
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 import trl
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+from data_pipeline.cli import Command, run_command
 
 # Qwen2/Qwen3 tokenizer.json pre-tokenizer pattern (GPT-4 style split on letters, single digits, punctuation).
 QWEN_PRETOKENIZE_REGEX = (
@@ -143,14 +146,28 @@ def build(out_dir: Path, seed: int = 0) -> dict[str, Path]:
     return paths
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+COMMAND = Command(
+    name="python -m train.tiny_models",
+    purpose="Build the tiny random-weight Qwen3 / Qwen2 models (and tokenizer) the tests and `make demo` use.",
+    example="python -m train.tiny_models --out runs/tiny_models",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
     parser.add_argument("--out", type=Path, required=True, help="folder to write tiny-qwen3/ and tiny-qwen2/ into")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = make_parser().parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(20, "exists and is not a folder (--out)", str(args.out))
     for name, path in build(args.out, args.seed).items():
         print(f"{name}: {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main, COMMAND, make_parser))

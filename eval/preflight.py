@@ -1,0 +1,53 @@
+"""The eval run's preflight items (data_pipeline/preflight.py has the shared ones and the output format).
+
+``python -m eval --config configs/eval/qwen3-8b.yaml --check``: every evaluated model (weights or endpoint, adapter,
+vllm where used), every judge (one line per distinct judge), the CULTURAX test folder, the HHH sets, the judge
+prompt files, the output and cache folders, and W&B.
+"""
+
+from pathlib import Path
+
+from data_pipeline.preflight import Preflight
+from eval.config import PROMPTS_DIR, EvalConfig, llm_config
+from eval.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
+
+JUDGE_PROMPTS = {  # eval/judges.py KINDS' default prompt files, without importing the judges' torch stack
+    "helpfulness": "pairwise_v1.txt",
+    "safety": "safety_v1.txt",
+    "truthfulness": "truthful_v1.txt",
+    "informativeness": "informative_v1.txt",
+    "cultural": "cultural_failure_v1.txt",
+}
+
+
+def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
+    for spec in cfg.model_specs:
+        check.llm(f"models.{spec.name}", llm_config(spec, cfg))
+        for run in spec.train_runs:
+            check.path(f"models.{spec.name}.train_runs", run, kind="dir")
+    seen: dict[str, str] = {}
+    for metric, spec in cfg.judge_specs.items():
+        if spec.mode == "classifier":
+            check.model(f"judges.{metric}.model", spec.model)
+        else:
+            judge = llm_config(spec, cfg)
+            if repr(judge) in seen:
+                check.add("ok", f"judges.{metric}", f"the same judge as judges.{seen[repr(judge)]}")
+            else:
+                seen[repr(judge)] = metric
+                check.llm(f"judges.{metric}", judge)
+        prompt = Path(spec.prompt or JUDGE_PROMPTS[metric])
+        prompt = prompt if prompt.is_absolute() or prompt.exists() else PROMPTS_DIR / prompt  # as eval/judges.py
+        check.path(f"judges.{metric}.prompt", prompt)
+    if cfg.culturax_dataset:
+        check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")
+    for name in HUB_IDS:
+        source = getattr(cfg, name)
+        if source == "fixture":
+            check.path(name, FIXTURES_DIR / FIXTURE_FILES[name])
+        else:
+            check.model(name, source, kind="dataset")
+    check.writable("output_dir", cfg.output_dir)
+    check.writable("cache_dir", cfg.cache_dir)
+    check.wandb("report_to", cfg.report_to)
+    return check

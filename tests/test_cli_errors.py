@@ -1,0 +1,193 @@
+"""Every command a user runs reports a user error as one line on stderr, naming what and where, with exit code 2;
+a traceback only with --debug or LOGLEVEL=DEBUG. Each command runs for real, in its own process, with one error."""
+
+import json
+import socket
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import yaml
+
+from tests.conftest import REPO_ROOT
+
+UNSET_KEY = "ALIGNCULTURA_TEST_UNSET_KEY"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_yaml(path, values: dict) -> str:
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return str(path)
+
+
+def cases(tmp) -> list[tuple[str, list[str], str]]:
+    """(command, arguments, the exact error line expected on stderr)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    records = tmp / "prompts.jsonl"
+    records.write_text('{"prompt": "Is tipping expected in Japan?"}\n{"prompt": 7}\n', encoding="utf-8")
+    data = {"output_dir": str(tmp / "data"), "stages": ["import", "split"]}
+    openai_role = {"backend": "openai", "model": "m", "base_url": f"http://127.0.0.1:{free_port()}/v1"}
+    generating = {**data, "stages": ["import", "split", "generate"], "sources": [{"format": "seed"}]}
+    unset_key = {**generating, "llm": {"generator": {**openai_role, "api_key_env": UNSET_KEY}}}
+    unset_key["llm"]["generator"]["base_url"] = "http://127.0.0.1:9/v1"  # never reached: the key fails first
+    eval_config = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "demo.yaml").read_text())
+    not_a_folder = tmp / "not_a_folder"
+    not_a_folder.write_text("")
+    bad_record = write_yaml(tmp / "bad_record.yaml", {**data, "sources": [{"format": "jsonl", "path": str(records)}]})
+    dead = write_yaml(tmp / "dead.yaml", {**generating, "llm": {"generator": openai_role}})
+    port = openai_role["base_url"].split(":")[2].split("/")[0]
+    return [
+        ("data_pipeline", ["--config", str(tmp / "gone.yaml")], f"{tmp / 'gone.yaml'}: No such file or directory"),
+        ("data_pipeline", ["--config", write_yaml(tmp / "unknown.yaml", {"sedd": 1})],
+         "unknown key 'sedd' in the config (see PipelineConfig)"),
+        ("data_pipeline", ["--config", write_yaml(tmp / "unset.yaml", unset_key)],
+         f"llm.generator.api_key_env: environment variable {UNSET_KEY} is not set"),
+        ("data_pipeline", ["--config", dead], f"GET http://127.0.0.1:{port}/v1/models does not answer"),
+        ("data_pipeline", ["--config", bad_record], f"{records}:2: field 'prompt'"),
+        ("data_pipeline.audit", ["--input", str(tmp / "missing.jsonl"), "--output", str(tmp / "a.json")],
+         f"{tmp / 'missing.jsonl'}: No such file or directory"),
+        ("eval", ["--config", write_yaml(tmp / "eval.yaml", {**eval_config, "modles": []})], "modles"),
+        ("eval.compare", [str(tmp / "no_run")], f"{tmp / 'no_run' / 'results.json'}: not found"),
+        ("train.sft", ["--config", str(REPO_ROOT / "configs/train/tiny-qwen3/sft_lora.yaml"), "--learning_rate", "x"],
+         "argument --learning_rate/--learning-rate: invalid float value: 'x' (see --help)"),
+        ("train.dpo", ["--config", str(REPO_ROOT / "configs/train/tiny-qwen3/dpo_lora.yaml"),
+                       "--dataset_name", str(tmp / "no_dpo")], f"dataset_name: {tmp / 'no_dpo'}: no such folder"),
+        ("train.merge", ["--adapter", str(tmp / "no_adapter"), "--output", str(tmp / "merged")],
+         f"{tmp / 'no_adapter' / 'adapter_config.json'}: not a PEFT adapter folder"),
+        ("train.tiny_models", ["--out", str(not_a_folder)], f"{not_a_folder}: exists and is not a folder (--out)"),
+        ("benchmarks.classify", ["--release", str(tmp / "no.csv")], f"{tmp / 'no.csv'}: no such file (--release"),
+        ("benchmarks.dedup", ["--n", "0"], "--n: must be >= 1, got 0"),
+        ("benchmarks.llm_client", ["--concurrency", "0"], "--concurrency: must be >= 1, got 0"),
+        ("benchmarks.train_throughput", ["--gpu"], "--gpu needs --model (deepseek-r1-distill-qwen-7b or qwen3-8b)"),
+    ]  # fmt: skip
+
+
+def run(module: str, args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = {**os.environ, **(env_extra or {})}
+    env.pop(UNSET_KEY, None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli_errors")
+    table = cases(tmp)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        procs = list(pool.map(lambda case: run(case[0], case[1]), table))
+    report = [
+        {"command": f"python -m {module}", "code": p.returncode, "stderr": p.stderr.strip()}
+        for (module, _, _), p in zip(table, procs, strict=True)
+    ]
+    print(json.dumps(report, indent=1))
+    return table, procs
+
+
+def test_every_command_reports_a_user_error_in_one_line_with_exit_code_2(outcomes):
+    table, procs = outcomes
+    assert len({module for module, _, _ in table}) == 12  # every command the issue lists
+    for (module, _, expected), proc in zip(table, procs, strict=True):
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, (module, proc.stderr[-3000:])
+        assert "Traceback" not in proc.stderr, (module, proc.stderr[-3000:])
+        # The error is the last line and the only one: before it, at most the progress of stages that ran (a bad
+        # record is found by stage 1); no warning, no usage dump.
+        *progress, error = lines
+        assert all(" stage " in line or ": done in " in line for line in progress), (module, lines)
+        assert error.startswith(f"python -m {module}: error: "), (module, lines)
+        assert expected in error, (module, lines)
+    preflight_stops = [proc for proc in procs if "preflight of" in proc.stderr]  # stopped before stage 1
+    assert len(preflight_stops) == 3 and all(len(p.stderr.strip().splitlines()) == 1 for p in preflight_stops)
+
+
+def test_debug_and_loglevel_debug_add_the_traceback(tmp_path):
+    missing = str(tmp_path / "missing.yaml")
+    for extra_args, env in ((["--debug"], {}), ([], {"LOGLEVEL": "DEBUG"})):
+        proc = run("data_pipeline", ["--config", missing, *extra_args], env)
+        assert proc.returncode == 2
+        assert "Traceback (most recent call last)" in proc.stderr and "FileNotFoundError" in proc.stderr
+        assert (
+            proc.stderr.strip().splitlines()[-1]
+            == f"python -m data_pipeline: error: {missing}: No such file or directory"
+        )
+
+
+COMMANDS = [
+    "data_pipeline.__main__",
+    "data_pipeline.audit",
+    "eval.__main__",
+    "eval.compare",
+    "train.sft",
+    "train.dpo",
+    "train.merge",
+    "train.tiny_models",
+    "benchmarks.classify",
+    "benchmarks.dedup",
+    "benchmarks.llm_client",
+    "benchmarks.train_throughput",
+]
+CONFIG_COMMANDS = {
+    "data_pipeline.__main__": "data",
+    "eval.__main__": "eval",
+    "train.sft": "train",
+    "train.dpo": "train",
+}
+
+
+@pytest.mark.parametrize("module", COMMANDS)
+def test_help_opens_with_the_purpose_and_an_example(module, capsys):
+    import importlib
+
+    from data_pipeline.cli import run_command
+
+    entry = importlib.import_module(module)
+    assert run_command(lambda argv: 0, entry.COMMAND, entry.make_parser, ["--help"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == entry.COMMAND.purpose and len(printed[0]) <= 120  # one line
+    assert printed[2] == "example:" and printed[3].strip().startswith(entry.COMMAND.example.split()[0])
+    assert any(line.startswith("usage:") for line in printed) and any("--debug" in line for line in printed)
+    if module in CONFIG_COMMANDS:
+        assert "--config configs/" in printed[3] and any("--check" in line for line in printed)
+
+
+@pytest.mark.parametrize("module", sorted(CONFIG_COMMANDS))
+def test_no_arguments_says_a_yaml_carries_everything(module, capsys):
+    import importlib
+
+    from data_pipeline.cli import run_command
+
+    entry = importlib.import_module(module)
+    assert run_command(lambda argv: 0, entry.COMMAND, entry.make_parser, []) == 2
+    said = capsys.readouterr().err.strip()
+    assert "\n" not in said and "one YAML carries every setting of a run" in said
+    examples = sorted(
+        p.relative_to(REPO_ROOT) for p in (REPO_ROOT / "configs" / CONFIG_COMMANDS[module]).rglob("*.yaml")
+    )
+    assert said.endswith("Example configs: " + ", ".join(map(str, examples)))
+
+
+def test_bitsandbytes_optional_kernel_warning_is_silenced(caplog):
+    """bitsandbytes logs this on CPUs with AVX512-BF16 when the optional package 'kernels' is missing (its plain CPU
+    path works); importing any of our packages installs the filter, other bitsandbytes warnings still show."""
+    import logging
+
+    import train  # noqa: F401 - the package __init__ installs the filter
+
+    logger = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    with caplog.at_level(logging.WARNING):
+        logger.warning(
+            "Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please make sure you already "
+            "`pip install kernels` and the kernels >= 0.11.1",
+            "No module named 'kernels'",
+        )
+        logger.warning("a warning that concerns the user")
+    assert [record.getMessage() for record in caplog.records] == ["a warning that concerns the user"]
