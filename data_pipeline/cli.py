@@ -34,9 +34,10 @@ class UserError(Exception):
 # Our modules' exceptions for user mistakes, by qualified name, so that this module imports none of them (torch, trl).
 USER_ERROR_NAMES = {
     "data_pipeline.config.ConfigError",
-    "data_pipeline.importers.InputError",
+    "data_pipeline.records.InputError",
     "data_pipeline.llm.core.LLMRequestError",
     "eval.testsets.EvalInputError",
+    "eval.benchmark_tasks.BenchmarkInputError",
     "train.common.DatasetGuardError",
     "yaml.error.YAMLError",
     "json.decoder.JSONDecodeError",

@@ -191,3 +191,13 @@ def test_bitsandbytes_optional_kernel_warning_is_silenced(caplog):
         )
         logger.warning("a warning that concerns the user")
     assert [record.getMessage() for record in caplog.records] == ["a warning that concerns the user"]
+
+
+@pytest.mark.parametrize("qualified", sorted(__import__("data_pipeline.cli").cli.USER_ERROR_NAMES))
+def test_every_user_error_name_is_a_real_exception_class(qualified):
+    # cli.py matches user errors by qualified name (it imports none of them): a class moved to another module would
+    # silently turn its one-line error back into a traceback, as data_pipeline.importers.InputError once did.
+    import importlib
+
+    module, _, name = qualified.rpartition(".")
+    assert issubclass(getattr(importlib.import_module(module), name), BaseException)
