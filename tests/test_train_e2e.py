@@ -2,6 +2,7 @@
 ZeRO-2 / ZeRO-3, QLoRA; preemption by signal, resume in the same output_dir, W&B offline run files, merge."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -266,12 +267,26 @@ def test_sft_zero2_then_dpo_zero3(tiny_models, data_dir, tmp_path):
     assert shapes == {k: tuple(v.shape) for k, v in load_file(sft / "adapter_model.safetensors").items()}
 
 
-def test_qlora_sft_on_cpu_with_bitsandbytes(tiny_models, data_dir, tmp_path):
-    out = tmp_path / "sft_qlora"
-    cmd = [
-        *["-m", "train.sft", "--config", str(TINY / "tiny-qwen3" / "sft_qlora.yaml")],
-        *["--model_name_or_path", str(tiny_models["tiny-qwen3"]), "--dataset_name", str(data_dir / "sft")],
-        *["--output_dir", str(out), "--report_to", "none"],
-    ]
-    run_module(cmd)
-    assert assert_adapter(out)["quantization"] == "4bit"
+def test_qlora_sft_then_dpo_keeps_the_compute_dtype(tiny_models, data_dir, tmp_path):
+    """QLoRA SFT (TRL's path) then QLoRA DPO on its adapter. DPO must treat the 4-bit base as SFT does: no fp32
+    upcast of embeddings / lm_head / norms, and a reference adapter computing in the policy's dtype, so at step 0
+    policy == reference exactly: loss log 2 (logged to 4 decimals: 0.6931) and reward margin exactly 0."""
+    sft, dpo = tmp_path / "sft_qlora", tmp_path / "dpo_qlora"
+    common = ["--model_name_or_path", str(tiny_models["tiny-qwen3"]), "--report_to", "none"]
+    run_module(
+        [
+            *["-m", "train.sft", "--config", str(TINY / "tiny-qwen3" / "sft_qlora.yaml"), *common],
+            *["--dataset_name", str(data_dir / "sft"), "--output_dir", str(sft)],
+        ]
+    )
+    assert assert_adapter(sft)["quantization"] == "4bit"
+    output = run_module(
+        [
+            *["-m", "train.dpo", "--config", str(TINY / "tiny-qwen3" / "dpo_qlora.yaml"), *common],
+            *["--dataset_name", str(data_dir / "dpo"), "--output_dir", str(dpo), "--sft_adapter", str(sft)],
+        ]
+    )
+    first = logged_steps(output.stdout + output.stderr)[0]
+    print("QLoRA DPO step 1:", first)
+    assert float(first["loss"]) == round(math.log(2), 4) and float(first["rewards/margins"]) == 0
+    assert assert_adapter(dpo, changed_from=sft)["quantization"] == "4bit"
