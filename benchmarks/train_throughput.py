@@ -351,7 +351,17 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--dpo_pairs", type=int)
     parser.add_argument("--steps", type=int, help="timed steps per run (after warm-up)")
     parser.add_argument("--peak_tflops", type=float, help="dense bf16 peak of the GPU, if not in the built-in table")
+    parser.add_argument(
+        "--estimate", action="store_true", help="print the GPU memory estimate of --recipe on --model (no training)"
+    )
+    parser.add_argument("--recipe", choices=["sft_qlora", "dpo_qlora"], help="with --estimate: the QLoRA recipe")
     args = parser.parse_args(argv)
+    if args.estimate:
+        if args.recipe is None:
+            parser.error("--estimate needs --recipe sft_qlora|dpo_qlora")
+        from benchmarks.memory_estimate import run
+
+        return run(args.model, args.recipe, REAL_SHAPES[args.model])
     setup = make_setup(args)
 
     from train.tiny_models import qwen3_tokenizer
