@@ -217,3 +217,26 @@ def test_world_size_change_resumes_zero2_and_stops_zero3_with_one_line(tmp_path)
     with pytest.raises(WorldSizeChangedError, match="saved by 2 processes, this run has 1; resume with 2") as stop:
         resume_context(str(zero3), 1)
     assert "\n" not in str(stop.value)
+
+
+def test_gpu_ranks_load_weights_onto_their_device_unless_the_launcher_shards(monkeypatch):
+    """8 ranks x 16 GB host copies is what a bf16 load without device_map costs; on a GPU each rank loads onto its
+    own device. ZeRO-3 (zero.Init) and FSDP (rank-0 loading) shard the load themselves: no device_map there."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import train.sft
+    from train.sft import model_init_kwargs
+
+    lora = ModelConfig(model_name_or_path="m", use_peft=True)
+    gpu = SimpleNamespace(device=torch.device("cuda", 0), trust_remote_code=False, model_init_kwargs=None)
+    cpu = SimpleNamespace(device=torch.device("cpu"), trust_remote_code=False, model_init_kwargs=None)
+    assert model_init_kwargs(lora, gpu)["device_map"] == {"": 0}
+    assert "device_map" not in model_init_kwargs(lora, cpu)
+    assert model_init_kwargs(ModelConfig(model_name_or_path="m", load_in_4bit=True), cpu)["device_map"] == "cpu"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert "device_map" not in model_init_kwargs(lora, gpu)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setattr(train.sft, "is_deepspeed_zero3_enabled", lambda: True)
+    assert "device_map" not in model_init_kwargs(lora, gpu)
