@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 from datasets import Dataset, DatasetDict
@@ -200,13 +201,14 @@ def test_world_size_change_resumes_zero2_and_stops_zero3_with_one_line(tmp_path)
     assert deepspeed_checkpoint_world_size(str(zero2)) == (2, True)
     assert deepspeed_checkpoint_world_size(str(zero3)) == (2, False)
     assert deepspeed_checkpoint_world_size(str(tmp_path)) is None  # not a DeepSpeed checkpoint: resumes as usual
-    printed = []
+    printed, callbacks = [], []
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(print=printed.append), add_callback=callbacks.append)
     import transformers.trainer
 
     original = transformers.trainer.deepspeed_load_checkpoint
-    with resume_context(str(zero2), 2, printed.append):  # same world size: the Trainer's own loader
+    with resume_context(str(zero2), 2, trainer):  # same world size: the Trainer's own loader
         assert transformers.trainer.deepspeed_load_checkpoint is original
-    with resume_context(str(zero2), 1, printed.append):
+    with resume_context(str(zero2), 1, trainer):
         assert transformers.trainer.deepspeed_load_checkpoint is not original  # module weights only
     assert transformers.trainer.deepspeed_load_checkpoint is original
     assert printed == [
@@ -214,16 +216,15 @@ def test_world_size_change_resumes_zero2_and_stops_zero3_with_one_line(tmp_path)
         "scheduler and step, with a freshly built optimizer state (DeepSpeed ZeRO optimizer state is partitioned per "
         "process)"
     ]
+    assert [type(c).__name__ for c in callbacks] == ["SyncLearningRate"]  # the rebuilt optimizer gets the schedule's lr
     with pytest.raises(WorldSizeChangedError, match="saved by 2 processes, this run has 1; resume with 2") as stop:
-        resume_context(str(zero3), 1)
+        resume_context(str(zero3), 1, trainer)
     assert "\n" not in str(stop.value)
 
 
 def test_gpu_ranks_load_weights_onto_their_device_unless_the_launcher_shards(monkeypatch):
     """8 ranks x 16 GB host copies is what a bf16 load without device_map costs; on a GPU each rank loads onto its
     own device. ZeRO-3 (zero.Init) and FSDP (rank-0 loading) shard the load themselves: no device_map there."""
-    from types import SimpleNamespace
-
     import torch
 
     import train.sft

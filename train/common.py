@@ -264,7 +264,7 @@ def run_training(job_type: str, script_args, training_args, model_args, build_tr
     if resume_from:
         step = json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"]
         trainer.accelerator.print(f"resuming from {resume_from} (step {step})")
-    with resume_context(resume_from, state.num_processes, trainer.accelerator.print):
+    with resume_context(resume_from, state.num_processes, trainer):
         train_output = trainer.train(resume_from_checkpoint=resume_from)
     if preemption.stopped_at_step is not None:
         step = preemption.stopped_at_step

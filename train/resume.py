@@ -13,6 +13,7 @@ import os
 import re
 from pathlib import Path
 
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
 TRAIN_RESULTS_FILE = "train_results.json"
@@ -71,7 +72,17 @@ def _load_module_only(deepspeed_engine, checkpoint_path, load_module_strict=True
         raise ValueError(f"[deepspeed] failed to load the module weights of {checkpoint_path}")
 
 
-def resume_context(checkpoint: str | None, world_size: int, print_fn=print):
+class SyncLearningRate(TrainerCallback):
+    """A rebuilt optimizer starts at the initial learning rate; loading the scheduler's state does not set it. Put the
+    restored schedule's current rate into the optimizer before the first resumed step (as loading its state would)."""
+
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate may wrap it
+        for group, lr in zip(scheduler.optimizer.param_groups, scheduler.get_last_lr(), strict=True):
+            group["lr"] = lr
+
+
+def resume_context(checkpoint: str | None, world_size: int, trainer):
     """The context trainer.train(resume_from_checkpoint=checkpoint) runs in on this world size."""
     saved = deepspeed_checkpoint_world_size(checkpoint) if checkpoint else None
     if saved is None or saved[0] == world_size:
@@ -83,7 +94,8 @@ def resume_context(checkpoint: str | None, world_size: int, print_fn=print):
             f"resume with {saved_world} processes (ZeRO-3 weights are partitioned per process) or start over in a "
             "new output_dir"
         )
-    print_fn(
+    trainer.add_callback(SyncLearningRate())
+    trainer.accelerator.print(
         f"world size changed: {checkpoint} was saved by {saved_world} processes, this run has {world_size}; "
         "resuming its adapter weights, LR scheduler and step, with a freshly built optimizer state (DeepSpeed ZeRO "
         "optimizer state is partitioned per process)"
