@@ -294,7 +294,8 @@ def zero3_sharded(tmp_path: Path) -> Path:
     }
     (tmp_path / "zero3_sharded.json").write_text(json.dumps(ds_config))
     config = yaml.safe_load((REPO_ROOT / "accelerate_configs" / "deepspeed_zero3.yaml").read_text())
-    config.update(num_processes=2, mixed_precision="no")
+    config.update(num_processes=2)
+    config.pop("mixed_precision")  # a DeepSpeed config file owns precision (none here: fp32 on CPU)
     zero3_init = config["deepspeed_config"]["zero3_init_flag"]
     config["deepspeed_config"] = {"deepspeed_config_file": str(tmp_path / "zero3_sharded.json")}
     config["deepspeed_config"]["zero3_init_flag"] = zero3_init
