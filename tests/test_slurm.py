@@ -29,6 +29,7 @@ from tests._train_fixtures import write_training_data
 from tests.conftest import REPO_ROOT
 
 CPU_ACCELERATE = "accelerate_configs/cpu_2proc.yaml"
+TRAIN_RESOURCES = ["--cpus-per-gpu=1", "--mem-per-gpu=2G"]  # the training scripts' 8 cores / 32G per GPU: 2-core nodes
 SEED_PROMPTS = REPO_ROOT / "data_pipeline" / "seeds" / "prompts.jsonl"
 
 
@@ -47,9 +48,9 @@ def job_env(tmp_path_factory) -> dict:
         "AC_ACCELERATE_CONFIG": CPU_ACCELERATE,
         "AC_VENV": str(REPO_ROOT / ".venv"),
         "WANDB_DIR": str(wandb_dir),
-        # the local nodes have 2 cores and 2 fake GPUs: the training scripts' 8 cores / 32G per GPU do not fit
-        **{f"{prefix}_CPUS_PER_GPU": "1" for prefix in ("SBATCH", "AC")},
-        **{f"{prefix}_MEM_PER_GPU": "2G" for prefix in ("SBATCH", "AC")},
+        # the local nodes have 2 cores: submit_pipeline.sh's training jobs ask for 1 core and 2G per GPU, not 8 / 32G
+        "AC_CPUS_PER_GPU": "1",
+        "AC_MEM_PER_GPU": "2G",
     }
 
 
@@ -104,6 +105,14 @@ def test_node_launcher_reads_rank_and_gpus_on_each_node():
     env["CUDA_VISIBLE_DEVICES"] = "0,1,2"  # clusters that set only CUDA_VISIBLE_DEVICES
     proc = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert "gpus_on_node=3 num_processes=12 " in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("script", ["train.sbatch", "train_multinode.sbatch"])
+def test_training_scripts_request_cpus_and_memory_per_gpu(script):
+    """Without these, clusters defaulting to one core per task put 8 ranks on one core (and per-CPU memory)."""
+    lines = (REPO_ROOT / "slurm" / script).read_text().splitlines()
+    directives = [line.split()[1] for line in lines if line.startswith("#SBATCH ")]
+    assert "--cpus-per-gpu=8" in directives and "--mem-per-gpu=32G" in directives
 
 
 def test_submit_pipeline_rejects_bad_input(tmp_path):
@@ -271,6 +280,8 @@ def test_pipeline_dependencies(chain):
         assert pending[stage]["Dependency"].startswith(f"afterok:{previous}"), (stage, pending[stage]["Dependency"])
         previous = jobs[stage]
     assert pending["sft"]["TresPerNode"] == "gres:gpu:2"
+    for stage in ("sft", "dpo"):  # AC_CPUS_PER_GPU=1 / AC_MEM_PER_GPU=2G reached the allocation (2048 MB per GPU)
+        assert (pending[stage]["CpusPerTres"], pending[stage]["MemPerTres"]) == ("gres:gpu:1", "gres:gpu:2048")
 
 
 @pytest.mark.slow
@@ -316,7 +327,15 @@ def test_multinode_script_on_one_node(cluster, job_env, tiny_models, tmp_path):
     """-N1 with one GPU: what the srun task saw (printed by the script) and the accelerate command it built."""
     config = train_config("sft_lora", tmp_path, tiny_models, dataset_name=str(tmp_path / "none"))
     job = cluster.sbatch(
-        ["-N1", "--gpus-per-node=1", f"--output={tmp_path}/%j.out", "slurm/train_multinode.sbatch", "sft", str(config)],
+        [
+            "-N1",
+            "--gpus-per-node=1",
+            *TRAIN_RESOURCES,
+            f"--output={tmp_path}/%j.out",
+            "slurm/train_multinode.sbatch",
+            "sft",
+            str(config),
+        ],
         env={**job_env, "AC_DRY_RUN": "1", "AC_ACCELERATE_CONFIG": "accelerate_configs/multi_node_multi_gpu.yaml"},
     )
     record = cluster.wait(job, timeout=60)
@@ -348,7 +367,15 @@ def test_multinode_training_on_two_nodes(cluster, job_env, tiny_models, tmp_path
         "sft_lora", tmp_path, tiny_models, dataset_name=str(data / "sft"), output_dir=str(out), report_to=["none"]
     )
     job = cluster.sbatch(
-        ["-N2", "--gpus-per-node=1", f"--output={tmp_path}/%j.out", "slurm/train_multinode.sbatch", "sft", str(config)],
+        [
+            "-N2",
+            "--gpus-per-node=1",
+            *TRAIN_RESOURCES,
+            f"--output={tmp_path}/%j.out",
+            "slurm/train_multinode.sbatch",
+            "sft",
+            str(config),
+        ],
         env=job_env,  # cpu_2proc.yaml: static rendezvous, so machine_rank decides each node's ranks
     )
     record = cluster.wait(job, timeout=180)
@@ -447,7 +474,15 @@ def test_preempted_training_with_wandb_saves_at_the_signal_and_resumes(cluster, 
         wandb_group="slurm-requeue",
     )
     job = cluster.sbatch(
-        ["--gpus-per-node=2", f"--output={tmp_path}/%j.out", "slurm/train.sbatch", "sft", str(config)], env=job_env
+        [
+            "--gpus-per-node=2",
+            *TRAIN_RESOURCES,
+            f"--output={tmp_path}/%j.out",
+            "slurm/train.sbatch",
+            "sft",
+            str(config),
+        ],
+        env=job_env,
     )
     log = tmp_path / f"{job}.out"
 
