@@ -152,7 +152,9 @@ def test_sft_preempted_by_signal_resumes_same_run_and_wandb(tiny_models, data_di
     cmd = train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, out, "--max_steps", "2000", "--save_steps", "1000")
     returncode, output = run_and_signal([sys.executable, *cmd], env, lambda proc: proc)
     assert returncode == 0, output[-4000:]
-    stopped = int(re.search(r"preempted: checkpoint-(\d+) saved", output).group(1))
+    # the recipe's global batch of 8 on one process: gradient accumulation derived at launch, and logged
+    assert "batch: global_batch=8 = per_device 4 x processes 1 x grad_accum 2" in output
+    stopped = int(re.search(r"preempted: .* at step (\d+), checkpoint-\d+ saved", output).group(1))
     assert 1 <= stopped < 2000 and (out / f"checkpoint-{stopped}" / "trainer_state.json").exists()
     assert not (out / "train_results.json").exists()  # not finished: only the checkpoint
 
@@ -244,10 +246,11 @@ def test_ddp_preempted_on_one_rank_resumes_then_dpo(tiny_models, data_dir, tmp_p
         lambda launcher: rank_process(launcher, 1),
     )
     assert returncode == 0, output[-4000:]
-    stopped = int(re.search(r"preempted: checkpoint-(\d+) saved", output).group(1))
+    stopped = int(re.search(r"preempted: .* at step (\d+), checkpoint-\d+ saved", output).group(1))
     assert (sft / f"checkpoint-{stopped}" / "adapter_model.safetensors").exists()
     resumed = launch(config, [*long_run[:-4], "--max_steps", str(stopped + 2), *off]).stdout
     assert f"resuming from {sft / f'checkpoint-{stopped}'}" in resumed
+    assert "batch: global_batch=8 = per_device 4 x processes 2 x grad_accum 1" in resumed  # same batch, 2 processes
     results = assert_adapter(sft)
     assert results["world_size"] == 2 and results["global_step"] == stopped + 2
     launch(config, train_cmd("dpo", "tiny-qwen3", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off))
