@@ -18,6 +18,9 @@ RSS before the model was built (VmHWM, reset through /proc/self/clear_refs); on 
 with random bf16 weights (no download) at max_length 2048, with activation checkpointing as in the recipes, and adds
 MFU: achieved model FLOPs over the GPU's dense bf16 peak, with LoRA training counted as 4N FLOPs/token (forward 2N,
 backward through the frozen base 2N; no weight gradients for it) plus attention, and DPO adding a 2N reference pass.
+
+``--estimate --model qwen3-8b --recipe sft_qlora|dpo_qlora`` trains nothing: it prints the one-GPU memory estimate of
+that QLoRA recipe (benchmarks/memory_estimate.py), what the recipes' 24 GB claim rests on until ``--gpu`` measures it.
 """
 
 import argparse
