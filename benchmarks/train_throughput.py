@@ -18,6 +18,9 @@ RSS before the model was built (VmHWM, reset through /proc/self/clear_refs); on 
 with random bf16 weights (no download) at max_length 2048, with activation checkpointing as in the recipes, and adds
 MFU: achieved model FLOPs over the GPU's dense bf16 peak, with LoRA training counted as 4N FLOPs/token (forward 2N,
 backward through the frozen base 2N; no weight gradients for it) plus attention, and DPO adding a 2N reference pass.
+
+``--estimate --model qwen3-8b --recipe sft_qlora|dpo_qlora`` trains nothing: it prints the one-GPU memory estimate of
+that QLoRA recipe (benchmarks/memory_estimate.py), what the recipes' 24 GB claim rests on until ``--gpu`` measures it.
 """
 
 import argparse
@@ -361,15 +364,25 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dpo_pairs", type=int)
     parser.add_argument("--steps", type=int, help="timed steps per run (after warm-up)")
     parser.add_argument("--peak_tflops", type=float, help="dense bf16 peak of the GPU, if not in the built-in table")
+    parser.add_argument(
+        "--estimate", action="store_true", help="print the GPU memory estimate of --recipe on --model (no training)"
+    )
+    parser.add_argument("--recipe", choices=["sft_qlora", "dpo_qlora"], help="with --estimate: the QLoRA recipe")
     return parser
 
 
 def main(argv: list[str] | None = None) -> str:
     args = make_parser().parse_args(argv)
+    if args.estimate:
+        if args.recipe is None or args.model is None:
+            raise UserError("--estimate needs --model and --recipe sft_qlora|dpo_qlora")
+        from benchmarks.memory_estimate import run
+
+        return run(args.model, args.recipe, REAL_SHAPES[args.model])
     if args.gpu and args.model is None:
         raise UserError(f"--gpu needs --model ({' or '.join(sorted(REAL_SHAPES))}): the real shapes to measure")
     if args.model is not None and not args.gpu:
-        raise UserError("--model sets the real shapes of a --gpu run; the CPU run uses its own small shape")
+        raise UserError("--model sets the real shapes of a --gpu run (or of --estimate); the CPU run uses its own shape")
     if args.gpu:
         import torch
 

@@ -84,8 +84,11 @@ ac_wait_child() {
 # Run "$@" once per node through srun, wait for it, then requeue if the job was preempted, else return the step's
 # exit code.
 ac_run_per_node() {
-    srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 --kill-on-bad-exit=1 \
-        --cpus-per-task="${SLURM_CPUS_PER_TASK:-$SLURM_CPUS_ON_NODE}" "$@" &
+    # The one task per node gets every CPU the job has there: the allocation's --cpus-per-gpu (srun inherits it and
+    # refuses --cpus-per-task beside it), else --cpus-per-task, else all CPUs on the node.
+    local cpus=()
+    [[ -n ${SLURM_CPUS_PER_GPU:-} ]] || cpus=(--cpus-per-task="${SLURM_CPUS_PER_TASK:-$SLURM_CPUS_ON_NODE}")
+    srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 --kill-on-bad-exit=1 "${cpus[@]}" "$@" &
     AC_STEP_PID=$!
     local rc=0
     ac_wait_child "$AC_STEP_PID" || rc=$?

@@ -17,6 +17,9 @@
 #
 # Defaults per --model M: configs/data/culturax.yaml, configs/train/M/sft_lora.yaml, configs/train/M/dpo_lora.yaml,
 # configs/eval/M.yaml. The output paths live in those configs (the DPO config names the SFT adapter it continues).
+# The eval job scores the chain's own adapters: its config's adapter models are re-pointed at submission to the
+# SFT and DPO output_dirs (YAML plus --sft-args/--dpo-args), written to <eval output_dir>/chain_eval_config.yaml.
+# Training jobs ask for --cpus-per-gpu and --mem-per-gpu (default 8 and 32G, or AC_CPUS_PER_GPU / AC_MEM_PER_GPU).
 # Venv, modules and the rest of the job environment: AC_* variables, see the table in slurm/README.md. Every stage's
 # preflight runs before anything is submitted (slurm/preflight_chain.py; --no-check skips it).
 set -euo pipefail
@@ -38,6 +41,10 @@ Options:
                           on 127.0.0.1; 0 when every LLM role is a remote API or runs on CPU)
   --eval-gpus N           GPUs for the eval job (default 1)
   --accelerate-config P   accelerate config for training (default: the training script's)
+  --cpus-per-gpu N        CPU cores per GPU of the training jobs (default $AC_CPUS_PER_GPU or 8)
+  --mem-per-gpu M         host memory per GPU of the training jobs (default $AC_MEM_PER_GPU or 32G)
+  --eval-as-is            evaluate the eval config's models as written (default: re-point its adapter models to
+                          this chain's SFT and DPO outputs)
   --partition P, --account A, --qos Q     passed to every sbatch
   --time-data T, --time-train T, --time-eval T   time limits (default: the partition's)
   --experiment NAME       W&B group of every stage (WANDB_RUN_GROUP; default: MODEL)
@@ -57,12 +64,13 @@ die() {
 
 model="" data_config="configs/data/culturax.yaml" sft_config="" dpo_config="" eval_config=""
 stages="data,sft,dpo,eval" after="" nodes=1 gpus="${GPUS_PER_NODE:-8}" data_gpus=2 eval_gpus=1
-accelerate_config="" experiment="" dry_run=0 check=""
+accelerate_config="" experiment="" dry_run=0 check="" eval_as_is=0
+cpus_per_gpu="${AC_CPUS_PER_GPU:-8}" mem_per_gpu="${AC_MEM_PER_GPU:-32G}"
 time_data="" time_train="" time_eval="" data_args="" sft_args="" dpo_args="" eval_args=""
 common=()
 while (($#)); do
-    [[ $1 == -h || $1 == --help || $1 == --dry-run || $1 == --check || $1 == --no-check ]] || (($# >= 2)) ||
-        die "$1 needs a value"
+    [[ $1 == -h || $1 == --help || $1 == --dry-run || $1 == --check || $1 == --no-check || $1 == --eval-as-is ]] ||
+        (($# >= 2)) || die "$1 needs a value"
     case $1 in
         --model) model=$2 ;;
         --data-config) data_config=$2 ;;
@@ -76,6 +84,8 @@ while (($#)); do
         --data-gpus) data_gpus=$2 ;;
         --eval-gpus) eval_gpus=$2 ;;
         --accelerate-config) accelerate_config=$2 ;;
+        --cpus-per-gpu) cpus_per_gpu=$2 ;;
+        --mem-per-gpu) mem_per_gpu=$2 ;;
         --partition | --account | --qos) common+=("$1=$2") ;;
         --time-data) time_data=$2 ;;
         --time-train) time_train=$2 ;;
@@ -89,6 +99,7 @@ while (($#)); do
         --dry-run) dry_run=1 && shift && continue ;;
         --check) check=1 && shift && continue ;;
         --no-check) check=0 && shift && continue ;;
+        --eval-as-is) eval_as_is=1 && shift && continue ;;
         -h | --help) usage && exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -123,6 +134,23 @@ for stage in "${stage_list[@]}"; do
     [[ -f $config ]] || die "$stage config $config not found"
 done
 
+# The eval config with its adapter models pointing at this chain's SFT and DPO outputs (a dry run only prints them).
+chain_eval_config() {
+    local python=${AC_VENV:-$PWD/.venv}/bin/python
+    [[ ${AC_VENV:-} != none && -x $python ]] || python=$(command -v python3 || command -v python)
+    local cmd=("$python" slurm/checkpoint_eval_config.py --config "$eval_config" --chain "$sft_config" "$dpo_config"
+        --sft-args "$sft_args" --dpo-args "$dpo_args")
+    ((dry_run)) && cmd+=(--dry-run)
+    "${cmd[@]}" || die "could not point the eval config $eval_config at the chain's adapters (or pass --eval-as-is)"
+}
+
+# A real submission points the eval config at this chain's adapters now, so that the preflight checks what will run.
+chain_config=""
+if [[ " ${stage_list[*]} " == *" eval "* ]] && ((!eval_as_is && !dry_run)); then
+    stage_settings eval
+    chain_config=$(chain_eval_config)
+fi
+
 # Preflight of every stage (keys, endpoints, inputs, models, output folders), what the chain provides counted as
 # provided: the data job's local vLLM servers, and each stage's inputs written by the stages before it.
 if ((${check:-$((!dry_run))})); then
@@ -130,6 +158,7 @@ if ((${check:-$((!dry_run))})); then
     [[ -z $after ]] || chain=(--after-job "$after")
     for stage in "${stage_list[@]}"; do
         stage_settings "$stage"
+        [[ $stage != eval || -z $chain_config ]] || config=$chain_config
         read -ra overrides <<<"$args"
         chain+=(--stage "$stage" "$config" "${overrides[@]}")
     done
@@ -170,8 +199,19 @@ for stage in "${stage_list[@]}"; do
     read -ra overrides <<<"$args"
     case $stage in
         data) submit data slurm/data.sbatch "$config" "${overrides[@]}" ;;
-        sft | dpo) flags+=(--nodes="$nodes") && submit "$stage" "$train_script" "$stage" "$config" "${overrides[@]}" ;;
-        eval) submit eval slurm/eval_array.sbatch "$config" -- "${overrides[@]}" ;; # one job: the config's models
+        sft | dpo)
+            flags+=(--nodes="$nodes" --cpus-per-gpu="$cpus_per_gpu" --mem-per-gpu="$mem_per_gpu")
+            submit "$stage" "$train_script" "$stage" "$config" "${overrides[@]}"
+            ;;
+        eval)
+            if [[ -n $chain_config ]]; then
+                config=$chain_config
+            elif ((!eval_as_is)); then # a dry run prints the re-pointed models without writing the config
+                config=$(chain_eval_config)
+                ((dry_run)) && echo "eval config: $config" && config=${config%% *}
+            fi
+            submit eval slurm/eval_array.sbatch "$config" -- "${overrides[@]}" # one job: the config's models
+            ;;
     esac
 done
 ((dry_run)) || echo "logs: runs/slurm/  queue: squeue -u ${USER:-$(id -un)}  (W&B group: $WANDB_RUN_GROUP)"

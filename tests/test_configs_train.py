@@ -1,5 +1,6 @@
 """Every training recipe parses with the real TrlParser (unknown keys fail) and every accelerate config loads."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ from accelerate.utils import DistributedType
 
 from tests.conftest import REPO_ROOT
 from train.dpo import make_parser as dpo_parser
+from train.plan import BatchPlanError, gradient_accumulation
+from train.plan import main as plan_main
 from train.sft import make_parser as sft_parser
 
 TRAIN_CONFIGS = REPO_ROOT / "configs" / "train"
@@ -17,7 +20,18 @@ ACCELERATE_CONFIGS = REPO_ROOT / "accelerate_configs"
 REAL_MODELS = {"qwen3-8b": "Qwen/Qwen3-8B", "deepseek-r1-distill-qwen-7b": "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B"}
 REAL_RECIPES = ["sft_lora", "sft_qlora", "dpo_lora", "dpo_qlora"]
 # Knobs whose value needs a reason: each must carry a comment on its line in the real recipes.
-DEFENDED = ["lora_r", "lora_alpha", "lora_target_modules", "learning_rate", "max_length", "gradient_accumulation_steps"]
+DEFENDED = [
+    "lora_r",
+    "lora_alpha",
+    "lora_target_modules",
+    "learning_rate",
+    "max_length",
+    "global_batch_size",
+    "per_device_train_batch_size",
+    "logging_steps",
+    "eval_steps",
+    "save_steps",
+]
 
 
 def parse(path: Path):
@@ -73,6 +87,42 @@ def test_recipe_parses_with_real_parser(path: Path):
             line = next((line for line in lines if line.startswith(f"{key}:")), None)
             assert line is not None and "#" in line, f"{path}: '{key}' is not set with a one-line reason"
         assert training_args.learning_rate == (2e-4 if path.stem.startswith("sft") else 5e-6)
+
+
+# Issue 11's floors for a 1,500-row CULTURAX: at least 50 SFT / 30 DPO optimizer steps, 20 logged points, 3 evaluations
+# and a checkpoint every 10% of the run, the same on 1, 8 and 16 GPUs (the global batch does not depend on them).
+FLOOR_STEPS = {"sft": 50, "dpo": 30}
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in all_recipes() if p.parent.name in REAL_MODELS], ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
+def test_real_recipe_plan_floors_on_1_8_16_gpus(path: Path, capsys):
+    last_lines = {}
+    for gpus in (1, 8, 16):
+        assert plan_main(["--config", str(path), "--rows", "1500", "--gpus", str(gpus)]) == 0
+        last_lines[gpus] = capsys.readouterr().out.strip().splitlines()[-1]
+    print(path, last_lines)
+    pattern = (
+        r"plan: global_batch=(\d+) grad_accum=(\d+) optimizer_steps=(\d+) logged=(\d+) evals=(\d+) checkpoints=(\d+)"
+    )
+    parsed = {gpus: [int(v) for v in re.fullmatch(pattern, line).groups()] for gpus, line in last_lines.items()}
+    batch, _, steps, logged, evals, checkpoints = parsed[1]
+    for gpus, (g_batch, g_accum, g_steps, g_logged, g_evals, g_checkpoints) in parsed.items():
+        assert (g_batch, g_steps, g_logged, g_evals, g_checkpoints) == (batch, steps, logged, evals, checkpoints)
+        per_device = 1 if path.stem.startswith("sft") else 2
+        assert g_accum * per_device * gpus == batch  # accumulation derived from the world size
+    assert steps >= FLOOR_STEPS[path.stem[:3]] and logged >= 20 and evals >= 3
+    assert checkpoints >= 10  # every 10% of the run (ceil(steps / 10) apart) plus the final step
+
+
+def test_global_batch_that_does_not_split_is_refused(tmp_path, capsys):
+    assert gradient_accumulation(32, 2, 8) == 2
+    with pytest.raises(BatchPlanError, match="global_batch_size 32 is not a multiple of .* 2 x 12 processes = 24"):
+        gradient_accumulation(32, 2, 12)
+    path = str(TRAIN_CONFIGS / "qwen3-8b" / "dpo_lora.yaml")
+    assert plan_main(["--config", path, "--rows", "1500", "--gpus", "12"]) == 2
+    assert "dpo_lora.yaml: recipe: global_batch_size 32" in capsys.readouterr().err
 
 
 def test_unknown_key_fails(tmp_path):

@@ -17,8 +17,10 @@ import re
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -27,6 +29,7 @@ from tests._train_fixtures import write_training_data
 from tests.conftest import REPO_ROOT
 
 CPU_ACCELERATE = "accelerate_configs/cpu_2proc.yaml"
+TRAIN_RESOURCES = ["--cpus-per-gpu=1", "--mem-per-gpu=2G"]  # the training scripts' 8 cores / 32G per GPU: 2-core nodes
 SEED_PROMPTS = REPO_ROOT / "data_pipeline" / "seeds" / "prompts.jsonl"
 
 
@@ -41,7 +44,14 @@ def cluster():
 def job_env(tmp_path_factory) -> dict:
     """What every submitted job sees (sbatch exports the environment): 2 processes on CPU, offline W&B in tmp."""
     wandb_dir = tmp_path_factory.mktemp("wandb")
-    return {"AC_ACCELERATE_CONFIG": CPU_ACCELERATE, "AC_VENV": str(REPO_ROOT / ".venv"), "WANDB_DIR": str(wandb_dir)}
+    return {
+        "AC_ACCELERATE_CONFIG": CPU_ACCELERATE,
+        "AC_VENV": str(REPO_ROOT / ".venv"),
+        "WANDB_DIR": str(wandb_dir),
+        # the local nodes have 2 cores: submit_pipeline.sh's training jobs ask for 1 core and 2G per GPU, not 8 / 32G
+        "AC_CPUS_PER_GPU": "1",
+        "AC_MEM_PER_GPU": "2G",
+    }
 
 
 def write_yaml(path: Path, data: dict) -> Path:
@@ -97,6 +107,14 @@ def test_node_launcher_reads_rank_and_gpus_on_each_node():
     assert "gpus_on_node=3 num_processes=12 " in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.parametrize("script", ["train.sbatch", "train_multinode.sbatch"])
+def test_training_scripts_request_cpus_and_memory_per_gpu(script):
+    """Without these, clusters defaulting to one core per task put 8 ranks on one core (and per-CPU memory)."""
+    lines = (REPO_ROOT / "slurm" / script).read_text().splitlines()
+    directives = [line.split()[1] for line in lines if line.startswith("#SBATCH ")]
+    assert "--cpus-per-gpu=8" in directives and "--mem-per-gpu=32G" in directives
+
+
 def test_submit_pipeline_rejects_bad_input(tmp_path):
     run = lambda *a: subprocess.run(  # noqa: E731
         ["slurm/submit_pipeline.sh", *a], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30
@@ -116,7 +134,7 @@ def test_documented_real_model_chain(model):
     assert " ".join(usage[:3]) in (REPO_ROOT / "slurm" / "submit_pipeline.sh").read_text()
     proc = subprocess.run([*usage, "--dry-run"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("sbatch ")]
     assert [line.split(".sbatch")[0].split()[-1] for line in lines] == [
         "slurm/data",
         "slurm/train",
@@ -127,6 +145,8 @@ def test_documented_real_model_chain(model):
     assert lines[1].endswith(f"slurm/train.sbatch sft configs/train/{model}/sft_lora.yaml")
     assert "--dependency=afterok:<sft>" in lines[2] and lines[2].endswith(f"dpo configs/train/{model}/dpo_lora.yaml")
     assert "--gpus-per-node=8" in lines[1] and "--dependency=afterok:<dpo>" in lines[3]
+    assert all("--cpus-per-gpu=8 --mem-per-gpu=32G" in line for line in lines[1:3])  # training jobs' resources
+    assert lines[3].endswith("slurm/eval_array.sbatch runs/" + f"{model}/eval/chain_eval_config.yaml --")
     two_nodes = subprocess.run([*usage, "--nodes", "2", "--dry-run"], cwd=REPO_ROOT, capture_output=True, text=True)
     sft_line = two_nodes.stdout.splitlines()[1]
     assert "--nodes=2 " in sft_line and "slurm/train_multinode.sbatch sft" in sft_line
@@ -203,12 +223,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
         max_new_tokens=8,
         max_prompts_per_set=2,
         bootstrap_resamples=20,
-        models=[
-            {"name": "base", "model": tiny},
-            {"name": "sft", "model": tiny, "adapter": str(sft_out), "train_runs": [str(sft_out)]},
-            {"name": "sft+dpo", "model": tiny, "adapter": str(dpo_out), "train_runs": [str(dpo_out)]},
-        ],
-    )
+    )  # models stay demo.yaml's (runs/demo/sft, ...): submit_pipeline.sh must point them at this chain's adapters
     eval_config["judges"]["default"]["model"] = tiny
     eval_yaml = write_yaml(root / "eval.yaml", eval_config)
 
@@ -249,6 +264,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
     cluster.run(["scontrol", "release", gate])
     final = {stage: cluster.wait(job, timeout=420) for stage, job in jobs.items()}
     return {"root": root, "jobs": jobs, "pending": pending, "final": final, "gate": gate, "sft_out": sft_out} | {
+        "dpo_out": dpo_out,
         "base_model": tiny,
         "port": port,
     }
@@ -264,6 +280,8 @@ def test_pipeline_dependencies(chain):
         assert pending[stage]["Dependency"].startswith(f"afterok:{previous}"), (stage, pending[stage]["Dependency"])
         previous = jobs[stage]
     assert pending["sft"]["TresPerNode"] == "gres:gpu:2"
+    for stage in ("sft", "dpo"):  # AC_CPUS_PER_GPU=1 / AC_MEM_PER_GPU=2G reached the allocation (2048 MB per GPU)
+        assert (pending[stage]["CpusPerTres"], pending[stage]["MemPerTres"]) == ("gres:gpu:1", "gres:gpu:2048")
 
 
 @pytest.mark.slow
@@ -280,7 +298,11 @@ def test_pipeline_runs_end_to_end(chain):
     assert json.loads((root / "data" / "stats.json").read_text())["llm_calls"]["generator"]["new"] > 0
     assert (root / "dpo_lora" / "adapter_model.safetensors").is_file()
     results = json.loads((root / "eval" / "results.json").read_text())
-    assert {"base", "sft", "sft+dpo"} <= set(json.dumps(results).split('"'))
+    # the eval job scored the chain's own adapters on the chain's base model, not the config's runs/demo paths
+    models = [(m["name"], m["model"], m["adapter"]) for m in results["models"]]
+    base, sft, dpo = chain["base_model"], str(chain["sft_out"]), str(chain["dpo_out"])
+    assert models == [("tiny-qwen3", base, None), ("tiny-qwen3+sft", base, sft), ("tiny-qwen3+sft+dpo", base, dpo)]
+    assert [m["train_runs"] for m in results["models"]] == [[], [sft], [sft, dpo]]
 
 
 @pytest.mark.slow
@@ -305,7 +327,15 @@ def test_multinode_script_on_one_node(cluster, job_env, tiny_models, tmp_path):
     """-N1 with one GPU: what the srun task saw (printed by the script) and the accelerate command it built."""
     config = train_config("sft_lora", tmp_path, tiny_models, dataset_name=str(tmp_path / "none"))
     job = cluster.sbatch(
-        ["-N1", "--gpus-per-node=1", f"--output={tmp_path}/%j.out", "slurm/train_multinode.sbatch", "sft", str(config)],
+        [
+            "-N1",
+            "--gpus-per-node=1",
+            *TRAIN_RESOURCES,
+            f"--output={tmp_path}/%j.out",
+            "slurm/train_multinode.sbatch",
+            "sft",
+            str(config),
+        ],
         env={**job_env, "AC_DRY_RUN": "1", "AC_ACCELERATE_CONFIG": "accelerate_configs/multi_node_multi_gpu.yaml"},
     )
     record = cluster.wait(job, timeout=60)
@@ -337,7 +367,15 @@ def test_multinode_training_on_two_nodes(cluster, job_env, tiny_models, tmp_path
         "sft_lora", tmp_path, tiny_models, dataset_name=str(data / "sft"), output_dir=str(out), report_to=["none"]
     )
     job = cluster.sbatch(
-        ["-N2", "--gpus-per-node=1", f"--output={tmp_path}/%j.out", "slurm/train_multinode.sbatch", "sft", str(config)],
+        [
+            "-N2",
+            "--gpus-per-node=1",
+            *TRAIN_RESOURCES,
+            f"--output={tmp_path}/%j.out",
+            "slurm/train_multinode.sbatch",
+            "sft",
+            str(config),
+        ],
         env=job_env,  # cpu_2proc.yaml: static rendezvous, so machine_rank decides each node's ranks
     )
     record = cluster.wait(job, timeout=180)
@@ -386,11 +424,43 @@ def test_eval_array_over_checkpoints(cluster, chain, job_env):
         assert f"array task {task} of {len(checkpoints)}: {checkpoint}" in (root / f"{job}_{task}.out").read_text()
 
 
+def wait_for_log(cluster, job: str, path: Path, done, timeout: float) -> str:
+    """Poll a running job's log until ``done(text)``; fail with the log if the job ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        if done(text):
+            return text
+        if cluster.job(job).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"):
+            break
+        time.sleep(0.3)
+    pytest.fail(f"job {job}: condition not met within {timeout:.0f} s; log:\n{text[-4000:]}")
+
+
+def wandb_service(job: str, restart: int) -> psutil.Process:
+    """The W&B service (wandb-core) the job's rank 0 started in its ``restart``-th run."""
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] != "wandb-core":
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            continue
+        if env.get("SLURM_JOB_ID") == job and env.get("SLURM_RESTART_COUNT", "0") == str(restart):
+            return proc
+    pytest.fail(f"no wandb-core process of job {job} run {restart}")
+
+
 @pytest.mark.slow
-def test_preempted_training_requeues_and_resumes(cluster, job_env, tiny_models, tmp_path):
+def test_preempted_training_with_wandb_saves_at_the_signal_and_resumes(cluster, job_env, tiny_models, tmp_path):
+    """One job, three interruptions with report_to: [wandb] (offline), each resumed from the signalled step:
+    1. USR1 to the batch shell (`--signal=B:USR1@N` ahead of the time limit), forwarded to the trainers;
+    2. `scontrol requeue`: SIGTERM to every process of the step, the W&B service included;
+    3. the W&B service killed first (its next log call fails), then `scontrol requeue`.
+    Periodic checkpoints are off (save_steps 1000), so every resume must come from the checkpoint the signal wrote.
+    The fourth run finishes: 30 steps, one continuous log history, one W&B run id across the four runs."""
     data = write_training_data(tmp_path / "data")
-    out = tmp_path / "sft_lora"
-    max_steps = 60
+    out, max_steps = tmp_path / "sft_lora", 30
     config = train_config(
         "sft_lora",
         tmp_path,
@@ -398,31 +468,62 @@ def test_preempted_training_requeues_and_resumes(cluster, job_env, tiny_models, 
         dataset_name=str(data / "sft"),
         output_dir=str(out),
         max_steps=max_steps,
-        save_steps=10,
+        save_steps=1000,
         logging_steps=1,
         report_to=["wandb"],
         wandb_group="slurm-requeue",
     )
     job = cluster.sbatch(
-        ["--gpus-per-node=2", f"--output={tmp_path}/%j.out", "slurm/train.sbatch", "sft", str(config)], env=job_env
+        [
+            "--gpus-per-node=2",
+            *TRAIN_RESOURCES,
+            f"--output={tmp_path}/%j.out",
+            "slurm/train.sbatch",
+            "sft",
+            str(config),
+        ],
+        env=job_env,
     )
-    cluster.wait_for_file(job, out / "checkpoint-10" / "trainer_state.json", timeout=150)
-    cluster.run(["scancel", "--batch", "--signal=USR1", job])  # what --signal=B:USR1@N delivers before the limit
-    record = cluster.wait(job, timeout=200)  # the batch script requeues before it exits: no final state in between
-    log = log_of(tmp_path, job)
-    assert (record["JobState"], record["ExitCode"], record["Restarts"]) == ("COMPLETED", "0:0", "1"), log
-    for expected in ("SLURM_RESTART_COUNT=0", "preemption signal", "requeueing job", "SLURM_RESTART_COUNT=1"):
-        assert expected in log, f"{expected!r} not in job log:\n{log}"
-    stopped = [int(line.split("checkpoint-")[1].split()[0]) for line in log.splitlines() if "preempted: " in line]
-    assert len(stopped) == 1 and 10 <= stopped[0] < max_steps, log
-    assert f"resuming from {out}/checkpoint-{stopped[0]}" in log
+    log = tmp_path / f"{job}.out"
+
+    def stepping(run: int):
+        """Run ``run`` (its SLURM_RESTART_COUNT) has logged two optimizer steps of its own."""
+        marker = f"SLURM_RESTART_COUNT={run} "
+        return lambda text: marker in text and text.split(marker)[-1].count("'loss'") >= 2
+
+    wait_for_log(cluster, job, log, stepping(0), timeout=150)
+    cluster.run(["scancel", "--batch", "--signal=USR1", job])
+    wait_for_log(cluster, job, log, stepping(1), timeout=150)
+    cluster.run(["scontrol", "requeue", job])
+    wait_for_log(cluster, job, log, stepping(2), timeout=150)
+    wandb_service(job, 2).terminate()
+    wait_for_log(cluster, job, log, lambda text: "W&B on_log failed at step" in text, timeout=60)
+    cluster.run(["scontrol", "requeue", job])
+    record = cluster.wait(job, timeout=300)
+    text = log.read_text(errors="replace")
+    assert (record["JobState"], record["ExitCode"], record["Restarts"]) == ("COMPLETED", "0:0", "3"), text[-4000:]
+    for run in range(4):
+        assert f"SLURM_RESTART_COUNT={run}" in text
+
+    quoted = re.compile(r"preempted:|resuming from |W&B run id |W&B on_log failed")
+    printed = [line for line in text.splitlines() if quoted.match(line)]
+    print("\n".join(printed))  # the closing note quotes these lines
+    stops = re.findall(r"preempted: (SIG\w+) at step (\d+), checkpoint-(\d+) saved", text)
+    assert [signal for signal, _, _ in stops] == ["SIGUSR1", "SIGTERM", "SIGTERM"], text[-4000:]
+    assert all(step == saved for _, step, saved in stops)
+    resumes = re.findall(r"resuming from (\S+)/checkpoint-(\d+) \(step (\d+)\)", text)
+    assert [(path, int(step)) for path, step, _ in resumes] == [(str(out), int(step)) for _, step, _ in stops]
+    assert 2 <= int(stops[0][1]) < int(stops[1][1]) < int(stops[2][1]) < max_steps
+
     state = json.loads((out / f"checkpoint-{max_steps}" / "trainer_state.json").read_text())
-    assert state["global_step"] == max_steps
+    assert state["global_step"] == max_steps == json.loads((out / "train_results.json").read_text())["global_step"]
     logged_steps = [entry["step"] for entry in state["log_history"] if "loss" in entry]
     assert logged_steps == list(range(1, max_steps + 1))  # one continuous history: no gap, no repeated step
     run_id = (out / "wandb_run_id").read_text().strip()
+    ids = re.findall(r"W&B run id (\w+) \((new|resumed)\)", text)
+    assert ids == [(run_id, "new")] + [(run_id, "resumed")] * 3
     runs = list(Path(job_env["WANDB_DIR"]).glob(f"wandb/offline-run-*-{run_id}"))
-    assert len(runs) == 2, runs  # the requeued run continued the same W&B run
+    assert len(runs) == 4, runs  # every run, the requeued ones too, continued the same W&B run
 
 
 def test_shell_scripts_pass_shellcheck():

@@ -4,6 +4,7 @@ import json
 import logging
 import os
 import signal
+from types import SimpleNamespace
 
 import pytest
 from datasets import Dataset, DatasetDict
@@ -11,9 +12,11 @@ from transformers import TrainerControl, TrainerState
 from trl import DPOConfig, ModelConfig, SFTConfig
 
 from tests._train_fixtures import GOOD, PROMPTS, write_training_data
-from train.common import DatasetGuardError, PreemptionCallback, TrainScriptArguments, load_guarded_dataset
+from train.common import DatasetGuardError, TrainScriptArguments, load_guarded_dataset
 from train.dpo import DPOScriptArguments
 from train.dpo import build_trainer as build_dpo_trainer
+from train.preemption import PreemptionCallback, TolerantWandbCallback
+from train.resume import WorldSizeChangedError, deepspeed_checkpoint_world_size, resume_context
 from train.sft import build_trainer as build_sft_trainer
 
 REASONING = "<think>\nThe user asks about Onam; recall Kerala's harvest festival.\n</think>\n\n"
@@ -156,3 +159,85 @@ def test_preemption_signal_requests_save_and_stop(signum):
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def test_wandb_failure_disables_wandb_not_training(capsys):
+    """The W&B service killed with the job (scontrol requeue): the next on_log raises ConnectionResetError."""
+
+    class DeadService:
+        calls = 0
+
+        def on_log(self, args, state, control, **kwargs):
+            self.calls += 1
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    dead = DeadService()
+    tolerant = TolerantWandbCallback(dead)
+    args = SFTConfig(output_dir="unused", use_cpu=True, bf16=False, report_to="none")
+    state, control = TrainerState(global_step=12), TrainerControl()
+    assert tolerant.on_log(args, state, control, logs={"loss": 1.0}) is None  # no exception reaches the Trainer
+    tolerant.on_log(args, state, control, logs={"loss": 0.9})
+    assert dead.calls == 1  # W&B is off for the rest of this process after the first failure
+    assert "W&B on_log failed at step 12 (ConnectionResetError" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------------- resume on another world size
+def _deepspeed_checkpoint(path, ranks: int, zero3: bool):
+    tag = path / "global_step4"
+    tag.mkdir(parents=True)
+    (path / "latest").write_text("global_step4")
+    for rank in range(ranks):
+        (tag / f"bf16_zero_pp_rank_{rank}_mp_rank_00_optim_states.pt").write_bytes(b"")
+        if zero3:
+            (tag / f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt").write_bytes(b"")
+    if not zero3:
+        (tag / "mp_rank_00_model_states.pt").write_bytes(b"")
+    return path
+
+
+def test_world_size_change_resumes_zero2_and_stops_zero3_with_one_line(tmp_path):
+    zero2 = _deepspeed_checkpoint(tmp_path / "z2" / "checkpoint-4", ranks=2, zero3=False)
+    zero3 = _deepspeed_checkpoint(tmp_path / "z3" / "checkpoint-4", ranks=2, zero3=True)
+    assert deepspeed_checkpoint_world_size(str(zero2)) == (2, True)
+    assert deepspeed_checkpoint_world_size(str(zero3)) == (2, False)
+    assert deepspeed_checkpoint_world_size(str(tmp_path)) is None  # not a DeepSpeed checkpoint: resumes as usual
+    printed, callbacks = [], []
+    trainer = SimpleNamespace(accelerator=SimpleNamespace(print=printed.append), add_callback=callbacks.append)
+    import transformers.trainer
+
+    original = transformers.trainer.deepspeed_load_checkpoint
+    with resume_context(str(zero2), 2, trainer):  # same world size: the Trainer's own loader
+        assert transformers.trainer.deepspeed_load_checkpoint is original
+    with resume_context(str(zero2), 1, trainer):
+        assert transformers.trainer.deepspeed_load_checkpoint is not original  # module weights only
+    assert transformers.trainer.deepspeed_load_checkpoint is original
+    assert printed == [
+        f"world size changed: {zero2} was saved by 2 processes, this run has 1; resuming its adapter weights, LR "
+        "scheduler and step, with a freshly built optimizer state (DeepSpeed ZeRO optimizer state is partitioned per "
+        "process)"
+    ]
+    assert [type(c).__name__ for c in callbacks] == ["SyncLearningRate"]  # the rebuilt optimizer gets the schedule's lr
+    with pytest.raises(WorldSizeChangedError, match="saved by 2 processes, this run has 1; resume with 2") as stop:
+        resume_context(str(zero3), 1, trainer)
+    assert "\n" not in str(stop.value)
+
+
+def test_gpu_ranks_load_weights_onto_their_device_unless_the_launcher_shards(monkeypatch):
+    """8 ranks x 16 GB host copies is what a bf16 load without device_map costs; on a GPU each rank loads onto its
+    own device. ZeRO-3 (zero.Init) and FSDP (rank-0 loading) shard the load themselves: no device_map there."""
+    import torch
+
+    import train.sft
+    from train.sft import model_init_kwargs
+
+    lora = ModelConfig(model_name_or_path="m", use_peft=True)
+    gpu = SimpleNamespace(device=torch.device("cuda", 0), trust_remote_code=False, model_init_kwargs=None)
+    cpu = SimpleNamespace(device=torch.device("cpu"), trust_remote_code=False, model_init_kwargs=None)
+    assert model_init_kwargs(lora, gpu)["device_map"] == {"": 0}
+    assert "device_map" not in model_init_kwargs(lora, cpu)
+    assert model_init_kwargs(ModelConfig(model_name_or_path="m", load_in_4bit=True), cpu)["device_map"] == "cpu"
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert "device_map" not in model_init_kwargs(lora, gpu)
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setattr(train.sft, "is_deepspeed_zero3_enabled", lambda: True)
+    assert "device_map" not in model_init_kwargs(lora, gpu)

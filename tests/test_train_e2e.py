@@ -2,6 +2,7 @@
 ZeRO-2 / ZeRO-3, QLoRA; preemption by signal, resume in the same output_dir, W&B offline run files, merge."""
 
 import json
+import math
 import os
 import re
 import signal
@@ -55,11 +56,11 @@ def launch(accelerate_config: Path, module_args: list[str], env: dict | None = N
     )
 
 
-def cpu_variant(name: str, tmp_path: Path) -> Path:
+def cpu_variant(name: str, tmp_path: Path, num_processes: int = 2) -> Path:
     """A shipped accelerate config, changed only where CPU needs it (2 processes, no bf16)."""
     config = yaml.safe_load((REPO_ROOT / "accelerate_configs" / f"{name}.yaml").read_text())
-    config.update(num_processes=2, mixed_precision="no")
-    path = tmp_path / f"{name}_cpu.yaml"
+    config.update(num_processes=num_processes, mixed_precision="no")
+    path = tmp_path / f"{name}_cpu{num_processes}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -151,7 +152,9 @@ def test_sft_preempted_by_signal_resumes_same_run_and_wandb(tiny_models, data_di
     cmd = train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, out, "--max_steps", "2000", "--save_steps", "1000")
     returncode, output = run_and_signal([sys.executable, *cmd], env, lambda proc: proc)
     assert returncode == 0, output[-4000:]
-    stopped = int(re.search(r"preempted: checkpoint-(\d+) saved", output).group(1))
+    # the recipe's global batch of 8 on one process: gradient accumulation derived at launch, and logged
+    assert "batch: global_batch=8 = per_device 4 x processes 1 x grad_accum 2" in output
+    stopped = int(re.search(r"preempted: .* at step (\d+), checkpoint-\d+ saved", output).group(1))
     assert 1 <= stopped < 2000 and (out / f"checkpoint-{stopped}" / "trainer_state.json").exists()
     assert not (out / "train_results.json").exists()  # not finished: only the checkpoint
 
@@ -243,35 +246,112 @@ def test_ddp_preempted_on_one_rank_resumes_then_dpo(tiny_models, data_dir, tmp_p
         lambda launcher: rank_process(launcher, 1),
     )
     assert returncode == 0, output[-4000:]
-    stopped = int(re.search(r"preempted: checkpoint-(\d+) saved", output).group(1))
+    stopped = int(re.search(r"preempted: .* at step (\d+), checkpoint-\d+ saved", output).group(1))
     assert (sft / f"checkpoint-{stopped}" / "adapter_model.safetensors").exists()
     resumed = launch(config, [*long_run[:-4], "--max_steps", str(stopped + 2), *off]).stdout
     assert f"resuming from {sft / f'checkpoint-{stopped}'}" in resumed
+    assert "batch: global_batch=8 = per_device 4 x processes 2 x grad_accum 1" in resumed  # same batch, 2 processes
     results = assert_adapter(sft)
     assert results["world_size"] == 2 and results["global_step"] == stopped + 2
     launch(config, train_cmd("dpo", "tiny-qwen3", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off))
     assert assert_adapter(dpo, changed_from=sft)["world_size"] == 2
 
 
-def test_sft_zero2_then_dpo_zero3(tiny_models, data_dir, tmp_path):
+def test_zero2_checkpoint_resumes_on_fewer_processes(tiny_models, data_dir, tmp_path):
+    """A ZeRO-2 checkpoint of 2 processes resumed on 1 (DeepSpeed refuses its optimizer partitions there): the
+    adapter, scheduler and step are restored, the optimizer state rebuilt, and the run says so; no crash loop."""
+    off = ["--report_to", "none"]
+    sft = tmp_path / "sft"
+    two = cpu_variant("deepspeed_zero2", tmp_path)
+    launch(two, train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, "--max_steps", "3", *off))
+    saved = load_file(sft / "checkpoint-3" / "adapter_model.safetensors")
+    one = cpu_variant("deepspeed_zero2", tmp_path, num_processes=1)
+    resumed = launch(one, train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, "--max_steps", "5", *off)).stdout
+    assert f"world size changed: {sft / 'checkpoint-3'} was saved by 2 processes, this run has 1;" in resumed
+    results = assert_adapter(sft)
+    assert (results["world_size"], results["global_step"]) == (1, 5)
+    # The resumed run continued the checkpoint's adapter at the restored schedule: its steps 4 and 5 run at the
+    # cosine tail (lr 0, then 1.9e-5) and a fresh Adam step moves a weight by at most ~lr, so lora_B moves by < 10% of
+    # its size. A fresh adapter (lora_B = 0) would end ~its whole size away; the optimizer's initial lr (2e-4) ~50%.
+    final = load_file(sft / "adapter_model.safetensors")
+    lora_b = [k for k in saved if "lora_B" in k]
+    size = max(saved[k].abs().max().item() for k in lora_b)
+    moved = max((final[k] - saved[k]).abs().max().item() for k in lora_b)
+    print(f"lora_B size at checkpoint-3 {size:.2e}, moved by the resumed steps {moved:.2e}")
+    assert 0 < moved < 0.1 * size
+
+
+def zero3_sharded(tmp_path: Path) -> Path:
+    """The shipped ZeRO-3 accelerate config on 2 CPU processes, with persistence threshold 0: every parameter of the
+    tiny models is partitioned (DeepSpeed's default keeps tensors below 100k elements whole, i.e. all of them)."""
+    ds_config = {
+        "zero_optimization": {
+            "stage": 3,
+            "stage3_param_persistence_threshold": 0,
+            "stage3_gather_16bit_weights_on_model_save": True,
+        },
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "train_batch_size": "auto",
+        "gradient_clipping": "auto",
+    }
+    (tmp_path / "zero3_sharded.json").write_text(json.dumps(ds_config))
+    config = yaml.safe_load((REPO_ROOT / "accelerate_configs" / "deepspeed_zero3.yaml").read_text())
+    config.update(num_processes=2)
+    config.pop("mixed_precision")  # a DeepSpeed config file owns precision (none here: fp32 on CPU)
+    zero3_init = config["deepspeed_config"]["zero3_init_flag"]
+    config["deepspeed_config"] = {"deepspeed_config_file": str(tmp_path / "zero3_sharded.json")}
+    config["deepspeed_config"]["zero3_init_flag"] = zero3_init
+    path = tmp_path / "zero3_sharded.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def assert_zero3_saved_whole(out: Path) -> None:
+    stats = json.loads((out / "zero3_stats.json").read_text())
+    assert stats["partitioned"] == stats["parameters"] > stats["lora"] > 0, stats  # really sharded
+    saved, gathered = load_file(out / "adapter_model.safetensors"), load_file(out / "gathered_adapter.safetensors")
+    assert set(saved) == set(gathered)
+    for key, tensor in saved.items():
+        # full shapes (r x in / out x r of the 64-wide tiny model), not the empty shards of a naive save
+        assert tensor.shape == gathered[key].shape and tensor.numel() >= 8 * 16, (key, tuple(tensor.shape))
+        assert torch.equal(tensor, gathered[key].to(tensor.dtype)), key
+
+
+def test_zero3_sharded_sft_then_dpo_save_whole_adapters(tiny_models, data_dir, tmp_path):
     off = ["--report_to", "none"]
     sft, dpo = tmp_path / "sft", tmp_path / "dpo"
-    launch(cpu_variant("deepspeed_zero2", tmp_path), train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, *off))
+    zero3, probe = zero3_sharded(tmp_path), str(REPO_ROOT / "tests" / "_zero3_probe.py")
+    sft_args = train_cmd("sft", "tiny-qwen3", tiny_models, data_dir, sft, *off)[2:]  # without "-m train.sft"
+    launch(zero3, [probe, "sft", *sft_args])
+    assert_zero3_saved_whole(sft)
     assert assert_adapter(sft)["world_size"] == 2
-    zero3 = cpu_variant("deepspeed_zero3", tmp_path)
-    launch(zero3, train_cmd("dpo", "tiny-qwen3", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off))
-    # ZeRO-3 shards parameters: the 16-bit gather on save must write whole, trained adapter tensors.
+    dpo_args = train_cmd("dpo", "tiny-qwen3", tiny_models, data_dir, dpo, "--sft_adapter", str(sft), *off)[2:]
+    launch(zero3, [probe, "dpo", *dpo_args])
+    assert_zero3_saved_whole(dpo)
     assert assert_adapter(dpo, changed_from=sft)["world_size"] == 2
-    shapes = {k: tuple(v.shape) for k, v in load_file(dpo / "adapter_model.safetensors").items()}
-    assert shapes == {k: tuple(v.shape) for k, v in load_file(sft / "adapter_model.safetensors").items()}
 
 
-def test_qlora_sft_on_cpu_with_bitsandbytes(tiny_models, data_dir, tmp_path):
-    out = tmp_path / "sft_qlora"
-    cmd = [
-        *["-m", "train.sft", "--config", str(TINY / "tiny-qwen3" / "sft_qlora.yaml")],
-        *["--model_name_or_path", str(tiny_models["tiny-qwen3"]), "--dataset_name", str(data_dir / "sft")],
-        *["--output_dir", str(out), "--report_to", "none"],
-    ]
-    run_module(cmd)
-    assert assert_adapter(out)["quantization"] == "4bit"
+def test_qlora_sft_then_dpo_keeps_the_compute_dtype(tiny_models, data_dir, tmp_path):
+    """QLoRA SFT (TRL's path) then QLoRA DPO on its adapter. DPO must treat the 4-bit base as SFT does: no fp32
+    upcast of embeddings / lm_head / norms, and a reference adapter computing in the policy's dtype, so at step 0
+    policy == reference exactly: loss log 2 (logged to 4 decimals: 0.6931) and reward margin exactly 0."""
+    sft, dpo = tmp_path / "sft_qlora", tmp_path / "dpo_qlora"
+    common = ["--model_name_or_path", str(tiny_models["tiny-qwen3"]), "--report_to", "none"]
+    run_module(
+        [
+            *["-m", "train.sft", "--config", str(TINY / "tiny-qwen3" / "sft_qlora.yaml"), *common],
+            *["--dataset_name", str(data_dir / "sft"), "--output_dir", str(sft)],
+        ]
+    )
+    assert assert_adapter(sft)["quantization"] == "4bit"
+    output = run_module(
+        [
+            *["-m", "train.dpo", "--config", str(TINY / "tiny-qwen3" / "dpo_qlora.yaml"), *common],
+            *["--dataset_name", str(data_dir / "dpo"), "--output_dir", str(dpo), "--sft_adapter", str(sft)],
+        ]
+    )
+    first = logged_steps(output.stdout + output.stderr)[0]
+    print("QLoRA DPO step 1:", first)
+    assert float(first["loss"]) == round(math.log(2), 4) and float(first["rewards/margins"]) == 0
+    assert assert_adapter(dpo, changed_from=sft)["quantization"] == "4bit"

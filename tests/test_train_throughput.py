@@ -102,3 +102,23 @@ def test_all_runs_measure_and_report_with_mfu(tmp_path):
         r"dpo_vs_sft_mem=\d+\.\d\dx",
         last,
     )
+
+
+@pytest.mark.parametrize("recipe", ["sft_qlora", "dpo_qlora"])
+def test_qlora_memory_estimate_of_the_real_recipes(recipe, capsys):
+    """The estimate reads the recipe (length, batch, LoRA r) and the real architecture; Qwen3-8B's 8,190,735,360
+    parameters split into 4-bit decoder linears and bf16 embeddings / lm_head / norms, and the total fits 24 GB."""
+    from benchmarks.memory_estimate import load_recipe, parameter_groups
+    from benchmarks.train_throughput import main
+
+    groups = parameter_groups(REAL_SHAPES["qwen3-8b"])
+    assert groups["quantized"] + groups["bf16"] == 8_190_735_360
+    assert groups["bf16"] == 2 * 151936 * 4096 + 36 * (2 * 4096 + 2 * 128) + 4096  # embeddings, lm_head, norms
+    loaded = load_recipe("qwen3-8b", recipe)
+    assert (loaded.max_length, loaded.per_device, loaded.lora_r) == (1024, 2 if recipe == "dpo_qlora" else 1, 16)
+    text = main(["--estimate", "--model", "qwen3-8b", "--recipe", recipe])
+    assert text == capsys.readouterr().out.strip()
+    match = re.fullmatch(
+        rf"estimate: model=qwen3-8b recipe={recipe} peak_gib=(\d+\.\d) budget_gib=24 fits=yes", text.splitlines()[-1]
+    )
+    assert match and 6 < float(match.group(1)) < 24  # above the ~6 GB of 4-bit weights, within the 24 GB card

@@ -7,7 +7,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -15,14 +14,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from accelerate import PartialState
 from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+
+from train.plan import ScheduleReport, apply_global_batch
+from train.preemption import PreemptionCallback, guard_wandb
+from train.resume import TRAIN_RESULTS_FILE, already_finished, last_checkpoint, resume_context
 
 logger = logging.getLogger(__name__)
 
 WANDB_RUN_ID_FILE = "wandb_run_id"
-TRAIN_RESULTS_FILE = "train_results.json"
 # DeepSeek-R1-Distill always opens "<think>\n" in its generation prompt; an answer without reasoning is trained as an
 # empty, closed think block so the prompt stays a prefix of prompt+answer (as TRL's DPO tokenisation needs).
 EMPTY_THINK = "<think>\n\n</think>\n\n"
@@ -41,6 +43,13 @@ class TrainScriptArguments:
     dataset_name: str = field(metadata={"help": "a DatasetDict saved by the data pipeline: <out>/sft or <out>/dpo"})
     dataset_train_split: str = "train"
     dataset_test_split: str = "validation"
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "sequences (SFT; packed sequences with packing) or preference pairs (DPO) per optimizer step; "
+            "gradient_accumulation_steps is derived from it and the world size at launch (python -m train.plan)"
+        },
+    )
     allow_unguarded_dataset: bool = field(
         default=False,
         metadata={"help": "train even if <dataset>/../manifest.json is missing or reports cross-split leakage"},
@@ -193,14 +202,15 @@ def init_wandb(
     names, config dataclasses and the manifest are logged: secrets stay in the environment.
     """
     import wandb
-    from accelerate import PartialState
 
     if "wandb" not in (training_args.report_to or []) or not PartialState().is_main_process:
         return
     id_file = Path(training_args.output_dir) / WANDB_RUN_ID_FILE
     id_file.parent.mkdir(parents=True, exist_ok=True)
-    if not id_file.exists():
+    resumed = id_file.exists()
+    if not resumed:
         id_file.write_text(uuid.uuid4().hex[:12])
+    print(f"W&B run id {id_file.read_text().strip()} ({'resumed' if resumed else 'new'})", flush=True)
     tags = [job_type, Path(model_name.rstrip("/")).name]
     if manifest_digest:
         tags.append(f"data-{manifest_digest[:12]}")
@@ -220,56 +230,6 @@ def init_wandb(
 def resolved_config(*configs) -> dict:
     """All parsed dataclasses as one dict; TrainingArguments.to_dict() redacts hub tokens."""
     return {type(c).__name__: c.to_dict() if hasattr(c, "to_dict") else asdict(c) for c in configs}
-
-
-def last_checkpoint(training_args) -> str | None:
-    """An explicit resume_from_checkpoint wins; otherwise the newest checkpoint-N in output_dir (None if fresh)."""
-    if training_args.resume_from_checkpoint:
-        return training_args.resume_from_checkpoint
-    if os.path.isdir(training_args.output_dir):
-        return get_last_checkpoint(training_args.output_dir)
-    return None
-
-
-def already_finished(training_args) -> bool:
-    """True when output_dir holds a completed run for this step budget: a re-submitted finished job does nothing."""
-    if not (Path(training_args.output_dir) / TRAIN_RESULTS_FILE).is_file():
-        return False
-    checkpoint = last_checkpoint(training_args)
-    if checkpoint is None:
-        return True
-    state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
-    target = training_args.max_steps if training_args.max_steps > 0 else state["max_steps"]
-    return state["global_step"] >= target
-
-
-class PreemptionCallback(TrainerCallback):
-    """SIGUSR1 or SIGTERM: finish the current optimizer step, save a checkpoint, stop; the re-run resumes from it.
-
-    SLURM sends SIGUSR1 ahead of the time limit with ``--signal=USR1@N`` (SIGTERM on scancel/requeue). Ranks may see
-    the signal at different steps, so the flag is max-reduced across ranks every step and all ranks stop together.
-    """
-
-    SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: int | None = None
-        self.stopped_at_step: int | None = None
-        for signum in self.SIGNALS:
-            signal.signal(signum, self._record)
-
-    def _record(self, signum, _frame) -> None:
-        self.received = signum
-
-    def on_step_end(self, args, state, control, **kwargs):
-        flag = torch.tensor([0 if self.received is None else 1], device=args.device)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        if flag.item():
-            control.should_save = True
-            control.should_training_stop = True
-            self.stopped_at_step = state.global_step
-        return control
 
 
 class TokenCounterCallback(TrainerCallback):
@@ -315,13 +275,15 @@ class TrainingRun(NamedTuple):
 
 
 def run_training(job_type: str, script_args, training_args, model_args, build_trainer: Callable) -> TrainingRun | None:
-    """What train.sft and train.dpo share: skip a finished run, guard the data, open W&B, build the trainer, resume
-    from the newest checkpoint, train. None when this process has nothing left to do (already finished, or preempted
-    after saving a checkpoint); otherwise the finished run, for the caller to save its result."""
+    """What train.sft and train.dpo share: skip a finished run, guard the data, derive the batch split, open W&B,
+    build the trainer, resume from the newest checkpoint, train. None when this process has nothing left to do
+    (already finished, or preempted after saving a checkpoint); otherwise the finished run, for the caller to save."""
     if already_finished(training_args):
         print(f"{training_args.output_dir}: already trained to the end ({TRAIN_RESULTS_FILE}); nothing to do")
         return None
     preemption, token_counter = PreemptionCallback(), TokenCounterCallback()  # handlers first: loading takes time
+    state = PartialState()
+    batch_line = apply_global_batch(script_args, training_args, state.num_processes)
     datasets, manifest, digest = load_guarded_dataset(
         script_args.dataset_name, script_args.allow_unguarded_dataset, script_args.dataset_train_split
     )
@@ -329,13 +291,21 @@ def run_training(job_type: str, script_args, training_args, model_args, build_tr
     init_wandb(script_args, training_args, job_type, model_args.model_name_or_path, manifest, digest, config)
     if training_args.include_num_input_tokens_seen == "no":
         training_args.include_num_input_tokens_seen = "non_padding"  # train_results.json reports tokens/s
-    trainer = build_trainer(script_args, training_args, model_args, datasets, [preemption, token_counter])
+    callbacks = [preemption, token_counter, ScheduleReport()]
+    trainer = build_trainer(script_args, training_args, model_args, datasets, callbacks)
+    guard_wandb(trainer)
+    trainer.accelerator.print(batch_line)
     resume_from = last_checkpoint(training_args)
     if resume_from:
-        trainer.accelerator.print(f"resuming from {resume_from}")
-    train_output = trainer.train(resume_from_checkpoint=resume_from)
+        step = json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"]
+        trainer.accelerator.print(f"resuming from {resume_from} (step {step})")
+    with resume_context(resume_from, state.num_processes, trainer):
+        train_output = trainer.train(resume_from_checkpoint=resume_from)
     if preemption.stopped_at_step is not None:
-        trainer.accelerator.print(f"preempted: checkpoint-{preemption.stopped_at_step} saved; re-run to resume")
+        step = preemption.stopped_at_step
+        trainer.accelerator.print(
+            f"preempted: {preemption.signal_name} at step {step}, checkpoint-{step} saved; re-run to resume"
+        )
         trainer.end()
         return None
     return TrainingRun(trainer, train_output, token_counter, resume_from)
