@@ -382,7 +382,7 @@ def main(argv: list[str] | None = None) -> str:
     if args.gpu and args.model is None:
         raise UserError(f"--gpu needs --model ({' or '.join(sorted(REAL_SHAPES))}): the real shapes to measure")
     if args.model is not None and not args.gpu:
-        raise UserError("--model sets the real shapes of a --gpu run (or of --estimate); the CPU run uses its own shape")
+        raise UserError("--model sets the real shapes of a --gpu or --estimate run; the CPU run uses its own shape")
     if args.gpu:
         import torch
 
