@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from data_pipeline import taxonomy  # noqa: E402
+from eval import report_benchmarks  # noqa: E402
 from eval.metrics import FAILURE_TYPES  # noqa: E402
 from eval.report_reasoning import write_split_plot  # noqa: E402
 from eval.report_tables import fmt, is_number, subdomain_label  # noqa: E402
@@ -113,6 +114,7 @@ def write_plots(results: dict, out: Path) -> None:
     write_split_plot(results, out / PLOTS[4])
     if HELDOUT_PLOT in plots_written(results):
         write_heldout_plot(results, out, stand_in)
+    report_benchmarks.write_plot(results, out)  # only with a benchmarks block
 
 
 def plots_written(results: dict) -> list[str]:

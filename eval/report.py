@@ -238,7 +238,6 @@ def write_all(results: dict, output_dir: str) -> Path:
         clean.setdefault("llm_calls", llm_stats())  # per role: calls, new, cached, retries by cause, failures
         (staging / "results.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
         write_plots(clean, staging)
-        report_benchmarks.write_plot(clean, staging)
         write_report_md(clean, staging)
         with open(staging / "report.md", "a", encoding="utf-8") as report:
             report.write("\n" + "\n".join(llm_calls_section(clean["llm_calls"])))
