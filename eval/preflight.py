@@ -41,6 +41,14 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         check.path(f"judges.{metric}.prompt", prompt)
     if cfg.culturax_dataset:
         check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")
+    if cfg.heldout_data:  # eval/heldout.py reads the SFT and DPO views' test splits, beta from the DPO recipe
+        for view in ("sft", "dpo"):
+            check.path(f"heldout_data.{view}", Path(cfg.heldout_data) / view, contains="dataset_dict.json")
+        check.path("dpo_recipe", cfg.dpo_recipe)
+    if cfg.benchmark_spec is not None:
+        for task, files in cfg.benchmark_spec.data.items():
+            for file in [files] if isinstance(files, str) else files.values():
+                check.path(f"benchmarks.data.{task}", file)
     for name in HUB_IDS:
         source = getattr(cfg, name)
         if source == "fixture":

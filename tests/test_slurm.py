@@ -220,6 +220,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
         cache_dir=str(root / "llm_cache"),
         report_to="none",
         culturax_dataset=str(data / "dataset"),
+        heldout_data=str(data),
         max_new_tokens=8,
         max_prompts_per_set=2,
         bootstrap_resamples=20,
