@@ -37,6 +37,7 @@ class ModelSpec:
     preset: str | None = None  # reasoning_r1 | qwen3_thinking | qwen3_nonthinking | greedy
     temperature: float | None = None
     top_p: float | None = None
+    top_k: int | None = None  # 0 = off
     max_new_tokens: int | None = None
     system_prompt: str | None = None
     samples_per_prompt: int | None = None
@@ -92,6 +93,7 @@ class EvalConfig:
     chat_template_kwargs: dict = field(default_factory=dict, metadata={"help": "e.g. {enable_thinking: false}"})
     temperature: float = 0.0
     top_p: float = 1.0
+    top_k: int = field(default=0, metadata={"help": "Top-k filter of sampled decoding; 0 = off."})
     max_new_tokens: int = 512
     system_prompt: str = ""
     samples_per_prompt: int = field(

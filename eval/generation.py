@@ -24,7 +24,11 @@ def build_model_llm(cfg: EvalConfig, spec: ModelSpec) -> LLM:
 
 def sampling_of(decoding: Decoding, seed: int) -> Sampling:
     return Sampling(
-        temperature=decoding.temperature, top_p=decoding.top_p, max_new_tokens=decoding.max_new_tokens, seed=seed
+        temperature=decoding.temperature,
+        top_p=decoding.top_p,
+        top_k=decoding.top_k,
+        max_new_tokens=decoding.max_new_tokens,
+        seed=seed,
     )
 
 

@@ -26,29 +26,35 @@ log = logging.getLogger(__name__)
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CLOSED, UNCLOSED, ABSENT = "closed", "unclosed", "absent"
 
-# Decoding presets, with their sources. Sampling here has no top_k/min_p knob: the Qwen3 card's TopK=20, MinP=0 are
-# not applied (top-p and temperature are).
+# Decoding presets, with their sources (MinP=0 in the Qwen3 cards is no filter, which is what no min_p knob means).
 PRESETS: dict[str, dict] = {
     # deepseek-ai/DeepSeek-R1-Distill-Qwen-7B generation_config.json (do_sample, temperature 0.6, top_p 0.95) and
     # model card "Usage Recommendations": T 0.5-0.7 (0.6 recommended; greedy gives endless repetition), no system
     # prompt (all instructions in the user turn). 8192 new tokens leave room to reason on open-ended prompts.
     "reasoning_r1": {"temperature": 0.6, "top_p": 0.95, "system_prompt": "", "max_new_tokens": 8192},
-    # Qwen/Qwen3-8B model card "Best Practices", thinking mode: T 0.6, TopP 0.95 (also its generation_config.json);
-    # "DO NOT use greedy decoding". Same token budget as the R1 preset so the two reasoning evals compare.
+    # Qwen/Qwen3-8B model card "Best Practices", thinking mode: T 0.6, TopP 0.95, TopK 20 (also its
+    # generation_config.json); "DO NOT use greedy decoding". Same token budget as the R1 preset so the two compare.
     "qwen3_thinking": {
         "temperature": 0.6,
         "top_p": 0.95,
+        "top_k": 20,
         "max_new_tokens": 8192,
         "chat_template_kwargs": {"enable_thinking": True},
     },
-    # Qwen/Qwen3-8B model card "Best Practices", non-thinking mode (enable_thinking=False): T 0.7, TopP 0.8.
-    "qwen3_nonthinking": {"temperature": 0.7, "top_p": 0.8, "chat_template_kwargs": {"enable_thinking": False}},
+    # Qwen/Qwen3-8B model card "Best Practices", non-thinking mode (enable_thinking=False): T 0.7, TopP 0.8, TopK 20.
+    "qwen3_nonthinking": {
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 20,
+        "chat_template_kwargs": {"enable_thinking": False},
+    },
     # Deterministic decoding for models without a published recommendation (and tiny stand-ins).
     "greedy": {"temperature": 0.0, "top_p": 1.0},
 }
 DECODING_FIELDS = (
     "temperature",
     "top_p",
+    "top_k",
     "max_new_tokens",
     "system_prompt",
     "samples_per_prompt",
@@ -63,6 +69,7 @@ class Decoding:
     preset: str | None
     temperature: float
     top_p: float
+    top_k: int
     max_new_tokens: int
     system_prompt: str
     samples_per_prompt: int

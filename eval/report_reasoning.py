@@ -31,14 +31,15 @@ def decoding_section(results: dict) -> list[str]:
         "",
         "Each model decodes with its own settings, else its family preset (`eval/reasoning.py`), else the run default.",
         "",
-        "| Model | preset | temperature | top-p | max new tokens | system prompt | samples/prompt | "
+        "| Model | preset | temperature | top-p | top-k | max new tokens | system prompt | samples/prompt | "
         "chat template kwargs | think block opened by the prompt |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for model in results["models"]:
         d = model["decoding"]
         lines.append(
-            f"| {model['name']} | {d['preset'] or '-'} | {d['temperature']} | {d['top_p']} | {d['max_new_tokens']} | "
+            f"| {model['name']} | {d['preset'] or '-'} | {d['temperature']} | {d['top_p']} | {d['top_k'] or 'off'} | "
+            f"{d['max_new_tokens']} | "
             f"{'none' if not d['system_prompt'] else repr(d['system_prompt'])} | {d['samples_per_prompt']} | "
             f"{d['chat_template_kwargs'] or '-'} | {'yes' if model['prompt_opens_think'] else 'no'} |"
         )

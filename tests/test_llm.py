@@ -96,6 +96,20 @@ def test_greedy_matches_model_generate(qwen3, qwen3_cfg):
     assert completion.text == expected
 
 
+def test_top_k_one_samples_the_greedy_answer_and_keys_the_cache(qwen3, qwen3_cfg):
+    # Top-k 1 leaves one token per step, so even at temperature 2 the sample is the greedy answer; without top-k the
+    # same seeds sample something else (the random-weight model's distribution is nearly flat).
+    llm = llm_on(qwen3, qwen3_cfg, None, "t")
+    [[greedy]] = llm.generate(conversations(1), Sampling(max_new_tokens=8))
+    [[top1]] = llm.generate(conversations(1), Sampling(2.0, 1.0, 8, seed=3, top_k=1))
+    [[free]] = llm.generate(conversations(1), Sampling(2.0, 1.0, 8, seed=3))
+    assert top1.text == greedy.text and free.text != greedy.text
+    # top_k enters the cache key only when set: keys cached before the knob existed stay valid.
+    assert "top_k" not in Sampling(0.7).cache_fields() and Sampling(0.7, top_k=20).cache_fields()["top_k"] == 20
+    with pytest.raises(ValueError, match="top_k >= 0"):
+        Sampling(top_k=-1)
+
+
 def test_chat_template_kwargs_reach_the_template(qwen3):
     assert qwen3.prompt_text(conversations(1)[0]).endswith("<think>\n\n</think>\n\n")
 

@@ -197,6 +197,13 @@ def test_logprobs_through_scripted_server():
         openai_llm(server).next_token_logprobs(conversations(1), ["Yes"])
 
 
+def test_top_k_reaches_the_endpoint_only_when_set():
+    with LocalOpenAIServer(scripted) as server:
+        openai_llm(server).generate(conversations(1), Sampling(0.7, 0.8, 8, top_k=20))
+        openai_llm(server).generate(conversations(1), Sampling(0.7, 0.8, 8))
+        assert [record.fields["top_k"] for record in server.records] == [20, None]
+
+
 def test_server_backed_by_a_tiny_model(tiny_models):
     kwargs = {"enable_thinking": False}
     with LocalOpenAIServer(model_path=tiny_models["tiny-qwen3"], chat_template_kwargs=kwargs) as server:

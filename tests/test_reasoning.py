@@ -81,7 +81,8 @@ def test_decoding_comes_from_model_then_preset_then_run_default():
     plain = resolve_decoding(cfg, ModelSpec(name="p", model="x"))
     assert (plain.temperature, plain.max_new_tokens, plain.system_prompt) == (0.0, 512, "Be kind.")
     q3 = resolve_decoding(cfg, ModelSpec(name="q", model="x", preset="qwen3_nonthinking"))
-    assert (q3.temperature, q3.top_p, q3.chat_template_kwargs) == (0.7, 0.8, {"enable_thinking": False})
+    assert (q3.temperature, q3.top_p, q3.top_k, q3.chat_template_kwargs) == (0.7, 0.8, 20, {"enable_thinking": False})
+    assert (r1.top_k, plain.top_k) == (0, 0)  # the R1 card and the run default set no top-k
     assert r1.differences(own) == ["max_new_tokens"]
 
 

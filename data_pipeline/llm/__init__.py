@@ -14,7 +14,6 @@ moment it finishes, so a crashed or repeated run repeats no finished call and re
 """
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 from data_pipeline.llm.cache import CallCache
@@ -87,7 +86,7 @@ class LLM:
         hits = 0
         for i, conversation in enumerate(conversations):
             for k in range(n):
-                key = self._key(kind="generate", messages=conversation, sampling=asdict(sampling), candidate=k)
+                key = self._key(kind="generate", messages=conversation, sampling=sampling.cache_fields(), candidate=k)
                 hit = self.cache.get(key)
                 if hit is not None:
                     results[i][k] = Completion(**hit, cached=True)

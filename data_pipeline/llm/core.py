@@ -3,7 +3,7 @@
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -53,10 +53,20 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 512
     seed: int = 0
+    top_k: int = 0  # 0 = off (the Qwen3 cards ask for 20)
 
     def __post_init__(self):
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
-            raise ValueError(f"Sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1; got {self}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.top_k < 0:
+            raise ValueError(
+                f"Sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1, top_k >= 0; got {self}"
+            )
+
+    def cache_fields(self) -> dict:
+        """What the call cache keys on: top_k only when set, so answers cached before it existed stay valid."""
+        fields = asdict(self)
+        if not self.top_k:
+            del fields["top_k"]
+        return fields
 
 
 @dataclass

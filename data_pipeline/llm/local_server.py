@@ -228,7 +228,8 @@ class LocalOpenAIServer:
         return None, delay
 
     def _record(self, messages, body, outcome: str, start: float) -> RequestRecord:
-        fields = {name: body.get(name) for name in ("n", "temperature", "top_p", "max_tokens", "seed", "logprobs")}
+        names = ("n", "temperature", "top_p", "top_k", "max_tokens", "seed", "logprobs")
+        fields = {name: body.get(name) for name in names}
         record = RequestRecord(conversation_key(messages) if isinstance(messages, list) else "", body.get("seed"),
                                outcome, start, time.monotonic(), fields)  # fmt: skip
         with self._lock:
@@ -290,7 +291,8 @@ class LocalOpenAIServer:
     def _params(self, body: dict) -> dict:
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 512
         return {"temperature": body.get("temperature", 1.0), "top_p": body.get("top_p", 1.0),
-                "max_tokens": max_tokens, "seed": body.get("seed"), "model": body["model"]}  # fmt: skip
+                "top_k": body.get("top_k") or 0, "max_tokens": max_tokens, "seed": body.get("seed"),
+                "model": body["model"]}  # fmt: skip
 
     def _script(self, body: dict, index: int) -> str | dict:
         return self.reply(body["messages"], {**self._params(body), "index": index})
@@ -314,7 +316,9 @@ class LocalOpenAIServer:
                     top = reply["top_logprobs"][:top_k]
                 out.append((text, len(words), top))
             return out
-        sampling = Sampling(params["temperature"], params["top_p"], params["max_tokens"], params["seed"] or 0)
+        sampling = Sampling(
+            params["temperature"], params["top_p"], params["max_tokens"], params["seed"] or 0, params["top_k"]
+        )
         requests = [GenerationRequest(body["messages"], sampling, candidate_seed(sampling.seed, j)) for j in range(n)]
         completions = {}
         with self._model_lock:

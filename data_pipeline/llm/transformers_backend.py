@@ -16,6 +16,7 @@ from transformers import (
     GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
+    TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
@@ -38,12 +39,15 @@ class SeededSampler(LogitsProcessor):
         self.seeds = seeds
         self.generators: list[torch.Generator] | None = None  # made on the device the logits arrive on
         self.temperature = sampling.temperature
+        self.top_k = TopKLogitsWarper(sampling.top_k) if sampling.top_k else None
         self.top_p = TopPLogitsWarper(sampling.top_p) if sampling.top_p < 1 else None
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.generators is None:
             self.generators = [torch.Generator(device=scores.device).manual_seed(seed) for seed in self.seeds]
         scores = scores.float() / self.temperature
+        if self.top_k is not None:  # transformers' order: top-k, then top-p
+            scores = self.top_k(input_ids, scores)
         if self.top_p is not None:
             scores = self.top_p(input_ids, scores)
         probs = torch.softmax(scores, dim=-1)

@@ -70,6 +70,7 @@ class VLLMBackend:
                     n=1,
                     temperature=r.sampling.temperature,
                     top_p=r.sampling.top_p,
+                    top_k=r.sampling.top_k or -1,  # vLLM: -1 = all tokens
                     max_tokens=r.sampling.max_new_tokens,
                     seed=r.seed,
                 )
