@@ -26,8 +26,7 @@ def make_parser():
 
     from data_pipeline.config import PipelineConfig
 
-    parser = TrlParser(PipelineConfig)
-    return parser
+    return TrlParser(PipelineConfig)
 
 
 def main(argv: list[str]) -> int:

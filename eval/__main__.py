@@ -7,7 +7,6 @@ Generations and judgements go through the LLM call cache, so re-running or addin
 ``--check`` runs only the preflight (eval/preflight.py); a real run starts with the same checks.
 """
 
-import logging
 import sys
 
 from data_pipeline.cli import (
@@ -32,8 +31,7 @@ def make_parser():
 
     from eval.config import EvalConfig
 
-    parser = TrlParser([EvalConfig])
-    return parser
+    return TrlParser([EvalConfig])
 
 
 def parse_and_check(argv: list[str]):
@@ -58,7 +56,6 @@ def main(argv: list[str] | None = None) -> dict:
     results = run_eval(cfg)
     out = write_all(results, cfg.output_dir)
     calls = call_counts()
-    logging.getLogger("eval").info("LLM calls (new/cached) by role: %s", calls)
     print(f"eval: wrote {out / 'report.md'}, {out / 'results.json'} and plots; LLM calls by role: {calls}")
     return results
 
