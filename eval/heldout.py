@@ -24,10 +24,12 @@ import torch
 import yaml
 from datasets import load_from_disk
 from tqdm.auto import tqdm
+from trl.chat_template_utils import get_training_chat_template
 
 from data_pipeline.llm.core import chat_prompt
 from eval import metrics
 from eval.config import llm_config
+from train.common import think_block
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +71,24 @@ def load_heldout(data_dir: str, split: str, limit: int | None) -> dict:
 def encode_pair(tokenizer, prompt: list[dict], answer: list[dict], template_kwargs: dict, eos_ids: set[int]):
     """(prompt ids, response ids) as training renders them: the full conversation under the chat template, split
     where the generation prompt ends; the response runs through its end-of-turn token (what follows is template
-    whitespace, not the model's answer). A template that rewrites the prompt part of a finished conversation
-    (DeepSeek-R1 drops the opening <think>) falls back to generation prompt + answer + EOS."""
+    whitespace, not the model's answer).
+
+    DeepSeek-R1-Distill is scored as train/ trains it: the answer behind an empty think block, rendered by TRL's
+    training template (its inference template drops everything up to ``</think>``, which would rewrite the prompt).
+    The generation prompt ends in ``<think>\n``, so the scored response starts ``\n</think>\n\n``, as in DPO."""
+    template = tokenizer.chat_template or ""
     prompt_text = chat_prompt(tokenizer, prompt, template_kwargs)
-    full_text = tokenizer.apply_chat_template(prompt + answer, tokenize=False, **template_kwargs)
-    if full_text.startswith(prompt_text):
-        answer_text = full_text[len(prompt_text) :]
-    else:
-        answer_text = answer[0]["content"] + (tokenizer.eos_token or "")
+    if "</think>" in template and "enable_thinking" not in template:
+        template = get_training_chat_template(tokenizer) or template
+        answer = [
+            {**m, "content": think_block("") + m["content"]} if "</think>" not in m["content"] else m for m in answer
+        ]
+    full_text = tokenizer.apply_chat_template(
+        prompt + answer, tokenize=False, chat_template=template, **template_kwargs
+    )
+    if not full_text.startswith(prompt_text):
+        raise ValueError(f"the chat template renders the prompt differently once an answer follows: {prompt_text!r}")
+    answer_text = full_text[len(prompt_text) :]
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(answer_text, add_special_tokens=False)["input_ids"]
     end = next((k + 1 for k, t in enumerate(answer_ids) if t in eos_ids), len(answer_ids))

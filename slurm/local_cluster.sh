@@ -2,7 +2,7 @@
 # A real SLURM cluster on this machine (Debian/Ubuntu slurmctld + slurmd + munge), for tests and for trying the sbatch
 # scripts before a real cluster. It fakes GPUs as GRES so `--gpus-per-node` scripts run unchanged, and it runs one
 # slurmd per node name (all on this host, each on its own port), so `-N 2` jobs get two real SLURM nodes: srun starts
-# one task per node with SLURM_NODEID 0 and 1, as on a cluster. Every node offers all of this host's CPUs.
+# one task per node with SLURM_NODEID 0 and 1, as on a cluster. Every node offers all of this host's CPUs (at least 2).
 #
 #   slurm/local_cluster.sh install   # apt-get the packages when missing (needs root or sudo)
 #   slurm/local_cluster.sh start     # write the config, start munged/slurmctld/slurmd(s) that are not running
@@ -68,9 +68,13 @@ write_config() {
         die "$CONF exists and was not written by this script; refusing to overwrite it (set SLURM_CONF elsewhere)"
     fi
     local cpus mem_mb n name gpu device nodes
+    # Every node offers this host's CPUs and ~90% of its RAM, but at least 2 CPUs and 8 GB: the tests' two-GPU jobs ask
+    # for 1 CPU and 2G per GPU, and a CI runner may show fewer (CPU affinity, a sandbox's meminfo). SlurmdParameters=
+    # config_overrides below makes slurmd trust these numbers instead of draining a node whose hardware reads smaller.
     cpus=$(nproc)
-    # ~90% of RAM: slurmd drains a node that reports less memory than RealMemory.
+    ((cpus >= 2)) || cpus=2
     mem_mb=$(awk '/MemTotal/ {printf "%d", $2 / 1024 * 0.9}' /proc/meminfo)
+    ((mem_mb >= 8192)) || mem_mb=8192
     nodes=$(IFS=,; echo "${NODE_NAMES[*]}")
     mkdir -p "$(dirname "$CONF")" "$STATE"/{ctld,spool,dev}
     {
@@ -108,6 +112,7 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
+SlurmdParameters=config_overrides
 SlurmctldTimeout=30
 SlurmdTimeout=30
 MessageTimeout=10

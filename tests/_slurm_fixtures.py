@@ -68,7 +68,7 @@ class LocalCluster:
             text=True,
             timeout=60,
         )
-        assert proc.returncode == 0, f"sbatch {' '.join(args)} failed: {proc.stderr}"
+        assert proc.returncode == 0, f"sbatch {' '.join(args)} failed: {proc.stderr}{self.nodes_report()}"
         job = proc.stdout.strip().split(";")[0]
         self.jobs.append(job)
         return job
@@ -79,6 +79,11 @@ class LocalCluster:
         return subprocess.run(
             cmd, cwd=REPO_ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=180
         )
+
+    def nodes_report(self) -> str:
+        """The nodes as slurmctld sees them (CPUs, memory, GRES, state), for a failed submission's message."""
+        out = subprocess.run(["scontrol", "show", "nodes", "-o"], capture_output=True, text=True).stdout
+        return f"\nnodes (nproc here: {os.cpu_count()}):\n{out}"
 
     def _records(self, job_id: str) -> list[dict[str, str]]:
         """`scontrol show job -o` as one dict per line (JobState, ExitCode, Restarts, Dependency, ...)."""

@@ -6,11 +6,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from datasets import Dataset
+from trl.chat_template_utils import get_training_chat_template
 
 from data_pipeline.llm.core import LLMConfig
 from data_pipeline.llm.transformers_backend import TransformersBackend
 from eval import heldout
 from tests.conftest import REPO_ROOT
+from train.common import prepare_conversations
 
 KW = {"enable_thinking": False}
 CONVERSATIONS = [
@@ -87,8 +90,20 @@ def test_batched_teacher_forcing_equals_a_direct_forward_pass(qwen3):
         assert logprob_sum == pytest.approx(direct, abs=1e-3)  # left padding in a batch of 2 changes nothing
 
 
-def test_deepseek_template_falls_back_to_answer_plus_eos(tiny_models):
+def test_deepseek_response_is_scored_behind_the_empty_think_block_it_is_trained_with(tiny_models):
     backend = TransformersBackend(LLMConfig(model=tiny_models["tiny-qwen2"], dtype="float32"))
     prompt_ids, answer_ids = heldout.encode_pair(backend.tokenizer, *CONVERSATIONS[0], {}, backend.eos_ids)
     assert backend.tokenizer.decode(prompt_ids).endswith("<｜Assistant｜><think>\n")
-    assert answer_ids[-1] in backend.eos_ids and "By hand." in backend.tokenizer.decode(answer_ids)
+    assert backend.tokenizer.decode(answer_ids) == "\n</think>\n\nBy hand.<｜end▁of▁sentence｜>"
+    # The same tokens DPO trains on: train/'s prepared row under TRL's training template, split after the prompt.
+    tokenizer = backend.tokenizer
+    prepared = prepare_conversations(
+        Dataset.from_list([{"messages": CONVERSATIONS[0][0] + CONVERSATIONS[0][1]}]),
+        tokenizer,
+        ["messages"],
+        enable_thinking=False,
+    )[0]["messages"]
+    trained = tokenizer.apply_chat_template(
+        prepared, tokenize=False, chat_template=get_training_chat_template(tokenizer)
+    )
+    assert trained == tokenizer.decode(prompt_ids + answer_ids)

@@ -257,7 +257,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
         ],  # fmt: skip
         env={**job_env, "AC_VLLM": str(fake_vllm), "AC_SERVE_LOG_DIR": str(root)},
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, proc.stderr + cluster.nodes_report()
     jobs = dict(line.split(": job ")[0:2] for line in proc.stdout.splitlines() if ": job " in line)
     jobs = {stage: value.split()[0] for stage, value in jobs.items()}
     cluster.jobs.extend(jobs.values())
