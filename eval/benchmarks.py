@@ -25,7 +25,7 @@ import numpy as np
 
 from eval import metrics
 from eval.benchmark_tasks import QUESTION_KEY, QUESTION_TEXT, BenchmarkInputError, task_config, task_manager
-from eval.config import EvalConfig, ModelSpec, llm_config
+from eval.config import EvalConfig, ModelSpec
 
 log = logging.getLogger(__name__)
 COUNTRY_FIELD = {"culturalbench_easy": "country", "culturalbench_hard": "country", "blend_mcq": "country"}
@@ -35,7 +35,7 @@ SENSITIVITY = {"CS": "culturally_sensitive", "CA": "culturally_agnostic"}
 
 def lm_eval_model(cfg: EvalConfig, spec: ModelSpec, engines: dict):
     """lm-eval's model for a spec: ("hf", args) for transformers, a shared vLLM LM object, or None (no logprobs)."""
-    llm = llm_config(spec, cfg)
+    llm = cfg.model_llm_config(spec)
     common = {"pretrained": llm.model, "dtype": llm.dtype, "chat_template_args": dict(llm.chat_template_kwargs)}
     if llm.backend == "transformers":
         import torch
@@ -56,7 +56,7 @@ def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict
 
     key = (common["pretrained"], common["dtype"])
     if key not in engines:
-        same_base = [llm_config(s, cfg) for s in cfg.model_specs]
+        same_base = [cfg.model_llm_config(s) for s in cfg.model_specs]
         adapters = [c.adapter for c in same_base if c.backend == "vllm" and (c.model, c.dtype) == key and c.adapter]
         ranks = [json.loads((Path(a) / "adapter_config.json").read_text())["r"] for a in adapters]
         lora = {"lora_local_path": adapters[0], "max_lora_rank": max([8, *ranks])} if adapters else {}
@@ -64,7 +64,7 @@ def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict
             {**common, **lora}, {"batch_size": cfg.benchmark_spec.batch_size}
         )
     engine = engines[key]
-    adapter = llm_config(spec, cfg).adapter
+    adapter = cfg.model_llm_config(spec).adapter
     engine.lora_request = LoRARequest(spec.name, cfg.model_specs.index(spec) + 1, adapter) if adapter else None
     return engine
 

@@ -129,6 +129,11 @@ class EvalConfig:
     )
     benchmarks: dict = field(default_factory=dict, metadata={"help": "BenchmarksSpec mapping (YAML only)."})
 
+    def model_llm_config(self, spec: "ModelSpec") -> LLMConfig:
+        """An evaluated model's LLMConfig: its resolved decoding (a preset's chat_template_kwargs included), its own
+        settings, then the run's. Generation, held-out scoring, the benchmarks and the preflight all read this one."""
+        return llm_config(self.decodings[spec.name], spec, self)
+
     def __post_init__(self):
         self.model_specs = [_strict(ModelSpec, m, f"models[{i}]") for i, m in enumerate(self.models)]
         if not self.model_specs:

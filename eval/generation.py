@@ -12,14 +12,12 @@ batching backend it is the wall time of the response's batch.
 from datasets import Dataset
 
 from data_pipeline.llm import LLM, Sampling, build_llm
-from eval.config import EvalConfig, ModelSpec, llm_config
+from eval.config import EvalConfig, ModelSpec
 from eval.reasoning import Decoding, ThinkReader
 
 
 def build_model_llm(cfg: EvalConfig, spec: ModelSpec) -> LLM:
-    # The model's resolved decoding (chat_template_kwargs), its own settings, then the run's for the rest.
-    llm_cfg = llm_config(cfg.decodings[spec.name], spec, cfg)
-    return build_llm(llm_cfg, cfg.cache_dir, role=f"model:{spec.name}")
+    return build_llm(cfg.model_llm_config(spec), cfg.cache_dir, role=f"model:{spec.name}")
 
 
 def sampling_of(decoding: Decoding, seed: int) -> Sampling:

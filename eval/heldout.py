@@ -28,7 +28,6 @@ from trl.chat_template_utils import get_training_chat_template
 
 from data_pipeline.llm.core import chat_prompt
 from eval import metrics
-from eval.config import llm_config
 from train.common import think_block
 
 log = logging.getLogger(__name__)
@@ -208,7 +207,7 @@ def model_scores(cfg, spec, llm, data: dict) -> dict | None:
     """Teacher-forced scores of one evaluated model with the backend that generated its responses (transformers:
     batched forward passes; vLLM: prompt logprobs); None for an API model (no weights to teacher-force: its
     held-out metrics are null)."""
-    llm_cfg = llm_config(spec, cfg)
+    llm_cfg = cfg.model_llm_config(spec)
     if llm_cfg.backend == "openai":
         log.warning("held-out metrics: %s is served over an API (no weights); its values are null", spec.name)
         return None

@@ -22,7 +22,7 @@ JUDGE_PROMPTS = {  # eval/judges.py KINDS' default prompt files, without importi
 
 def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
     for spec in cfg.model_specs:
-        check.llm(f"models.{spec.name}", llm_config(spec, cfg))
+        check.llm(f"models.{spec.name}", cfg.model_llm_config(spec))
         for run in spec.train_runs:
             check.path(f"models.{spec.name}.train_runs", run, kind="dir")
     seen: dict[str, str] = {}

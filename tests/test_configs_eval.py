@@ -114,3 +114,17 @@ def test_local_hub_sets_config_reads_every_hhh_set_from_a_hub_schema_file():
     assert all((REPO_ROOT / f).is_file() and f.startswith("eval/fixtures/hub/") for f in files)
     sets, _ = load_test_sets(cfg)
     assert {name: len(ds) for name, ds in sets.items()} == {"helpfulness": 12, "harmlessness": 12, "honesty": 12}
+
+
+def test_a_presets_chat_template_reaches_heldout_scoring_and_the_benchmarks():
+    """qwen3-8b.yaml sets thinking off only through its preset: lm-eval's prompts and the held-out scoring must render
+    the same template as the generations (and as training), not the template's thinking-on default."""
+    from eval import benchmarks
+
+    path = REPO_ROOT / "configs" / "eval" / "qwen3-8b.yaml"
+    cfg = parse_config(["--config", str(path), "--backend", "transformers"])
+    for spec in cfg.model_specs:
+        assert not spec.chat_template_kwargs and not cfg.chat_template_kwargs  # the preset is the only source
+        assert cfg.model_llm_config(spec).chat_template_kwargs == {"enable_thinking": False}
+        kind, args = benchmarks.lm_eval_model(cfg, spec, {})
+        assert kind == "hf" and args["chat_template_args"] == {"enable_thinking": False}

@@ -197,34 +197,45 @@ def test_faulty_openai_server_run_finishes_with_no_duplicate_rows(tmp_path, monk
     assert written and not [p for p in written if secret.encode() in p.read_bytes()]
 
 
+def counting_generations(generated: list):
+    """scripted_reply that appends to `generated` for every generation call (not judge or expander calls)."""
+
+    def reply(messages, params):
+        if "impartial judge" not in messages[-1]["content"] and "Write one new prompt" not in messages[-1]["content"]:
+            generated.append(1)
+        return scripted_reply(messages, params)
+
+    return reply
+
+
+def kill_9_mid_generation(config_path: Path, generated: list, *overrides: str, calls: int = 12) -> None:
+    """Run `python -m data_pipeline` on the config and SIGKILL it once `calls` generations were served."""
+    generated.clear()
+    command = [sys.executable, "-m", "data_pipeline", "--config", str(config_path), *overrides]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(generated) < calls and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the pipeline finished before it could be killed mid-generation"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
 @pytest.mark.slow
 def test_kill_9_mid_generation_then_rerun_repeats_no_completed_call(tmp_path):
     generated = []
-
-    def reply(messages, params):
-        text = scripted_reply(messages, params)
-        if "impartial judge" not in messages[-1]["content"] and "Write one new prompt" not in messages[-1]["content"]:
-            generated.append(1)
-        return text
+    reply = counting_generations(generated)
 
     with LocalOpenAIServer(reply, faults=Faults(delay_s=0.05)) as server:
         reference = server_config(server.base_url, tmp_path, "reference")
         run(reference, tmp_path)
         uninterrupted_calls = sum(server.completed_calls().values())
         server.reset_records()
-        generated.clear()
 
         resumed = server_config(server.base_url, tmp_path, "out")
         path = tmp_path / "resumed.yaml"
         path.write_text(yaml.safe_dump(resumed))
-        command = [sys.executable, "-m", "data_pipeline", "--config", str(path)]
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while len(generated) < 12 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process.poll() is None, "the pipeline finished before it could be killed mid-generation"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_9_mid_generation(path, generated)
         assert not (Path(resumed["output_dir"]) / "manifest.json").exists()
         served_before_kill = sum(server.completed_calls().values())
 

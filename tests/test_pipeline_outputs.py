@@ -2,11 +2,6 @@
 and stats.json say what was skipped, in which encoding each source was read, and every role's calls and retries."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +13,7 @@ from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
 from data_pipeline.pipeline import run_pipeline
 from data_pipeline.staging import COMPLETE, begin_build
 from tests.conftest import REPO_ROOT
-from tests.test_pipeline import scripted_reply, server_config
+from tests.test_pipeline import counting_generations, kill_9_mid_generation, server_config
 
 
 def snapshot(output_dir: Path) -> dict[str, bytes]:
@@ -93,14 +88,8 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(tmp_path):
 @pytest.mark.slow
 def test_a_rerun_killed_mid_generation_leaves_the_build_and_keeps_the_paid_calls(tmp_path):
     generated = []
-
-    def reply(messages, params):
-        if "impartial judge" not in messages[-1]["content"] and "Write one new prompt" not in messages[-1]["content"]:
-            generated.append(1)
-        return scripted_reply(messages, params)
-
     faults = Faults(delay_s=0.05, server_error=3, rate_limit=2, drop=1, retry_after_s=0.05)
-    with LocalOpenAIServer(reply, faults=faults) as server:
+    with LocalOpenAIServer(counting_generations(generated), faults=faults) as server:
         config = server_config(server.base_url, tmp_path, "out")
         path = tmp_path / "config.yaml"
         path.write_text(yaml.safe_dump(config))
@@ -109,15 +98,7 @@ def test_a_rerun_killed_mid_generation_leaves_the_build_and_keeps_the_paid_calls
         before = snapshot(out)
         cache_before = len(list((out / "llm_cache").glob("??/*.json")))
         # The rerun samples new candidates (another generate seed): new calls, then SIGKILL in the middle of them.
-        generated.clear()
-        command = [sys.executable, "-m", "data_pipeline", "--config", str(path), "--generate.seed", "7"]
-        process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while len(generated) < 12 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert process.poll() is None, "the rerun finished before it could be killed mid-generation"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
+        kill_9_mid_generation(path, generated, "--generate.seed", "7")
         assert snapshot(out) == before  # the previous build, manifest included, byte for byte
         paid = len(list((out / "llm_cache").glob("??/*.json"))) - cache_before
         assert paid >= 12 - 4  # every finished call of the killed run is in the cache (<= 4 were in flight)

@@ -1,6 +1,7 @@
 """Preflight (--check): each failing item with its message, every shipped config passing against faked endpoints and
 keys, and the SLURM chain's preflight at submission (roles the data job serves, inputs earlier jobs write)."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -155,13 +156,21 @@ def faked_world(tmp_path, monkeypatch, tiny_models):
     return {"upstream": {"runs": "an earlier stage"}, "tiny": tiny}
 
 
-def serve_openai_roles(llm_configs: list, servers: dict) -> None:
-    """Point every openai role that names an endpoint at a local server serving its model (one per model)."""
-    for cfg in llm_configs:
-        if cfg.backend == "openai" and cfg.base_url:
-            if cfg.model not in servers:
-                servers[cfg.model] = LocalOpenAIServer(lambda m, p: "ok", model_name=cfg.model).start()
-            cfg.base_url = servers[cfg.model].base_url
+@contextlib.contextmanager
+def serve_openai_roles(llm_configs: list):
+    """Point every openai role that names an endpoint at a local server serving its model (one per model); yields
+    the servers by model and stops them on exit."""
+    servers: dict = {}
+    try:
+        for cfg in llm_configs:
+            if cfg.backend == "openai" and cfg.base_url:
+                if cfg.model not in servers:
+                    servers[cfg.model] = LocalOpenAIServer(lambda m, p: "ok", model_name=cfg.model).start()
+                cfg.base_url = servers[cfg.model].base_url
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
 
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "data").glob("*.yaml")), ids=lambda p: p.stem)
@@ -173,14 +182,9 @@ def test_every_data_config_passes_its_preflight(path, faked_world, tmp_path):
         if spec.path and not Path(spec.path).exists() and spec.format == "culturax_release":
             spec.path = str(tmp_path / "CulturaX.csv")  # the release lives in ../shared; a CI checkout lacks it
             Path(spec.path).write_text("Question\n")
-    servers: dict = {}
-    try:
-        serve_openai_roles(list(cfg.llm_configs.values()), servers)
+    with serve_openai_roles(list(cfg.llm_configs.values())) as servers:
         check = check_pipeline(cfg, Preflight(str(path)))
         report = check.report()
-    finally:
-        for server in servers.values():
-            server.stop()
     print(report)
     assert not check.failures(), report
     if path.stem == "culturax":  # the paper's config: every role through an endpoint, the generator on the API
@@ -218,14 +222,9 @@ def test_every_eval_config_passes_its_preflight(path, faked_world):
     cfg = parse_eval_config(["--config", str(path)])
     for spec in [*cfg.model_specs, *cfg.judge_specs.values()]:
         spec.model = faked_world["tiny"].get(spec.model, spec.model)
-    servers: dict = {}
-    try:
-        serve_openai_roles([*cfg.model_specs, *cfg.judge_specs.values()], servers)
+    with serve_openai_roles([*cfg.model_specs, *cfg.judge_specs.values()]):
         check = check_eval(cfg, Preflight(str(path), upstream=faked_world["upstream"]))
         report = check.report()
-    finally:
-        for server in servers.values():
-            server.stop()
     print(report)
     assert not check.failures(), report
 
