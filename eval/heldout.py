@@ -24,11 +24,10 @@ import torch
 import yaml
 from datasets import load_from_disk
 from tqdm.auto import tqdm
-from trl.chat_template_utils import get_training_chat_template
 
 from data_pipeline.llm.core import chat_prompt
 from eval import metrics
-from train.common import think_block
+from train.common import always_thinks, think_block, training_chat_template
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +76,8 @@ def encode_pair(tokenizer, prompt: list[dict], answer: list[dict], template_kwar
     The generation prompt ends in ``<think>\n``, so the scored response starts ``\n</think>\n\n``, as in DPO."""
     template = tokenizer.chat_template or ""
     prompt_text = chat_prompt(tokenizer, prompt, template_kwargs)
-    if "</think>" in template and "enable_thinking" not in template:
-        template = get_training_chat_template(tokenizer) or template
+    if always_thinks(template):
+        template = training_chat_template(tokenizer)
         answer = [
             {**m, "content": think_block("") + m["content"]} if "</think>" not in m["content"] else m for m in answer
         ]

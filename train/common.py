@@ -17,6 +17,7 @@ import torch
 from accelerate import PartialState
 from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase, TrainerCallback
+from trl.chat_template_utils import get_training_chat_template
 
 from train.plan import ScheduleReport, apply_global_batch
 from train.preemption import PreemptionCallback, guard_wandb
@@ -122,6 +123,21 @@ def think_block(reasoning: str) -> str:
     return f"<think>\n{reasoning}\n</think>\n\n" if reasoning.strip() else EMPTY_THINK
 
 
+def always_thinks(template: str) -> bool:
+    """A DeepSeek-R1-Distill-style template: it opens <think> at every answer, with no switch to turn that off."""
+    return "</think>" in template and "enable_thinking" not in template
+
+
+def training_chat_template(tokenizer: PreTrainedTokenizerBase) -> str:
+    """The template train/ renders conversations with: TRL's training variant of the tokenizer's template (it keeps
+    reasoning that DeepSeek-R1-Distill's inference template cuts at </think>), else the tokenizer's own."""
+    try:
+        return get_training_chat_template(tokenizer) or tokenizer.chat_template
+    except ValueError:  # a family TRL has no training template for
+        logger.warning("no TRL training chat template for this tokenizer; rendering with its own template")
+        return tokenizer.chat_template
+
+
 def prepare_conversations(
     dataset: Dataset,
     tokenizer: PreTrainedTokenizerBase,
@@ -167,7 +183,7 @@ def prepare_conversations(
     if qwen3:
         dataset = dataset.map(lambda _: {"chat_template_kwargs": {"enable_thinking": enable_thinking}})
         return dataset.map(with_think) if keep_reasoning else dataset
-    if "</think>" in template:
+    if always_thinks(template):
         return dataset.map(with_think)
     return dataset
 

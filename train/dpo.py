@@ -11,7 +11,6 @@ Two starting points:
 Resume and SIGUSR1/SIGTERM preemption behave as in train.sft.
 """
 
-import logging
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -21,14 +20,12 @@ from pathlib import Path
 import transformers
 from peft import PeftModel
 from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
-from trl.chat_template_utils import get_training_chat_template
 
 from data_pipeline.cli import run_command
-from train.common import TrainScriptArguments, finish_training, run_training, training_splits
+from train.common import TrainScriptArguments, finish_training, run_training, training_chat_template, training_splits
 from train.preflight import command, train_command
 from train.sft import model_init_kwargs
 
-logger = logging.getLogger(__name__)
 COLUMNS = ["prompt", "chosen", "rejected"]
 
 
@@ -64,10 +61,7 @@ def build_trainer(
     # DPOTrainer renders with the tokenizer's own template; the training variant (when TRL has one) keeps reasoning
     # that DeepSeek-R1-Distill's inference template cuts at </think>. main() saves the original template back.
     tokenizer.inference_chat_template = tokenizer.chat_template
-    try:
-        tokenizer.chat_template = get_training_chat_template(tokenizer) or tokenizer.chat_template
-    except ValueError:  # a family TRL has no training template for: its own template is used as is
-        logger.warning("no TRL training chat template for this tokenizer; DPO renders with its own template")
+    tokenizer.chat_template = training_chat_template(tokenizer)
     train_dataset, eval_dataset = training_splits(script_args, training_args, datasets, tokenizer, COLUMNS)
     policy = load_policy(script_args, training_args, model_args)
     from_id = isinstance(policy, str)
