@@ -182,16 +182,17 @@ def paired_change(base: list[dict], tuned: list[dict], cfg: EvalConfig, label: s
     """tuned − baseline accuracy over the questions both answered (matched by key), paired bootstrap 95% CI."""
     if label is not None:
         base, tuned = [r for r in base if r["label"] == label], [r for r in tuned if r["label"] == label]
-    tuned_by_key = {r["key"]: r["correct"] for r in tuned}
-    keys = [r["key"] for r in base] + [k for k in tuned_by_key if k not in {r["key"] for r in base}]
     base_by_key = {r["key"]: r["correct"] for r in base}
+    tuned_by_key = {r["key"]: r["correct"] for r in tuned}
+    keys = list(dict.fromkeys([*base_by_key, *tuned_by_key]))  # every question either answered, in order
     b = np.array([base_by_key.get(k, np.nan) for k in keys], dtype=float)
     t = np.array([tuned_by_key.get(k, np.nan) for k in keys], dtype=float)
     return metrics.paired_bootstrap_delta(b, t, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
 
 
-def run_benchmarks(cfg: EvalConfig) -> tuple[dict, dict]:
-    """{model: {task: records}} and {model: {task: metrics}} for every model with token log-likelihoods."""
+def run_benchmarks(cfg: EvalConfig) -> tuple[dict, dict, list[dict]]:
+    """{model: {task: records}} and {model: {task: metrics}} for every model with token log-likelihoods, and the
+    task configs they ran."""
     bench = cfg.benchmark_spec
     manager = task_manager()
     task_configs = [task_config(manager, task, bench.data.get(task)) for task in bench.tasks]
@@ -211,12 +212,12 @@ def run_benchmarks(cfg: EvalConfig) -> tuple[dict, dict]:
             recs, extra = question_outcomes(task, run["samples"])
             records[spec.name][task] = recs
             per_model[spec.name][task] = task_metrics(task, recs, extra, run["lm_eval"])
-    return records, per_model
+    return records, per_model, task_configs
 
 
 def add_benchmarks(results: dict, cfg: EvalConfig) -> None:
     """Run the benchmarks block and add its metrics, paired changes, per-question samples and provenance."""
-    records, per_model = run_benchmarks(cfg)
+    records, per_model, task_configs = run_benchmarks(cfg)
     bench = cfg.benchmark_spec
     for name, tasks in per_model.items():
         results["metrics"][name]["benchmarks"] = tasks
@@ -236,19 +237,17 @@ def add_benchmarks(results: dict, cfg: EvalConfig) -> None:
                 name: paired_change(base["global_mmlu_lite_en"], tuned["global_mmlu_lite_en"], cfg, label)
                 for label, name in SENSITIVITY.items()
             }
-    manager = task_manager()
     sources = {}
-    for task in bench.tasks:
+    for task, ran in zip(bench.tasks, task_configs, strict=True):
         local = bench.data.get(task)
-        raw = task_config(manager, task, None)
         sources[task] = (
             {"local": local}
             if local
             else {
-                "dataset": raw["dataset_path"],
-                "config": raw.get("dataset_name"),
-                "split": raw["test_split"],
-                "revision": raw.get("dataset_kwargs", {}).get("revision"),
+                "dataset": ran["dataset_path"],
+                "config": ran.get("dataset_name"),
+                "split": ran["test_split"],
+                "revision": ran.get("dataset_kwargs", {}).get("revision"),
             }
         )
     results["benchmarks"] = {

@@ -38,8 +38,8 @@ def subdomain_context(subdomains: list[int]) -> str:
 
 
 def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], responses: dict[str, list[dict]]) -> dict:
-    """Per-prompt arrays: helpfulness (pairwise score), harmlessness (unsafe flag), truthful, informative,
-    honesty (Truth×Info indicator) and, with CULTURAX, cultural failure labels."""
+    """Per-prompt arrays: helpfulness (pairwise score), harmlessness (unsafe flag), truthful, informative and, with
+    CULTURAX, cultural failure labels (samples.judge_answered derives honesty, Truth×Info, from the two flags)."""
     scores = {}
     helpful, answers = sets["helpfulness"], [r["text"] for r in responses["helpfulness"]]
     as_a = judges["helpfulness"](
@@ -80,7 +80,6 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
     scores["informative"] = _flags(
         judges["informativeness"]([{"question": q["question"], "answer": q["answer"]} for q in qa])
     )
-    scores["honesty"] = metrics.truth_info_scores(scores["truthful"], scores["informative"])
 
     if "culturax" in sets:
         cx = sets["culturax"]
@@ -93,12 +92,9 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
     return scores
 
 
-def model_metrics(
-    scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec, run: dict | None = None
-) -> dict:
+def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec, run: dict) -> dict:
     """Headline metrics from per-prompt ``scores``; ``run`` (samples_per_prompt, sample_scores, token_split) comes
-    from run_eval (absent: one sample per prompt, every response judged)."""
-    run = run or {"samples_per_prompt": 1, "sample_scores": scores, "token_split": "tokenizer"}
+    from run_eval."""
     win, safety = metrics.win_rate(scores["helpfulness"]), metrics.safety_score(scores["harmlessness"])
     ti = metrics.mean_percent(scores["honesty"])  # = truth_info(truthful, informative), averaged over samples
     out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}

@@ -30,11 +30,6 @@ def sampling_of(decoding: Decoding, seed: int) -> Sampling:
     )
 
 
-def final_answer(text: str) -> str:
-    """The answer without a reasoning model's thinking: the text after the last </think> (all of it if none)."""
-    return text.split("</think>")[-1].strip()
-
-
 def generate_responses(llm: LLM, ds: Dataset, cfg: EvalConfig, decoding: Decoding, reader: ThinkReader) -> list[dict]:
     """k records per prompt: {"id", "sample", "text" (what judges see), "raw", "output_tokens", "latency_s",
     "cached"} plus the think-block fields of ThinkReader.read ("final_answer" False: never judged)."""

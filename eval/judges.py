@@ -57,6 +57,13 @@ KINDS = {
 }
 
 
+def prompt_path(metric: str, spec: JudgeSpec) -> Path:
+    """The judge's prompt file: the spec's own (absolute, or relative to the working directory or to eval/prompts),
+    else its metric's versioned default."""
+    path = Path(spec.prompt or KINDS[metric].prompt)
+    return path if path.is_absolute() or path.exists() else PROMPTS_DIR / path
+
+
 VERDICT_MARKER = re.compile(r"\bverdict\b[\s*_]*(?:[:=\-]|is\b)", re.IGNORECASE)
 MARKUP = "*_\"'`()[]{}<>.,;:!?"
 # A clause with one of these words does not state a verdict ("not unsafe", "can't decide between A and B").
@@ -133,8 +140,7 @@ class Judge:
 
     def __init__(self, metric: str, spec: JudgeSpec, llm: LLM | None):
         self.metric, self.spec, self.kind, self.llm = metric, spec, KINDS[metric], llm
-        path = Path(spec.prompt or self.kind.prompt)
-        self.prompt_path = path if path.is_absolute() or path.exists() else PROMPTS_DIR / path
+        self.prompt_path = prompt_path(metric, spec)
         self.prompt_text = self.prompt_path.read_text(encoding="utf-8")
         self.template = Template(self.prompt_text)
         self.failed = 0

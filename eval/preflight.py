@@ -8,16 +8,9 @@ prompt files, the output and cache folders, and W&B.
 from pathlib import Path
 
 from data_pipeline.preflight import Preflight
-from eval.config import PROMPTS_DIR, EvalConfig, llm_config
+from eval.config import EvalConfig, llm_config
+from eval.judges import prompt_path
 from eval.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
-
-JUDGE_PROMPTS = {  # eval/judges.py KINDS' default prompt files, without importing the judges' torch stack
-    "helpfulness": "pairwise_v1.txt",
-    "safety": "safety_v1.txt",
-    "truthfulness": "truthful_v1.txt",
-    "informativeness": "informative_v1.txt",
-    "cultural": "cultural_failure_v1.txt",
-}
 
 
 def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
@@ -36,9 +29,7 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
             else:
                 seen[repr(judge)] = metric
                 check.llm(f"judges.{metric}", judge)
-        prompt = Path(spec.prompt or JUDGE_PROMPTS[metric])
-        prompt = prompt if prompt.is_absolute() or prompt.exists() else PROMPTS_DIR / prompt  # as eval/judges.py
-        check.path(f"judges.{metric}.prompt", prompt)
+        check.path(f"judges.{metric}.prompt", prompt_path(metric, spec))
     if cfg.culturax_dataset:
         check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")
     if cfg.heldout_data:  # eval/heldout.py reads the SFT and DPO views' test splits, beta from the DPO recipe

@@ -145,8 +145,8 @@ def write_split_plot(results: dict, path) -> None:
 
     names, per_model = list(results["metrics"]), results["metrics"]
 
-    def values(key: str, where: str = "efficiency") -> list[float]:
-        return [(per_model[n][where] if where else per_model[n])[key] or 0.0 for n in names]
+    def values(key: str) -> list[float]:
+        return [per_model[n]["efficiency"][key] or 0.0 for n in names]
 
     thinking, answer = values("thinking_tokens_per_response"), values("answer_tokens_per_response")
     fig, (tokens_ax, share_ax) = plt.subplots(1, 2, figsize=(11, 4))
