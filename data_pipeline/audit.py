@@ -41,6 +41,7 @@ from data_pipeline import embeddings, taxonomy
 from data_pipeline.cli import Command, UserError, run_command
 from data_pipeline.dedup import DedupConfig, fingerprints_and_features, near_duplicate_pairs, pair_jaccard
 from data_pipeline.importers import SourceSpec, load_source
+from data_pipeline.preflight import is_hub_id
 
 MISMATCH_THRESHOLD = 0.25
 JUDGED_COLUMNS = ("chosen", "rejected")  # a built CULTURAX's responses (data_pipeline/judge.py)
@@ -66,7 +67,7 @@ def load_for_audit(args: AuditArguments) -> tuple[list[dict], list[dict], object
     import datasets
 
     path = Path(args.input)
-    if not path.exists() and not (args.format == "hf" or (not path.suffix and len(path.parts) == 2)):
+    if not path.exists() and not (args.format == "hf" or is_hub_id(args.input)):
         raise FileNotFoundError(2, "No such file or directory", args.input)  # a hub id is not a local path
     judged: dict[str, dict[str, str]] = {}
     if (path / "dataset" / "dataset_dict.json").exists():
@@ -113,11 +114,10 @@ def near_duplicates(prompts: list[str], cfg: DedupConfig) -> dict:
     return {"verified": int(verified.sum()), "unverified": int((~verified).sum()), "examples": examples}
 
 
-def response_scores(rows: list[dict]) -> tuple[list[int], np.ndarray]:
-    """Indices of rows with responses and their prompt-vs-responses cosine (see the module docstring)."""
+def response_scores(rows: list[dict], vectors: dict[str, np.ndarray]) -> tuple[list[int], np.ndarray]:
+    """Indices of rows with responses and their prompt-vs-responses cosine (see the module docstring); ``vectors``
+    holds the embedding of every prompt and response (``embed_texts``)."""
     scored = [i for i, row in enumerate(rows) if row["responses"]]
-    texts = list(dict.fromkeys(t for i in scored for t in [rows[i]["prompt"], *rows[i]["responses"]]))
-    vectors = dict(zip(texts, embeddings.embed(texts, show_progress=True), strict=True))
     scores = np.zeros(len(scored), dtype=np.float32)
     for k, i in enumerate(scored):
         centroid = np.mean([vectors[t] for t in rows[i]["responses"]], axis=0)
@@ -125,8 +125,16 @@ def response_scores(rows: list[dict]) -> tuple[list[int], np.ndarray]:
     return scored, scores
 
 
-def response_mismatch(rows: list[dict], threshold: float) -> dict:
-    scored, scores = response_scores(rows)
+def embed_texts(scored_rows: list[list[dict]]) -> dict[str, np.ndarray]:
+    """The embedding of every prompt and response of rows with responses, over all response columns in one call: a
+    prompt is scored once per column, but embedded once."""
+    texts = list(dict.fromkeys(t for rows in scored_rows for row in rows if row["responses"]
+                               for t in [row["prompt"], *row["responses"]]))  # fmt: skip
+    return dict(zip(texts, embeddings.embed(texts, show_progress=True), strict=True))
+
+
+def response_mismatch(rows: list[dict], threshold: float, vectors: dict[str, np.ndarray]) -> dict:
+    scored, scores = response_scores(rows, vectors)
     flagged = [k for k in np.argsort(scores, kind="stable") if scores[k] < threshold]
     return {
         "count": len(flagged),
@@ -153,12 +161,14 @@ def audit_rows(rows: list[dict], cfg: DedupConfig, threshold: float, splits=None
         from data_pipeline.split import cross_split_leakage
 
         leakage = cross_split_leakage(splits, cfg)
-    judged_mismatch = {
-        f"response_mismatch_{column}": response_mismatch(
-            [{**row, "responses": [texts[row["id"]]] if row["id"] in texts else []} for row in rows], threshold
-        )
+    scored_rows = {"response_mismatch": rows} | {
+        f"response_mismatch_{column}": [
+            {**row, "responses": [texts[row["id"]]] if row["id"] in texts else []} for row in rows
+        ]
         for column, texts in (judged or {}).items()
     }
+    vectors = embed_texts(list(scored_rows.values()))
+    mismatches = {key: response_mismatch(scored, threshold, vectors) for key, scored in scored_rows.items()}
     return {
         "rows": len(rows),
         "distinct_prompts": len(set(prompts)),
@@ -173,8 +183,7 @@ def audit_rows(rows: list[dict], cfg: DedupConfig, threshold: float, splits=None
         "unlabelled_rows": sum(1 for row in rows if not row["subdomains"]),
         "imbalance_ratio": max(counts.values()) / min(counts.values()) if counts else None,
         "cross_split_leakage": leakage,
-        "response_mismatch": response_mismatch(rows, threshold),
-        **judged_mismatch,
+        **mismatches,
     }
 
 

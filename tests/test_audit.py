@@ -143,12 +143,17 @@ def test_embeddings_are_offline_normalised_and_semantic():
     assert embed([]).shape == (0, EMBEDDING_DIM)
 
 
-def test_built_culturax_scores_chosen_and_rejected(tmp_path, capsys):
+def test_built_culturax_scores_chosen_and_rejected(tmp_path, capsys, monkeypatch):
     """A pipeline output folder has no importer responses; its judged chosen/rejected responses are what is scored.
     Expected: chosen on topic for all 4 rows (0 of 4); rejected given for 3 rows (r4 has no pair), one of them the
     sourdough recipe as the rejected answer to the Turkish-breakfast question (1 of 3: cosine below 0.25)."""
     import datasets
 
+    from data_pipeline import embeddings
+
+    embedded: list[list[str]] = []
+    embed = embeddings.embed
+    monkeypatch.setattr(embeddings, "embed", lambda texts, **kw: embedded.append(list(texts)) or embed(texts, **kw))
     rows = [{**row, "responses": []} for row in by_id("r1", "r2", "r4", "r8")]
     chosen = [ROWS[0]["responses"][0], ROWS[1]["responses"][0], ROWS[3]["responses"][0], ROWS[7]["responses"][0]]
     rejected = [ROWS[1]["responses"][0], ROWS[0]["responses"][0], "", ROWS[5]["responses"][0]]  # r8 <- sourdough
@@ -157,6 +162,9 @@ def test_built_culturax_scores_chosen_and_rejected(tmp_path, capsys):
         tmp_path / "out" / "dataset"
     )
     report = run_audit(tmp_path, "--input", str(tmp_path / "out"))
+    # Both columns score the same prompts: one call embeds every distinct text once, 3 prompts (r1 and r2 share
+    # one), the 4 chosen responses and the sourdough recipe (the other rejected responses are chosen ones).
+    assert len(embedded) == 1 and len(embedded[0]) == len(set(embedded[0])) == 3 + 4 + 1, embedded
     assert report["response_mismatch"]["scored_rows"] == 0
     assert (report["response_mismatch_chosen"]["count"], report["response_mismatch_chosen"]["scored_rows"]) == (0, 4)
     rejected_report = report["response_mismatch_rejected"]
