@@ -11,7 +11,7 @@ stage. With ``--after-job`` every missing input may come from that job. Exit cod
 
 import sys
 
-from data_pipeline.cli import Command, UserError, one_line, run_command
+from data_pipeline.cli import Command, UserError, is_user_error, one_line, run_command
 from data_pipeline.preflight import Preflight
 
 COMMAND = Command(
@@ -79,8 +79,10 @@ def main(argv: list[str]) -> int:
         check = Preflight(f"{stage}: {stage_argv[1]}", upstream=dict(upstream), served_by_job=stage == "data")
         try:
             output_dir = check_stage(stage, stage_argv, check)
-        except Exception as error:  # a config that does not parse is this stage's problem; the others are checked
-            if not isinstance(error, UserError | ValueError | TypeError | OSError):
+        except Exception as error:
+            # A config that does not parse (bad YAML, unknown key, bad value, missing file) is this stage's problem,
+            # reported with its file; the other stages are still checked. Anything else is a bug.
+            if not (is_user_error(error) or isinstance(error, ValueError | TypeError)):
                 raise
             check.add("fail", "config", one_line(error))
             output_dir = None

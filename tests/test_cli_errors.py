@@ -109,6 +109,22 @@ def test_every_command_reports_a_user_error_in_one_line_with_exit_code_2(outcome
     assert len(preflight_stops) == 3 and all(len(p.stderr.strip().splitlines()) == 1 for p in preflight_stops)
 
 
+def test_train_plan_reports_a_missing_recipe_and_a_bad_gpu_count_in_one_line(tmp_path):
+    recipe = ["--config", str(REPO_ROOT / "configs/train/qwen3-8b/dpo_lora.yaml"), "--rows", "1500"]
+    table = [
+        (["--config", str(tmp_path / "gone.yaml"), "--rows", "1500", "--gpus", "8"],
+         f"{tmp_path / 'gone.yaml'}: No such file or directory"),
+        ([*recipe, "--gpus", "0"], "--gpus: must be >= 1, got 0"),
+        ([*recipe, "--gpus", "12"], "dpo_lora.yaml: recipe: global_batch_size 32 is not a multiple of"),
+    ]  # fmt: skip
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        procs = list(pool.map(lambda case: run("train.plan", case[0]), table))
+    for (_, expected), proc in zip(table, procs, strict=True):
+        assert proc.returncode == 2, proc.stderr[-3000:]
+        (line,) = proc.stderr.strip().splitlines()  # no traceback, no usage dump
+        assert line.startswith("python -m train.plan: error: ") and expected in line, line
+
+
 def test_debug_and_loglevel_debug_add_the_traceback(tmp_path):
     missing = str(tmp_path / "missing.yaml")
     for extra_args, env in ((["--debug"], {}), ([], {"LOGLEVEL": "DEBUG"})):
@@ -130,6 +146,7 @@ COMMANDS = [
     "train.dpo",
     "train.merge",
     "train.tiny_models",
+    "train.plan",
     "benchmarks.classify",
     "benchmarks.dedup",
     "benchmarks.llm_client",
@@ -153,7 +170,7 @@ def test_help_opens_with_the_purpose_and_an_example(module, capsys):
     assert run_command(lambda argv: 0, entry.COMMAND, entry.make_parser, ["--help"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0] == entry.COMMAND.purpose and len(printed[0]) <= 120  # one line
-    assert printed[2] == "example:" and printed[3].strip().startswith(entry.COMMAND.example.split()[0])
+    assert printed[2] == "example:" and printed[3] == f"  {entry.COMMAND.example}"
     assert any(line.startswith("usage:") for line in printed) and any("--debug" in line for line in printed)
     if module in CONFIG_COMMANDS:
         assert "--config configs/" in printed[3] and any("--check" in line for line in printed)

@@ -9,10 +9,13 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 
+from data_pipeline.cli import is_user_error, run_command
+from data_pipeline.preflight import Preflight
 from tests.conftest import REPO_ROOT
+from train import plan
 from train.dpo import make_parser as dpo_parser
 from train.plan import BatchPlanError, gradient_accumulation
-from train.plan import main as plan_main
+from train.preflight import check_batch
 from train.sft import make_parser as sft_parser
 
 TRAIN_CONFIGS = REPO_ROOT / "configs" / "train"
@@ -32,6 +35,11 @@ DEFENDED = [
     "eval_steps",
     "save_steps",
 ]
+
+
+def plan_main(argv: list[str]) -> int:
+    """``python -m train.plan ARGV`` in this process: exit code returned, user errors as one line on stderr."""
+    return run_command(plan.main, plan.COMMAND, plan.make_parser, argv)
 
 
 def parse(path: Path):
@@ -102,7 +110,6 @@ def test_real_recipe_plan_floors_on_1_8_16_gpus(path: Path, capsys):
     for gpus in (1, 8, 16):
         assert plan_main(["--config", str(path), "--rows", "1500", "--gpus", str(gpus)]) == 0
         last_lines[gpus] = capsys.readouterr().out.strip().splitlines()[-1]
-    print(path, last_lines)
     pattern = (
         r"plan: global_batch=(\d+) grad_accum=(\d+) optimizer_steps=(\d+) logged=(\d+) evals=(\d+) checkpoints=(\d+)"
     )
@@ -123,6 +130,25 @@ def test_global_batch_that_does_not_split_is_refused(tmp_path, capsys):
     path = str(TRAIN_CONFIGS / "qwen3-8b" / "dpo_lora.yaml")
     assert plan_main(["--config", path, "--rows", "1500", "--gpus", "12"]) == 2
     assert "dpo_lora.yaml: recipe: global_batch_size 32" in capsys.readouterr().err
+    assert is_user_error(BatchPlanError("x"))  # one line at launch too, not a traceback
+
+
+def test_preflight_checks_the_global_batch_splits_over_this_launch():
+    """--check (and the start of a real run) refuses a global batch this launch's processes cannot split."""
+    path = str(TRAIN_CONFIGS / "tiny-qwen3" / "dpo_lora.yaml")  # 2 pairs per device
+    expected = {
+        "4": "✓ global_batch_size: 4 = per_device 2 x 1 processes here x grad_accum 2",
+        "3": "✗ global_batch_size: this launch: global_batch_size 3 is not a multiple of per_device_train_batch_size 2 "
+        "x 1 processes = 2",
+    }
+    for global_batch, line in expected.items():
+        script_args, training_args, _ = dpo_parser().parse_args_and_config(
+            ["--config", path, "--global_batch_size", global_batch]
+        )
+        check = Preflight(path)
+        check_batch(script_args, training_args, check)
+        (item,) = check.items()
+        assert item.line().startswith(line)
 
 
 def test_unknown_key_fails(tmp_path):

@@ -202,6 +202,33 @@ def test_a_config_without_the_generator_endpoint_fails_its_preflight(faked_world
     ]
 
 
+def test_an_llm_classifier_is_checked_wherever_it_is_called(tmp_path):
+    """Expand labels its proposals with the classifier, so expand without the classify stage still calls an LLM
+    classifier and reads its prompt; a run whose stages build no classifier neither checks nor hashes that prompt."""
+    from data_pipeline.config import ConfigError
+    from data_pipeline.pipeline import _input_hashes
+
+    def config(stages: str, roles: str) -> list[str]:
+        return ["--config", str(tmp_path / "c.yaml"), "--stages", *stages.split(), "--classify.method", "llm",
+                *(arg for role in roles.split() for arg in (f"--llm.{role}.model", "m")),
+                "--output_dir", str(tmp_path / "out")]  # fmt: skip
+
+    (tmp_path / "c.yaml").write_text("{}\n")
+    with pytest.raises(ConfigError, match=r"^stage 'expand' needs 'llm\.classifier\.model' to be set$"):
+        parse_data_config(config("import expand split", "expander"))
+    cfg = parse_data_config(config("import expand split", "expander classifier"))
+    got = lines(check_pipeline(cfg, Preflight("t")))
+    assert "✓ llm.classifier: transformers m for expand: settings complete" in got
+    classify_prompt = next(line for line in got if line.startswith("✓ classify.prompt_file: "))
+    assert classify_prompt.removeprefix("✓ classify.prompt_file: ") in _input_hashes(cfg)
+
+    cfg = parse_data_config(config("import split", "classifier"))
+    got = lines(check_pipeline(cfg, Preflight("t")))
+    assert "· llm.classifier: configured, but no configured stage calls it" in got
+    assert not any("prompt_file" in line for line in got)
+    assert not any(path.endswith(cfg.classify_config.prompt_file) for path in _input_hashes(cfg))
+
+
 @pytest.mark.parametrize(
     "path", sorted((CONFIGS / "train").glob("*/*.yaml")), ids=lambda p: f"{p.parent.name}/{p.stem}"
 )
@@ -230,19 +257,25 @@ def test_every_eval_config_passes_its_preflight(path, faked_world):
 
 
 # ----------------------------------------------------------------------------------------------- the SLURM chain
+def load_preflight_chain():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("preflight_chain", REPO_ROOT / "slurm" / "preflight_chain.py")
+    chain = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chain)
+    return chain
+
+
 def test_the_paper_chain_preflight_at_submission(faked_world, monkeypatch, tmp_path, capsys):
     """Qwen3-8B's chain as submit_pipeline.sh checks it: the two 127.0.0.1 endpoints are served inside the data job,
     the dataset and adapters are written by earlier jobs; only the generator's API endpoint is asked (faked)."""
-    import importlib.util
     import sys
 
     fake_vllm = tmp_path / "vllm-bin"
     fake_vllm.write_text("#!/bin/sh\n")
     fake_vllm.chmod(0o755)
     monkeypatch.setenv("AC_VLLM", str(fake_vllm))
-    spec = importlib.util.spec_from_file_location("preflight_chain", REPO_ROOT / "slurm" / "preflight_chain.py")
-    chain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(chain)
+    chain = load_preflight_chain()
     with LocalOpenAIServer(lambda m, p: "ok", model_name="gpt-4.1") as api:
         argv = ["--stage", "data", "configs/data/culturax.yaml", "--llm.generator.base_url", api.base_url]
         argv += ["--sources.0.path", str(Path(sys.executable))]  # any existing file: the release may be absent
@@ -263,6 +296,22 @@ def test_the_paper_chain_preflight_at_submission(faked_world, monkeypatch, tmp_p
     assert "· sft_adapter: runs/qwen3-8b/sft_lora: not there yet; written by the earlier job (the sft job" in printed
     dpo_adapter = "· models.qwen3-8b+sft+dpo.adapter: runs/qwen3-8b/dpo_lora: not there yet; written by the earlier job"
     assert f"{dpo_adapter} (the dpo job of this chain)" in printed
+
+
+def test_a_malformed_stage_config_fails_that_stage_and_the_others_are_checked(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(REPO_ROOT)
+    bad = tmp_path / "sft.yaml"
+    bad.write_text("output_dir: runs/x\nlora_target_modules: [q_proj\n  bad: : :\n")
+    code = load_preflight_chain().main(
+        ["--stage", "sft", str(bad), "--stage", "dpo", "configs/train/tiny-qwen3/dpo_lora.yaml"]
+    )
+    printed = capsys.readouterr().out
+    print(printed)
+    assert code == 2
+    failed = next(line for line in printed.splitlines() if line.startswith("✗ config: "))
+    assert f'"{bad}", line 2' in failed and "<unicode string>" not in failed  # the YAML error names the file
+    assert "preflight dpo: configs/train/tiny-qwen3/dpo_lora.yaml" in printed  # the next stage is still checked
+    assert printed.count("preflight: ") == 2
 
 
 def test_submit_pipeline_stops_before_sbatch_when_a_stage_fails_its_preflight(tmp_path):

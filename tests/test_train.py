@@ -11,6 +11,7 @@ from datasets import Dataset, DatasetDict
 from transformers import TrainerControl, TrainerState
 from trl import DPOConfig, ModelConfig, SFTConfig
 
+from data_pipeline.cli import is_user_error
 from tests._train_fixtures import GOOD, PROMPTS, write_training_data
 from train.common import DatasetGuardError, TrainScriptArguments, load_guarded_dataset
 from train.dpo import DPOScriptArguments
@@ -220,6 +221,7 @@ def test_world_size_change_resumes_zero2_and_stops_zero3_with_one_line(tmp_path)
     with pytest.raises(WorldSizeChangedError, match="saved by 2 processes, this run has 1; resume with 2") as stop:
         resume_context(str(zero3), 1, trainer)
     assert "\n" not in str(stop.value)
+    assert is_user_error(stop.value)  # the command's one `error:` line with exit code 2, as every user error
 
 
 def test_gpu_ranks_load_weights_onto_their_device_unless_the_launcher_shards(monkeypatch):

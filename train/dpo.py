@@ -107,8 +107,7 @@ COMMAND = command("dpo", "DPO with LoRA on the data pipeline's DPO view, continu
 
 
 def make_parser() -> TrlParser:
-    parser = TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
-    return parser
+    return TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
 
 
 if __name__ == "__main__":

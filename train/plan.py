@@ -19,13 +19,16 @@ from dataclasses import dataclass
 import yaml
 from transformers import TrainerCallback
 
+from data_pipeline.cli import Command, UserError, run_command
+
 # A CULTURAX SFT row: an answer of at most 512 generated tokens (configs/data/culturax.yaml) plus its prompt and
 # chat markup. Packed SFT counts sequences of max_length tokens, so the plan needs a mean row length.
 DEFAULT_TOKENS_PER_ROW = 512
 
 
-class BatchPlanError(ValueError):
-    """The global batch cannot be split over this world size and per-device batch."""
+class BatchPlanError(UserError, ValueError):
+    """The global batch cannot be split over this world size and per-device batch: a recipe the user fixes, so every
+    command reports it in one line (a ValueError for callers that catch bad values)."""
 
 
 def gradient_accumulation(global_batch: int, per_device: int, world_size: int, source: str = "recipe") -> int:
@@ -119,8 +122,15 @@ def count_events(training_args, steps: int) -> tuple[int, int, int]:
     return logged, evals, saves
 
 
-def plan(script_args, training_args, rows: int, gpus: int, tokens_per_row: int = DEFAULT_TOKENS_PER_ROW) -> Plan:
-    apply_global_batch(script_args, training_args, gpus)
+def plan(
+    script_args,
+    training_args,
+    rows: int,
+    gpus: int,
+    tokens_per_row: int = DEFAULT_TOKENS_PER_ROW,
+    source: str = "recipe",
+) -> Plan:
+    apply_global_batch(script_args, training_args, gpus, source)
     sequences = epoch_sequences(training_args, rows, tokens_per_row)
     steps = optimizer_steps(training_args, sequences, gpus)
     logged, evals, saves = count_events(training_args, steps)
@@ -129,25 +139,28 @@ def plan(script_args, training_args, rows: int, gpus: int, tokens_per_row: int =
 
 
 def parse_recipe(path: str):
-    """The recipe parsed by its entry point's TrlParser (unknown keys fail). bf16 is switched off where no GPU is
-    present (transformers refuses it there); it changes nothing the plan counts."""
-    import torch
-
+    """The recipe parsed by its entry point's TrlParser (unknown keys fail), as its preflight parses it: bf16 off
+    where no GPU is present (transformers refuses it there); it changes nothing the plan counts."""
     from train.dpo import make_parser as dpo_parser
+    from train.preflight import parse_for_check
     from train.sft import make_parser as sft_parser
 
-    with open(path) as handle:
-        config = yaml.safe_load(handle)
-    parser = dpo_parser() if "beta" in config or "sft_adapter" in config else sft_parser()
-    args = ["--config", path]
-    if config.get("bf16") and not torch.cuda.is_available():
-        args += ["--bf16", "false"]
-    script_args, training_args, _ = parser.parse_args_and_config(args)
+    with open(path, encoding="utf-8") as handle:  # from the file, so a YAML error names it
+        config = yaml.safe_load(handle) or {}
+    make_parser = dpo_parser if "beta" in config or "sft_adapter" in config else sft_parser
+    script_args, training_args, _ = parse_for_check(make_parser, ["--config", path])
     return script_args, training_args
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+COMMAND = Command(
+    name="python -m train.plan",
+    purpose="What a training recipe does on G GPUs: global batch, accumulation, optimizer steps, logs, evals, saves.",
+    example="python -m train.plan --config configs/train/qwen3-8b/sft_lora.yaml --rows 1500 --gpus 8",
+)
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
     parser.add_argument("--config", required=True, help="a training recipe: configs/train/<model>/<variant>.yaml")
     parser.add_argument("--rows", type=int, required=True, help="training rows (SFT conversations or DPO pairs)")
     parser.add_argument("--gpus", type=int, required=True, help="processes of the run (GPUs over all nodes)")
@@ -158,13 +171,16 @@ def main(argv: list[str] | None = None) -> int:
         help="mean tokens of an SFT row, for packed recipes (default %(default)s: a CULTURAX answer of <= 512 "
         "generated tokens with its prompt)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = make_parser().parse_args(argv)
+    for name in ("rows", "gpus", "tokens_per_row"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')}: must be >= 1, got {getattr(args, name)}")
     script_args, training_args = parse_recipe(args.config)
-    try:
-        result = plan(script_args, training_args, args.rows, args.gpus, args.tokens_per_row)
-    except BatchPlanError as error:
-        print(f"error: {args.config}: {error}", file=sys.stderr)
-        return 2
+    result = plan(script_args, training_args, args.rows, args.gpus, args.tokens_per_row, f"{args.config}: recipe")
     unit = "pairs" if hasattr(training_args, "beta") else "sequences"
     if getattr(training_args, "packing", False):
         print(
@@ -187,4 +203,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main, COMMAND, make_parser))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from data_pipeline.cli import Command, config_errors, config_path, pop_flag, use_output_dir_for_wandb
+from data_pipeline.cli import Command, config_errors, config_path, one_line, pop_flag, use_output_dir_for_wandb
 from data_pipeline.preflight import Preflight
 
 
@@ -37,6 +37,7 @@ def check_training(script_args, training_args, model_args, check: Preflight) -> 
             check.add("info", "data manifest", f"{problem} (allowed: allow_unguarded_dataset)")
         else:
             check.add("fail", "data manifest", f"{problem} (training refuses it; allow_unguarded_dataset overrides)")
+    check_batch(script_args, training_args, check)
     check.model("model_name_or_path", model_args.model_name_or_path)
     if getattr(script_args, "sft_adapter", None):
         check.path("sft_adapter", script_args.sft_adapter, contains="adapter_config.json")
@@ -53,6 +54,28 @@ def check_training(script_args, training_args, model_args, check: Preflight) -> 
     return check
 
 
+def check_batch(script_args, training_args, check: Preflight) -> None:
+    """The global batch splits over the processes of this launch, as the run will split it (train.plan)."""
+    if script_args.global_batch_size is None:
+        return
+    from accelerate import PartialState
+
+    from train.plan import BatchPlanError, gradient_accumulation
+
+    world_size, per_device = PartialState().num_processes, training_args.per_device_train_batch_size
+    try:
+        accumulation = gradient_accumulation(script_args.global_batch_size, per_device, world_size, "this launch")
+    except BatchPlanError as error:
+        check.add("fail", "global_batch_size", one_line(error))
+        return
+    check.add(
+        "ok",
+        "global_batch_size",
+        f"{script_args.global_batch_size} = per_device {per_device} x {world_size} processes here x grad_accum "
+        f"{accumulation}",
+    )
+
+
 def parse_for_check(make_parser: Callable, argv: list[str], check: Preflight | None = None):
     """Parse a training command line for a check. A machine without a GPU (a login node) parses a bf16 recipe with
     bf16 off, since transformers refuses bf16 without one; the real run on the GPU node keeps it."""
@@ -62,8 +85,8 @@ def parse_for_check(make_parser: Callable, argv: list[str], check: Preflight | N
     argv = list(argv)
     values = {}
     if config:
-        with config_errors(config):
-            values = yaml.safe_load(Path(config).read_text(encoding="utf-8")) or {}
+        with config_errors(config), open(config, encoding="utf-8") as handle:  # a YAML error names the file
+            values = yaml.safe_load(handle) or {}
     if not torch.cuda.is_available() and isinstance(values, dict) and values.get("bf16") and "--bf16" not in argv:
         argv += ["--bf16", "false"]
         if check is not None:

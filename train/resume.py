@@ -16,12 +16,15 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
+from data_pipeline.cli import UserError
+
 TRAIN_RESULTS_FILE = "train_results.json"
 ZERO_OPTIM_FILE = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
 
 
-class WorldSizeChangedError(SystemExit):
-    """A DeepSpeed checkpoint that cannot be resumed on this world size; the message says how to proceed."""
+class WorldSizeChangedError(UserError):
+    """A DeepSpeed checkpoint that cannot be resumed on this world size; the message says how to proceed (the user
+    picks the process count or a new output_dir), so it ends the run as one ``COMMAND: error:`` line, exit code 2."""
 
 
 def last_checkpoint(training_args) -> str | None:

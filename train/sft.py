@@ -72,8 +72,7 @@ COMMAND = command("sft", "Supervised fine-tuning with LoRA / QLoRA on the data p
 
 
 def make_parser() -> TrlParser:
-    parser = TrlParser((TrainScriptArguments, SFTConfig, ModelConfig))
-    return parser
+    return TrlParser((TrainScriptArguments, SFTConfig, ModelConfig))
 
 
 if __name__ == "__main__":
