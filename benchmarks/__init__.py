@@ -1,5 +1,5 @@
 """Measured performance: each module prints a table and one summary line against a named baseline."""
 
-from data_pipeline.cli import quiet_library_noise
+from core.cli import quiet_library_noise
 
 quiet_library_noise()  # before any of our entry points imports torch / bitsandbytes

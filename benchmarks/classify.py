@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cli import Command, UserError, run_command
+from core.llm import LLMConfig, build_llm
 from data_pipeline.classify import ClassifyConfig, build_classifier
-from data_pipeline.cli import Command, UserError, run_command
 from data_pipeline.importers import SourceSpec, load_source
-from data_pipeline.llm import LLMConfig, build_llm
 
 DEFAULT_RELEASE = Path(__file__).resolve().parents[2] / "shared" / "culturax" / "CulturaX.csv"
 

@@ -23,7 +23,7 @@ import pandas as pd
 from datasketch import MinHash, MinHashLSH
 from simhash import Simhash, SimhashIndex
 
-from data_pipeline.cli import Command, UserError, run_command
+from core.cli import Command, UserError, run_command
 from data_pipeline.dedup import (
     DedupConfig,
     _features,

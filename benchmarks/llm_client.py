@@ -11,9 +11,9 @@ import argparse
 import sys
 import time
 
-from data_pipeline.cli import Command, UserError, run_command
-from data_pipeline.llm import LLMConfig, Sampling, build_llm
-from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
+from core.cli import Command, UserError, run_command
+from core.llm import LLMConfig, Sampling, build_llm
+from core.llm.local_server import Faults, LocalOpenAIServer
 
 
 def measure(server: LocalOpenAIServer, concurrency: int, requests: int, tag: str) -> tuple[float, float]:

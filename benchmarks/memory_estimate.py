@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks.model_shapes import build_model
+
 GIB = 2**30
 NF4_BYTES_PER_PARAM = 0.5
 ABSMAX_BYTES_PER_PARAM = {True: 1 / 64 + 4 / (64 * 256), False: 4 / 64}  # double quant on / off
@@ -64,15 +66,13 @@ def load_recipe(model: str, name: str, configs: Path = TRAIN_CONFIGS) -> Recipe:
         per_device=config["per_device_train_batch_size"],
         lora_r=lora_source["lora_r"],
         nested_quant=bool(config.get("use_bnb_nested_quant")),
-        checkpointing=bool(config.get("activation_checkpointing")),
+        checkpointing=bool(config.get("gradient_checkpointing")),
     )
 
 
 def parameter_groups(shape: dict) -> dict[str, int]:
     """Parameters by how QLoRA stores them, and the LoRA parameters of all-linear rank 1 (scale by r)."""
     import torch
-
-    from benchmarks.train_throughput import build_model
 
     with torch.device("meta"):
         model = build_model(shape, "meta", 0)

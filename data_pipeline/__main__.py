@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from data_pipeline.cli import Command, config_errors, config_path, pop_flag, run_command
+from core.cli import Command, config_errors, config_path, pop_flag, run_command
 
 COMMAND = Command(
     name="python -m data_pipeline",

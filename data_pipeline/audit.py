@@ -37,11 +37,11 @@ from rich.console import Console
 from rich.table import Table
 from transformers import HfArgumentParser
 
+from core.cli import Command, UserError, run_command
+from core.preflight import is_hub_id
 from data_pipeline import embeddings, taxonomy
-from data_pipeline.cli import Command, UserError, run_command
 from data_pipeline.dedup import DedupConfig, fingerprints_and_features, near_duplicate_pairs, pair_jaccard
 from data_pipeline.importers import SourceSpec, load_source
-from data_pipeline.preflight import is_hub_id
 
 MISMATCH_THRESHOLD = 0.25
 JUDGED_COLUMNS = ("chosen", "rejected")  # a built CULTURAX's responses (data_pipeline/judge.py)

@@ -21,11 +21,11 @@ import numpy as np
 from datasets import Dataset, List, Value
 from tqdm.auto import tqdm
 
+from core.llm import LLM
 from data_pipeline import taxonomy
 from data_pipeline.embeddings import embed
 from data_pipeline.generate import load_prompt
 from data_pipeline.importers import SourceSpec, load_source
-from data_pipeline.llm import LLM
 
 PREDICTED_COLUMN = "predicted_subdomains"
 # Logistic-head training: full-batch gradient descent on L2-normalised embeddings (scaled so logits can reach

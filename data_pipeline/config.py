@@ -18,13 +18,13 @@ from typing import Any
 import yaml
 from trl import TrlParser
 
+from core.llm import LLMConfig
 from data_pipeline.classify import ClassifyConfig
 from data_pipeline.dedup import DedupConfig
 from data_pipeline.expand import ExpandConfig
 from data_pipeline.generate import GenerateConfig, prompt_path
 from data_pipeline.importers import SourceSpec
 from data_pipeline.judge import JudgeConfig
-from data_pipeline.llm import LLMConfig
 
 STAGES = ("import", "classify", "expand", "dedup", "contamination", "split", "generate", "judge", "views")
 LLM_ROLES = ("classifier", "expander", "generator", "judge")

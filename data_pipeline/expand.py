@@ -21,11 +21,11 @@ import numpy as np
 from datasets import Dataset, concatenate_datasets
 from tqdm.auto import tqdm
 
+from core.llm import LLM, Sampling
 from data_pipeline import taxonomy
 from data_pipeline.classify import PREDICTED_COLUMN, labels_from_proba
 from data_pipeline.dedup import DedupConfig, cross_pairs, fingerprint, verify_pairs
 from data_pipeline.generate import load_prompt
-from data_pipeline.llm import LLM, Sampling
 from data_pipeline.schema import ORIGIN_EXPANDED, make_row
 
 MIN_PROMPT_CHARS = 15

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, TypeVar
 from datasets import Dataset, List, Value
 from tqdm.auto import tqdm
 
+from core.llm import Sampling
 from data_pipeline import taxonomy
-from data_pipeline.llm import Sampling
 
 if TYPE_CHECKING:
-    from data_pipeline.llm import LLM
+    from core.llm import LLM
 
 PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 

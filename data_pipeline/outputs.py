@@ -21,6 +21,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
+from core.llm.stats import llm_calls_section
 from data_pipeline import taxonomy
 
 VERSIONED_PACKAGES = (
@@ -144,18 +145,6 @@ def _input_section(imported: dict) -> list[str]:
     lines += [f"- `{Path(s['file']).name}` line {s['line']}, field `{s['field']}`: {s['reason']}"
               for s in skipped[:SKIPPED_SHOWN]]  # fmt: skip
     return [*lines, ""]
-
-
-def llm_calls_section(calls: dict) -> list[str]:
-    """Markdown lines, per role: calls (new + cached), retries by cause and failures (stats.json "llm_calls"; also
-    in eval's report.md)."""
-    if not calls:
-        return []
-    causes = list(next(iter(calls.values()))["retries"])
-    rows = [[role, c["calls"], c["new"], c["cached"], *(c["retries"][k] for k in causes), c["failures"]]
-            for role, c in calls.items()]  # fmt: skip
-    header = ["role", "calls", "new", "cached", *(f"retries: {k}" for k in causes), "failures"]
-    return ["## LLM calls per role (this run)", "", _table(header, rows), ""]
 
 
 def write_card(output_dir: Path, datasets: dict[str, DatasetDict], stats: dict, roles: dict[str, str]) -> None:

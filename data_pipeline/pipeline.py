@@ -16,6 +16,8 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 from rich.console import Console
 
+from core.llm import LLM, build_llm, llm_progress, llm_stats, stats_since
+from core.publish import abandon_build, begin_build, commit_build
 from data_pipeline.classify import build_classifier, classify_dataset
 from data_pipeline.config import STAGES, ConfigError, PipelineConfig, secret_free
 from data_pipeline.dedup import dedup, remove_contaminated
@@ -23,11 +25,9 @@ from data_pipeline.expand import expand_dataset
 from data_pipeline.generate import generate_candidates
 from data_pipeline.importers import SEED_PATH, load_sources
 from data_pipeline.judge import rejection_sample
-from data_pipeline.llm import LLM, build_llm, llm_progress, llm_stats, stats_since
 from data_pipeline.outputs import save_datasets, sha256_file, subdomain_table, write_card, write_json, write_manifest
 from data_pipeline.schema import rows_to_dataset
 from data_pipeline.split import cross_split_leakage, split_dataset
-from data_pipeline.staging import abandon_build, begin_build, commit_build
 from data_pipeline.views import build_views
 
 console = Console(stderr=True)

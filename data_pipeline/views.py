@@ -6,7 +6,7 @@
 
 When the judged rows carry "candidate_reasoning" (generate.keep_reasoning with a reasoning generator), the views add
 the generator's reasoning for the texts they hold: SFT "reasoning", DPO "chosen_reasoning" / "rejected_reasoning".
-The messages keep the answers only; train/common.py puts the reasoning back into the think block when a recipe sets
+The messages keep the answers only; train/data.py puts the reasoning back into the think block when a recipe sets
 ``keep_reasoning`` ("reason, then answer" tuning).
 """
 

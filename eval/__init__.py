@@ -1,5 +1,5 @@
 """Re-benchmarks baseline and tuned models: test sets, generation, judges, metrics, report."""
 
-from data_pipeline.cli import quiet_library_noise
+from core.cli import quiet_library_noise
 
 quiet_library_noise()  # before any of our entry points imports torch / bitsandbytes

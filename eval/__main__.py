@@ -9,7 +9,7 @@ Generations and judgements go through the LLM call cache, so re-running or addin
 
 import sys
 
-from data_pipeline.cli import (
+from core.cli import (
     Command,
     config_errors,
     config_path,
@@ -36,7 +36,7 @@ def make_parser():
 
 def parse_and_check(argv: list[str]):
     """(config, preflight) for a command line."""
-    from data_pipeline.preflight import Preflight
+    from core.preflight import Preflight
     from eval.config import parse_config
     from eval.preflight import check_eval
 
@@ -47,7 +47,7 @@ def parse_and_check(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> dict:
     """A real run: the preflight, then every model evaluated and the report written; returns results.json's content."""
-    from data_pipeline.llm import call_counts
+    from core.llm import call_counts
     from eval.evaluate import run_eval
     from eval.report import write_all
 

@@ -14,7 +14,7 @@ import struct
 import sys
 from pathlib import Path
 
-from data_pipeline.cli import Command, run_command
+from core.cli import Command, run_command
 from eval.report_tables import deltas_table, has_heldout, heldout_deltas_table, heldout_table, metrics_table
 
 COMMAND = Command(

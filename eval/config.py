@@ -11,7 +11,7 @@ from pathlib import Path
 
 from trl import TrlParser
 
-from data_pipeline.llm import LLMConfig
+from core.llm import LLMConfig
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")

@@ -11,7 +11,7 @@ batching backend it is the wall time of the response's batch.
 
 from datasets import Dataset
 
-from data_pipeline.llm import LLM, Sampling, build_llm
+from core.llm import LLM, Sampling, build_llm
 from eval.config import EvalConfig, ModelSpec
 from eval.reasoning import Decoding, ThinkReader
 

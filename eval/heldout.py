@@ -25,9 +25,8 @@ import yaml
 from datasets import load_from_disk
 from tqdm.auto import tqdm
 
-from data_pipeline.llm.core import chat_prompt
+from core.chat_templates import always_thinks, chat_prompt, think_block, training_chat_template
 from eval import metrics
-from train.common import always_thinks, think_block, training_chat_template
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ def response_logprobs(backend, items: list[tuple], template_kwargs: dict, max_le
 def vllm_response_logprobs(backend, items: list[tuple], template_kwargs: dict, max_length: int, desc: str):
     """The same (n, 2) array from vLLM's prompt logprobs: each whole sequence is a prompt, and vLLM returns the
     log-probability of every prompt token given the ones before (``prompt_logprobs=0``: the actual token only).
-    UNTESTED HERE (vllm needs a CUDA GPU; see data_pipeline/llm/vllm_backend.py)."""
+    UNTESTED HERE (vllm needs a CUDA GPU; see core/llm/vllm_backend.py)."""
     eos_ids = {backend.tokenizer.eos_token_id}
     sequences, lengths = [], []
     for prompt, answer in items:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from data_pipeline.llm import LLM, LLMRequestError, Sampling, build_llm
+from core.llm import LLM, LLMRequestError, Sampling, build_llm
 from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec, llm_config
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The eval run's preflight items (data_pipeline/preflight.py has the shared ones and the output format).
+"""The eval run's preflight items (core/preflight.py has the shared ones and the output format).
 
 ``python -m eval --config configs/eval/qwen3-8b.yaml --check``: every evaluated model (weights or endpoint, adapter,
 vllm where used), every judge (one line per distinct judge), the CULTURAX test folder, the HHH sets, the judge
@@ -7,7 +7,7 @@ prompt files, the output and cache folders, and W&B.
 
 from pathlib import Path
 
-from data_pipeline.preflight import Preflight
+from core.preflight import Preflight
 from eval.config import EvalConfig, llm_config
 from eval.judges import prompt_path
 from eval.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS

@@ -220,8 +220,8 @@ def _wandb_table(markdown: list[str]):
 def write_all(results: dict, output_dir: str) -> Path:
     """Everything is written to a temporary folder inside output_dir first and moved into place only when all of it
     is written (report.md last), so a failed or killed run leaves the previous results.json and report.md whole."""
-    from data_pipeline.llm import llm_stats
-    from data_pipeline.outputs import llm_calls_section
+    from core.llm import llm_stats
+    from core.llm.stats import llm_calls_section
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ stage. With ``--after-job`` every missing input may come from that job. Exit cod
 
 import sys
 
-from data_pipeline.cli import Command, UserError, is_user_error, one_line, run_command
-from data_pipeline.preflight import Preflight
+from core.cli import Command, UserError, is_user_error, one_line, run_command
+from core.preflight import Preflight
 
 COMMAND = Command(
     name="slurm/preflight_chain.py",
@@ -33,9 +33,8 @@ def check_stage(stage: str, argv: list[str], check: Preflight) -> str | None:
         check_pipeline(cfg, check)
         return cfg.output_dir
     if stage in ("sft", "dpo"):
-        from train.dpo import make_parser as dpo_parser
-        from train.preflight import check_training, parse_for_check
-        from train.sft import make_parser as sft_parser
+        from train.preflight import check_training
+        from train.recipes import dpo_parser, parse_for_check, sft_parser
 
         parsed = parse_for_check(sft_parser if stage == "sft" else dpo_parser, argv, check)
         check_training(*parsed, check)

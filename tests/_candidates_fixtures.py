@@ -4,9 +4,9 @@ whose replies are computed from each request by a test-supplied function."""
 import re
 from collections.abc import Callable
 
-from data_pipeline.llm import LLM, Completion, LLMConfig
-from data_pipeline.llm.cache import CallCache
-from data_pipeline.llm.core import candidate_seed
+from core.llm import LLM, Completion, LLMConfig
+from core.llm.base import candidate_seed
+from core.llm.cache import CallCache
 from data_pipeline.schema import make_row, rows_to_dataset
 
 _ANSWER = re.compile(r"\[Answer\]\n(.*?)\n\n(?:Reply|Rate|Write)", re.DOTALL)
@@ -25,7 +25,7 @@ def facet_in(messages: list[dict]) -> str:
 
 
 class ScriptedBackend:
-    """A Backend (see data_pipeline.llm.core.Backend) answering from functions of the request.
+    """A Backend (see core.llm.base.Backend) answering from functions of the request.
 
     reply(messages, temperature, k) -> text, with k the candidate index; logprobs(messages, options) -> dict.
     Every request that reaches it is recorded, so tests can see what the cache let through.

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from core.llm import LLMConfig, build_llm
 from data_pipeline import taxonomy
 from data_pipeline.classify import (
     PREDICTED_COLUMN,
@@ -17,7 +18,6 @@ from data_pipeline.classify import (
     labels_from_proba,
 )
 from data_pipeline.importers import SEED_PATH
-from data_pipeline.llm import LLMConfig, build_llm
 from data_pipeline.schema import make_row, rows_to_dataset
 
 

@@ -164,7 +164,7 @@ CONFIG_COMMANDS = {
 def test_help_opens_with_the_purpose_and_an_example(module, capsys):
     import importlib
 
-    from data_pipeline.cli import run_command
+    from core.cli import run_command
 
     entry = importlib.import_module(module)
     assert run_command(lambda argv: 0, entry.COMMAND, entry.make_parser, ["--help"]) == 0
@@ -180,7 +180,7 @@ def test_help_opens_with_the_purpose_and_an_example(module, capsys):
 def test_no_arguments_says_a_yaml_carries_everything(module, capsys):
     import importlib
 
-    from data_pipeline.cli import run_command
+    from core.cli import run_command
 
     entry = importlib.import_module(module)
     assert run_command(lambda argv: 0, entry.COMMAND, entry.make_parser, []) == 2
@@ -210,7 +210,7 @@ def test_bitsandbytes_optional_kernel_warning_is_silenced(caplog):
     assert [record.getMessage() for record in caplog.records] == ["a warning that concerns the user"]
 
 
-@pytest.mark.parametrize("qualified", sorted(__import__("data_pipeline.cli").cli.USER_ERROR_NAMES))
+@pytest.mark.parametrize("qualified", sorted(__import__("core.cli").cli.USER_ERROR_NAMES))
 def test_every_user_error_name_is_a_real_exception_class(qualified):
     # cli.py matches user errors by qualified name (it imports none of them): a class moved to another module would
     # silently turn its one-line error back into a traceback, as data_pipeline.importers.InputError once did.

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from core.llm import LLMConfig
 from data_pipeline.config import ConfigError, PipelineConfig, parse_config, secret_free
-from data_pipeline.llm import LLMConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "data").glob("*.yaml"))
 

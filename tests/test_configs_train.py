@@ -9,14 +9,13 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from accelerate.utils import DistributedType
 
-from data_pipeline.cli import is_user_error, run_command
-from data_pipeline.preflight import Preflight
+from core.cli import is_user_error, run_command
+from core.preflight import Preflight
 from tests.conftest import REPO_ROOT
 from train import plan
-from train.dpo import make_parser as dpo_parser
-from train.plan import BatchPlanError, gradient_accumulation
+from train.batch import BatchPlanError, gradient_accumulation
 from train.preflight import check_batch
-from train.sft import make_parser as sft_parser
+from train.recipes import dpo_parser, sft_parser
 
 TRAIN_CONFIGS = REPO_ROOT / "configs" / "train"
 ACCELERATE_CONFIGS = REPO_ROOT / "accelerate_configs"

@@ -14,8 +14,8 @@ import torch
 import yaml
 from datasets import DatasetDict
 
-from data_pipeline.llm import call_counts
-from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
+from core.llm import call_counts
+from core.llm.local_server import Faults, LocalOpenAIServer
 from data_pipeline.schema import make_row, rows_to_dataset
 from data_pipeline.taxonomy import RELEASE_IDS
 from eval import compare

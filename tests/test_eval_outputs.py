@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from data_pipeline.llm import Sampling, build_llm
-from data_pipeline.llm.core import LLMConfig
-from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
+from core.llm import Sampling, build_llm
+from core.llm.base import LLMConfig
+from core.llm.local_server import Faults, LocalOpenAIServer
 from eval import report
 
 

@@ -5,10 +5,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from core.llm import Completion
 from data_pipeline import taxonomy
 from data_pipeline.dedup import DedupConfig
 from data_pipeline.expand import ExpandConfig, expand_dataset, imbalance_ratio, parse_proposal, subdomain_counts
-from data_pipeline.llm import Completion
 from data_pipeline.schema import ORIGIN_EXPANDED, make_row, rows_to_dataset
 
 CRAFTS, DANCE, FILM = 12, 21, 16

@@ -2,6 +2,7 @@
 
 import pytest
 
+from core.llm import Sampling
 from data_pipeline import taxonomy
 from data_pipeline.generate import (
     GenerateConfig,
@@ -10,7 +11,6 @@ from data_pipeline.generate import (
     load_prompt,
     revision_conversation,
 )
-from data_pipeline.llm import Sampling
 from tests._candidates_fixtures import ScriptedBackend, prompt_rows, scripted_llm
 
 
@@ -86,7 +86,7 @@ def test_prompt_and_taxonomy_errors_are_clear(tmp_path):
 
 
 def test_generation_on_tiny_model(tiny_models, tmp_path):
-    from data_pipeline.llm import LLMConfig, build_llm, call_counts
+    from core.llm import LLMConfig, build_llm, call_counts
 
     cfg = LLMConfig(backend="transformers", model=str(tiny_models["tiny-qwen3"]), dtype="float32")
     cfg.chat_template_kwargs = {"enable_thinking": False}

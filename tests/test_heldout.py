@@ -9,11 +9,11 @@ import torch
 from datasets import Dataset
 from trl.chat_template_utils import get_training_chat_template
 
-from data_pipeline.llm.core import LLMConfig
-from data_pipeline.llm.transformers_backend import TransformersBackend
+from core.llm.base import LLMConfig
+from core.llm.transformers_backend import TransformersBackend
 from eval import heldout
 from tests.conftest import REPO_ROOT
-from train.common import prepare_conversations
+from train.data import prepare_conversations
 
 KW = {"enable_thinking": False}
 CONVERSATIONS = [

@@ -6,19 +6,10 @@ from collections import Counter
 
 import pytest
 
+from core.llm.base import candidate_seed
 from data_pipeline.generate import GenerateConfig, generate_candidates, load_prompt
-from data_pipeline.judge import (
-    FACETS,
-    JudgeConfig,
-    JudgementParseError,
-    expected_rating,
-    judge_conversations,
-    parse_judgement,
-    rejection_sample,
-    score_candidates,
-    select_preference,
-)
-from data_pipeline.llm.core import candidate_seed
+from data_pipeline.judge import JudgeConfig, judge_conversations, rejection_sample, score_candidates, select_preference
+from data_pipeline.judgements import FACETS, JudgementParseError, expected_rating, parse_judgement
 from tests._candidates_fixtures import ScriptedBackend, answer_in, facet_in, prompt_rows, scripted_llm
 
 VALID = [
@@ -212,8 +203,8 @@ def test_two_stage_rejection_sampling():
 def test_rejection_sampling_over_http_with_faults():
     """The same scripted models behind a real OpenAI-compatible server that rate-limits, fails and drops
     connections: the openai backend's retries absorb the faults and the result equals the in-process run."""
-    from data_pipeline.llm import LLMConfig, build_llm
-    from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
+    from core.llm import LLMConfig, build_llm
+    from core.llm.local_server import Faults, LocalOpenAIServer
 
     def candidate_index(seed: int) -> int:  # seeds are per (sampling seed, candidate index)
         return next(k for base in range(4) for k in range(8) if candidate_seed(base, k) == seed)
@@ -270,7 +261,7 @@ def test_logprob_judge_scores_are_expectations():
 
 
 def test_logprob_judge_on_tiny_model(tiny_models, tmp_path):
-    from data_pipeline.llm import LLMConfig, build_llm
+    from core.llm import LLMConfig, build_llm
 
     def llm(name: str, role: str):
         cfg = LLMConfig(backend="transformers", model=str(tiny_models[name]), dtype="float32")

@@ -10,9 +10,9 @@ import threading
 import pytest
 import torch
 
-from data_pipeline.llm import LLMConfig, Sampling, build_llm, call_counts
-from data_pipeline.llm.cache import CallCache
-from data_pipeline.llm.core import candidate_seed
+from core.llm import LLMConfig, Sampling, build_llm, call_counts
+from core.llm.base import candidate_seed
+from core.llm.cache import CallCache
 from tests.conftest import REPO_ROOT
 
 SAMPLING = Sampling(temperature=0.7, top_p=0.9, max_new_tokens=12, seed=0)
@@ -37,7 +37,7 @@ def qwen3(qwen3_cfg):
 
 
 def llm_on(backend, cfg, cache_dir, role):
-    from data_pipeline.llm import LLM
+    from core.llm import LLM
 
     return LLM(cfg, backend, CallCache(cache_dir), role)
 
@@ -191,7 +191,7 @@ def test_cache_concurrent_writers_and_orphans(tmp_path):
 
 WRITER = """
 import sys
-from data_pipeline.llm.cache import CallCache
+from core.llm.cache import CallCache
 cache = CallCache(sys.argv[1])
 for i in range(200):
     cache.put(f"{i:064x}", {"text": "x" * 5000, "writer": sys.argv[2]})

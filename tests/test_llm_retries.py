@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from data_pipeline.llm import LLMConfig, LLMRequestError, Sampling, build_llm, llm_progress, llm_stats
-from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
+from core.llm import LLMConfig, LLMRequestError, Sampling, build_llm, llm_progress, llm_stats
+from core.llm.local_server import Faults, LocalOpenAIServer
 
 
 def scripted(messages: list[dict], params: dict) -> str:

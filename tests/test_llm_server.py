@@ -11,9 +11,9 @@ import urllib.request
 
 import pytest
 
-from data_pipeline.llm import LLMConfig, LLMRequestError, Sampling, build_llm, call_counts
-from data_pipeline.llm.local_server import Faults, LocalOpenAIServer, conversation_key
-from data_pipeline.llm.openai_backend import option_logprobs
+from core.llm import LLMConfig, LLMRequestError, Sampling, build_llm, call_counts
+from core.llm.local_server import Faults, LocalOpenAIServer, conversation_key
+from core.llm.openai_backend import option_logprobs
 from tests.conftest import REPO_ROOT
 
 
@@ -224,7 +224,7 @@ def test_server_backed_by_a_tiny_model(tiny_models):
 
 KILL_SCRIPT = """
 import json, sys
-from data_pipeline.llm import LLMConfig, Sampling, build_llm
+from core.llm import LLMConfig, Sampling, build_llm
 base_url, cache_dir, out = sys.argv[1:4]
 cfg = LLMConfig(backend="openai", model="scripted", base_url=base_url, max_concurrency=4)
 convs = [[{"role": "user", "content": f"prompt {i}"}] for i in range(40)]
@@ -282,7 +282,7 @@ def test_cli_serves_a_tiny_model(tiny_models):
     port = port_probe.port
     port_probe.stop()
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    args = [sys.executable, "-m", "data_pipeline.llm.local_server", "--model", str(tiny_models["tiny-qwen2"]),
+    args = [sys.executable, "-m", "core.llm.local_server", "--model", str(tiny_models["tiny-qwen2"]),
             "--port", str(port)]  # fmt: skip
     process = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from datasets import Dataset, DatasetDict, load_from_disk
 
+from core.llm.local_server import Faults, LocalOpenAIServer
 from data_pipeline.config import parse_config
 from data_pipeline.importers import SEED_PATH
-from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
 from data_pipeline.outputs import save_datasets
 from data_pipeline.pipeline import run_pipeline
 from tests.conftest import REPO_ROOT

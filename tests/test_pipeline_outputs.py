@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.llm.local_server import Faults, LocalOpenAIServer
+from core.publish import COMPLETE, begin_build
 from data_pipeline.config import parse_config
 from data_pipeline.importers import InputError
-from data_pipeline.llm.local_server import Faults, LocalOpenAIServer
 from data_pipeline.pipeline import run_pipeline
-from data_pipeline.staging import COMPLETE, begin_build
 from tests.conftest import REPO_ROOT
 from tests.test_pipeline import counting_generations, kill_9_mid_generation, server_config
 

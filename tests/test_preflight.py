@@ -11,16 +11,16 @@ import pytest
 import yaml
 from datasets import Dataset, DatasetDict
 
+from core.llm import LLMConfig
+from core.llm.local_server import LocalOpenAIServer
+from core.preflight import Preflight, PreflightFailed
 from data_pipeline.config import parse_config as parse_data_config
-from data_pipeline.llm import LLMConfig
-from data_pipeline.llm.local_server import LocalOpenAIServer
-from data_pipeline.preflight import Preflight, PreflightFailed, check_pipeline
+from data_pipeline.preflight import check_pipeline
 from eval.config import parse_config as parse_eval_config
 from eval.preflight import check_eval
 from tests.conftest import REPO_ROOT
-from train.dpo import make_parser as dpo_parser
-from train.preflight import check_training, parse_for_check
-from train.sft import make_parser as sft_parser
+from train.preflight import check_training
+from train.recipes import dpo_parser, parse_for_check, sft_parser
 
 CONFIGS = REPO_ROOT / "configs"
 

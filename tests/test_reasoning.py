@@ -11,8 +11,8 @@ import yaml
 from datasets import DatasetDict
 from transformers import AutoTokenizer
 
-from data_pipeline.llm.core import candidate_seed
-from data_pipeline.llm.local_server import LocalOpenAIServer
+from core.llm.base import candidate_seed
+from core.llm.local_server import LocalOpenAIServer
 from data_pipeline.schema import make_row, rows_to_dataset
 from eval import metrics, samples
 from eval.__main__ import main as eval_main

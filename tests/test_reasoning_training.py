@@ -6,13 +6,14 @@ from datasets import Dataset, Features, List, Value
 from transformers import AutoTokenizer
 from trl.chat_template_utils import get_training_chat_template
 
+from core.chat_templates import EMPTY_THINK
+from core.llm import LLMConfig, build_llm
+from core.llm.local_server import LocalOpenAIServer
 from data_pipeline.generate import GenerateConfig, generate_candidates, split_reasoning
 from data_pipeline.judge import JUDGE_FEATURES
-from data_pipeline.llm import LLMConfig, build_llm
-from data_pipeline.llm.local_server import LocalOpenAIServer
 from data_pipeline.schema import ROW_FEATURES, make_row, rows_to_dataset
 from data_pipeline.views import build_views
-from train.common import EMPTY_THINK, prepare_conversations
+from train.data import prepare_conversations
 
 
 def test_split_reasoning_closed_unclosed_and_absent():

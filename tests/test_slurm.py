@@ -184,7 +184,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
     fake_vllm = root / "vllm"
     fake_vllm.write_text(
         "#!/usr/bin/env bash\n# stand-in for: vllm serve MODEL --host H --port P ...\n"
-        'exec python -m data_pipeline.llm.local_server --model "$2" --name "$2" --port "$6"\n'
+        'exec python -m core.llm.local_server --model "$2" --name "$2" --port "$6"\n'
     )
     fake_vllm.chmod(0o755)
     data = root / "data"

@@ -11,12 +11,12 @@ from datasets import Dataset, DatasetDict
 from transformers import TrainerControl, TrainerState
 from trl import DPOConfig, ModelConfig, SFTConfig
 
-from data_pipeline.cli import is_user_error
+from core.cli import is_user_error
 from tests._train_fixtures import GOOD, PROMPTS, write_training_data
-from train.common import DatasetGuardError, TrainScriptArguments, load_guarded_dataset
-from train.dpo import DPOScriptArguments
+from train.data import DatasetGuardError, load_guarded_dataset
 from train.dpo import build_trainer as build_dpo_trainer
 from train.preemption import PreemptionCallback, TolerantWandbCallback
+from train.recipes import DPOScriptArguments, TrainScriptArguments
 from train.resume import WorldSizeChangedError, deepspeed_checkpoint_world_size, resume_context
 from train.sft import build_trainer as build_sft_trainer
 
@@ -43,7 +43,7 @@ def test_guard_refuses_then_override_is_logged(tmp_path, caplog, pairs, message)
     with pytest.raises(DatasetGuardError, match=message) as refused:
         load_guarded_dataset(str(tmp_path / "dpo"), allow_unguarded=False)
     assert "manifest.json" in str(refused.value) and "--allow_unguarded_dataset" in str(refused.value)
-    with caplog.at_level(logging.WARNING, logger="train.common"):
+    with caplog.at_level(logging.WARNING, logger="train.data"):
         datasets, manifest, _ = load_guarded_dataset(str(tmp_path / "dpo"), allow_unguarded=True)
     assert message in manifest["guard_override"]  # recorded for W&B and train_results, not only printed
     assert any("dataset guard overridden" in r.message for r in caplog.records)
@@ -229,8 +229,8 @@ def test_gpu_ranks_load_weights_onto_their_device_unless_the_launcher_shards(mon
     own device. ZeRO-3 (zero.Init) and FSDP (rank-0 loading) shard the load themselves: no device_map there."""
     import torch
 
-    import train.sft
-    from train.sft import model_init_kwargs
+    import train.runner
+    from train.runner import model_init_kwargs
 
     lora = ModelConfig(model_name_or_path="m", use_peft=True)
     gpu = SimpleNamespace(device=torch.device("cuda", 0), trust_remote_code=False, model_init_kwargs=None)
@@ -241,5 +241,5 @@ def test_gpu_ranks_load_weights_onto_their_device_unless_the_launcher_shards(mon
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     assert "device_map" not in model_init_kwargs(lora, gpu)
     monkeypatch.delenv("ACCELERATE_USE_FSDP")
-    monkeypatch.setattr(train.sft, "is_deepspeed_zero3_enabled", lambda: True)
+    monkeypatch.setattr(train.runner, "is_deepspeed_zero3_enabled", lambda: True)
     assert "device_map" not in model_init_kwargs(lora, gpu)

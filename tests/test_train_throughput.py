@@ -5,15 +5,14 @@ import re
 
 import pytest
 
+from benchmarks.model_shapes import REAL_SHAPES, parameter_count
 from benchmarks.train_throughput import (
     CPU_SHAPE,
-    REAL_SHAPES,
     Setup,
     make_datasets,
     make_setup,
     measure_in_fresh_process,
     model_flops_per_token,
-    parameter_count,
     report,
 )
 from train.tiny_models import qwen3_tokenizer, tiny_config_kwargs

@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from data_pipeline.llm.openai_backend import option_logprobs
+from core.llm.openai_backend import option_logprobs
 from eval.judges import KINDS, parse_verdict, pick_option
 
 PAIRWISE = ["A", "B", "tie"]

@@ -13,27 +13,21 @@ Resume and SIGUSR1/SIGTERM preemption behave as in train.sft.
 
 import shutil
 import sys
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 import transformers
 from peft import PeftModel
-from trl import DPOConfig, DPOTrainer, ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config, get_quantization_config
 
-from data_pipeline.cli import run_command
-from train.common import TrainScriptArguments, finish_training, run_training, training_chat_template, training_splits
+from core.chat_templates import training_chat_template
+from core.cli import run_command
+from train.data import training_splits
 from train.preflight import command, train_command
-from train.sft import model_init_kwargs
+from train.recipes import DPOScriptArguments, dpo_parser
+from train.runner import finish_training, model_init_kwargs, run_training
 
 COLUMNS = ["prompt", "chosen", "rejected"]
-
-
-@dataclass
-class DPOScriptArguments(TrainScriptArguments):
-    sft_adapter: str | None = field(
-        default=None, metadata={"help": "SFT LoRA adapter dir to continue (on model_name_or_path as the base)"}
-    )
 
 
 def load_policy(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig):
@@ -106,8 +100,7 @@ def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: 
 COMMAND = command("dpo", "DPO with LoRA on the data pipeline's DPO view, continuing the SFT policy, from one YAML.")
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((DPOScriptArguments, DPOConfig, ModelConfig))
+make_parser = dpo_parser
 
 
 if __name__ == "__main__":

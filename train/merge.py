@@ -15,7 +15,7 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data_pipeline.cli import Command, run_command
+from core.cli import Command, run_command
 
 COMMAND = Command(
     name="python -m train.merge",

@@ -5,7 +5,7 @@ the trainers) and ``scontrol requeue`` / preemption, which sends SIGTERM to ever
 W&B service (wandb-core) included. From then on every W&B call of the trainer raises (``ConnectionResetError``);
 transformers' WandbCallback would raise out of the step before the checkpoint is written. ``TolerantWandbCallback``
 turns a W&B failure into one warning and W&B off for the rest of this process: the requeued job resumes the same W&B
-run (train.common.init_wandb) from the checkpoint.
+run (train.runner.init_wandb) from the checkpoint.
 """
 
 import signal

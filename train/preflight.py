@@ -3,22 +3,21 @@
 ``python -m train.sft --config configs/train/qwen3-8b/sft_lora.yaml --check`` (or under ``accelerate launch``): the
 dataset folder and its manifest (no cross-split leakage), the splits training reads, the base model, the SFT adapter
 DPO continues, bitsandbytes for QLoRA, DeepSpeed where configured, the output folder and W&B. A real run starts with
-the same checks (data_pipeline/preflight.py has the shared items and the output format).
+the same checks (core/preflight.py has the shared items and the output format).
 """
 
 import json
 from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
-from data_pipeline.cli import Command, config_errors, config_path, one_line, pop_flag, use_output_dir_for_wandb
-from data_pipeline.preflight import Preflight
+from core.cli import Command, config_errors, config_path, one_line, pop_flag, use_output_dir_for_wandb
+from core.preflight import Preflight
+from train.batch import BatchPlanError, gradient_accumulation
+from train.data import check_manifest
+from train.recipes import parse_for_check
 
 
 def check_training(script_args, training_args, model_args, check: Preflight) -> Preflight:
-    from train.common import check_manifest
-
     dataset = script_args.dataset_name
     if check.path("dataset_name", dataset, contains="dataset_dict.json"):
         splits = json.loads((Path(dataset) / "dataset_dict.json").read_text()).get("splits", [])
@@ -60,8 +59,6 @@ def check_batch(script_args, training_args, check: Preflight) -> None:
         return
     from accelerate import PartialState
 
-    from train.plan import BatchPlanError, gradient_accumulation
-
     world_size, per_device = PartialState().num_processes, training_args.per_device_train_batch_size
     try:
         accumulation = gradient_accumulation(script_args.global_batch_size, per_device, world_size, "this launch")
@@ -74,25 +71,6 @@ def check_batch(script_args, training_args, check: Preflight) -> None:
         f"{script_args.global_batch_size} = per_device {per_device} x {world_size} processes here x grad_accum "
         f"{accumulation}",
     )
-
-
-def parse_for_check(make_parser: Callable, argv: list[str], check: Preflight | None = None):
-    """Parse a training command line for a check. A machine without a GPU (a login node) parses a bf16 recipe with
-    bf16 off, since transformers refuses bf16 without one; the real run on the GPU node keeps it."""
-    import torch
-
-    config = config_path(argv)
-    argv = list(argv)
-    values = {}
-    if config:
-        with config_errors(config), open(config, encoding="utf-8") as handle:  # a YAML error names the file
-            values = yaml.safe_load(handle) or {}
-    if not torch.cuda.is_available() and isinstance(values, dict) and values.get("bf16") and "--bf16" not in argv:
-        argv += ["--bf16", "false"]
-        if check is not None:
-            check.add("info", "bf16", "no GPU here: checked with bf16 off (the GPU job trains in bf16)")
-    with config_errors(config):
-        return make_parser().parse_args_and_config(argv)
 
 
 def train_command(make_parser: Callable, main: Callable, argv: list[str]) -> int:

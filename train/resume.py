@@ -16,7 +16,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from data_pipeline.cli import UserError
+from core.cli import UserError
 
 TRAIN_RESULTS_FILE = "train_results.json"
 ZERO_OPTIM_FILE = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")

@@ -8,35 +8,17 @@ fail; the ``env:`` block is exported). Re-running the same command resumes from 
 SIGUSR1 / SIGTERM save a checkpoint and exit 0 without the final adapter (see ``PreemptionCallback``).
 """
 
-import os
 import sys
 from functools import partial
 
 import transformers
-from accelerate import PartialState
-from transformers.integrations import is_deepspeed_zero3_enabled
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 
-from data_pipeline.cli import run_command
-from train.common import TrainScriptArguments, finish_training, run_training, training_splits
+from core.cli import run_command
+from train.data import training_splits
 from train.preflight import command, train_command
-
-
-def model_init_kwargs(model_args: ModelConfig, training_args) -> dict:
-    """from_pretrained kwargs as trl/scripts/sft.py builds them. On a GPU the weights load straight onto this rank's
-    device, so 8 ranks never hold 8 full host copies; not under DeepSpeed ZeRO-3 (zero.Init partitions at load) or
-    FSDP (rank 0 loads, the others receive shards). A k-bit model is always pinned to this process's device."""
-    kwargs = dict(
-        revision=model_args.model_revision,
-        trust_remote_code=training_args.trust_remote_code,
-        attn_implementation=model_args.attn_implementation,
-        dtype=model_args.dtype,
-    )
-    on_gpu = training_args.device.type == "cuda"
-    sharded_load = is_deepspeed_zero3_enabled() or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
-    if model_args.load_in_4bit or model_args.load_in_8bit or (on_gpu and not sharded_load):
-        kwargs["device_map"] = {"": PartialState().local_process_index} if on_gpu else "cpu"
-    return {**kwargs, **(training_args.model_init_kwargs or {})}
+from train.recipes import TrainScriptArguments, sft_parser
+from train.runner import finish_training, model_init_kwargs, run_training
 
 
 def build_trainer(
@@ -71,8 +53,7 @@ def main(script_args: TrainScriptArguments, training_args: SFTConfig, model_args
 COMMAND = command("sft", "Supervised fine-tuning with LoRA / QLoRA on the data pipeline's SFT view, from one YAML.")
 
 
-def make_parser() -> TrlParser:
-    return TrlParser((TrainScriptArguments, SFTConfig, ModelConfig))
+make_parser = sft_parser
 
 
 if __name__ == "__main__":

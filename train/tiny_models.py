@@ -21,7 +21,7 @@ import trl
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
-from data_pipeline.cli import Command, run_command
+from core.cli import Command, run_command
 
 # Qwen2/Qwen3 tokenizer.json pre-tokenizer pattern (GPT-4 style split on letters, single digits, punctuation).
 QWEN_PRETOKENIZE_REGEX = (
@@ -108,15 +108,17 @@ def deepseek_r1_distill_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def tiny_config_kwargs(tokenizer: PreTrainedTokenizerFast) -> dict:
-    """Shapes small enough for a CPU test, with the real models' structure (GQA, untied embeddings)."""
+    """Shapes small enough for a CPU test, with the real models' structure (GQA, untied embeddings). head_dim is the
+    real models' 64-or-more kind: vLLM's CPU attention refuses head_dim 16, and both families must run through
+    transformers and vLLM alike (hidden_size / heads = head_dim, as Qwen2 derives it)."""
     return dict(
         vocab_size=((len(tokenizer) + 63) // 64) * 64,
-        hidden_size=64,
+        hidden_size=128,
         num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        intermediate_size=128,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=64,
+        intermediate_size=256,
         max_position_embeddings=4096,
         tie_word_embeddings=False,
         eos_token_id=tokenizer.eos_token_id,

@@ -5,7 +5,7 @@ connections, 408, 409, 429 and 5xx are retried ``max_retries`` times with expone
 most 8 s, minus up to 25 % jitter), and a ``Retry-After`` / ``retry-after-ms`` header up to 60 s replaces the
 backoff. Any other 4xx fails at once with ``LLMRequestError``. At most ``max_concurrency`` requests are in flight.
 The client's HTTP layer is wrapped (``_CountingHttpClient``) only to see each attempt's outcome, so retries are
-counted per role and cause (data_pipeline/llm/stats.py) without a retry loop of our own. Each call has a total
+counted per role and cause (core/llm/stats.py) without a retry loop of our own. Each call has a total
 ``deadline_s`` across its attempts and backoff; when it passes, the call fails with one line naming the role, the
 model, base_url and the attempts made.
 
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 import httpx2  # the HTTP library of openai's client (its dependency), for its timeout exception
 import openai
 
-from data_pipeline.llm import stats
-from data_pipeline.llm.core import Completion, GenerationRequest, LLMConfig, LLMRequestError
+from core.llm import stats
+from core.llm.base import Completion, GenerationRequest, LLMConfig, LLMRequestError
 
 log = logging.getLogger(__name__)
 TOP_LOGPROBS = 20  # the most OpenAI's API returns

@@ -20,13 +20,13 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from data_pipeline.llm.core import (
+from core.chat_templates import chat_prompt
+from core.llm.base import (
     Completion,
     GenerationRequest,
     LLMConfig,
     Sampling,
     adapter_fingerprint,
-    chat_prompt,
     first_token_ids,
     row_seed,
 )

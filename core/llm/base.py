@@ -135,12 +135,6 @@ def adapter_fingerprint(adapter: str | None) -> str | None:
     return digest.hexdigest()
 
 
-def chat_prompt(tokenizer, messages: list[dict], chat_template_kwargs: dict) -> str:
-    """The exact text a local model continues: chat template + generation prompt + chat_template_kwargs. Shared by
-    the transformers and vllm backends so both see identical prompts."""
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
-
-
 def first_token_ids(tokenizer, options: list[str]) -> list[int]:
     """First token of each option, tokenised as written (a leading space is part of the option if you give it)."""
     ids = []

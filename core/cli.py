@@ -35,10 +35,10 @@ class UserError(Exception):
 USER_ERROR_NAMES = {
     "data_pipeline.config.ConfigError",
     "data_pipeline.records.InputError",
-    "data_pipeline.llm.core.LLMRequestError",
+    "core.llm.base.LLMRequestError",
     "eval.testsets.EvalInputError",
     "eval.benchmark_tasks.BenchmarkInputError",
-    "train.common.DatasetGuardError",
+    "train.data.DatasetGuardError",
     "yaml.error.YAMLError",
     "json.decoder.JSONDecodeError",
 }

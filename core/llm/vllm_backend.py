@@ -15,12 +15,12 @@ is appended to the prompt and vLLM returns that token's prompt logprob (prefix c
 import time
 from collections.abc import Callable
 
-from data_pipeline.llm.core import (
+from core.chat_templates import chat_prompt
+from core.llm.base import (
     Completion,
     GenerationRequest,
     LLMConfig,
     adapter_fingerprint,
-    chat_prompt,
     first_token_ids,
 )
 

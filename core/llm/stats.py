@@ -138,3 +138,17 @@ def call_progress(description: str, calls: int) -> Iterator[LLMProgress]:
     finally:
         if owner is not None:
             owner.__exit__(None, None, None)
+
+
+def llm_calls_section(calls: dict) -> list[str]:
+    """Markdown lines, per role: calls (new + cached), retries by cause and failures (stats.json "llm_calls"; also
+    in eval's report.md)."""
+    if not calls:
+        return []
+    causes = list(next(iter(calls.values()))["retries"])
+    rows = [[role, c["calls"], c["new"], c["cached"], *(c["retries"][k] for k in causes), c["failures"]]
+            for role, c in calls.items()]  # fmt: skip
+    header = ["role", "calls", "new", "cached", *(f"retries: {k}" for k in causes), "failures"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return ["## LLM calls per role (this run)", "", "\n".join(lines), ""]

@@ -1,0 +1,51 @@
+"""Chat-template rules every stage shares: how a thinking model's answers are rendered for training, scoring and
+generation, so that train/ trains, eval/ scores and the LLM backends prompt exactly the same text.
+
+- DeepSeek-R1-Distill's template always opens ``<think>\n`` at the generation prompt (``always_thinks``); an answer
+  without reasoning is rendered behind an empty, closed think block (``EMPTY_THINK``) so the prompt stays a prefix
+  of prompt + answer.
+- Qwen3's template has an ``enable_thinking`` switch and writes its own empty block when thinking is off.
+- ``training_chat_template``: TRL's training variant of a known family's template (it keeps reasoning that
+  R1-Distill's inference template cuts at ``</think>``, and carries ``{% generation %}`` markers).
+"""
+
+import logging
+
+logger = logging.getLogger(__name__)
+
+# DeepSeek-R1-Distill always opens "<think>\n" in its generation prompt; an answer without reasoning is trained as an
+# empty, closed think block so the prompt stays a prefix of prompt+answer (as TRL's DPO tokenisation needs).
+EMPTY_THINK = "<think>\n\n</think>\n\n"
+
+
+def think_block(reasoning: str) -> str:
+    """The think block an assistant answer is trained with: the trace when there is one, else empty and closed."""
+    return f"<think>\n{reasoning}\n</think>\n\n" if reasoning.strip() else EMPTY_THINK
+
+
+def always_thinks(template: str) -> bool:
+    """A DeepSeek-R1-Distill-style template: it opens <think> at every answer, with no switch to turn that off."""
+    return "</think>" in template and "enable_thinking" not in template
+
+
+def has_thinking_switch(template: str) -> bool:
+    """A Qwen3-style template: ``enable_thinking`` turns reasoning on or off per conversation."""
+    return "enable_thinking" in template
+
+
+def training_chat_template(tokenizer) -> str:
+    """The template train/ renders conversations with: TRL's training variant of the tokenizer's template (it keeps
+    reasoning that DeepSeek-R1-Distill's inference template cuts at </think>), else the tokenizer's own."""
+    from trl.chat_template_utils import get_training_chat_template  # TRL only where a training template is asked for
+
+    try:
+        return get_training_chat_template(tokenizer) or tokenizer.chat_template
+    except ValueError:  # a family TRL has no training template for
+        logger.warning("no TRL training chat template for this tokenizer; rendering with its own template")
+        return tokenizer.chat_template
+
+
+def chat_prompt(tokenizer, messages: list[dict], chat_template_kwargs: dict) -> str:
+    """The exact text a local model continues: chat template + generation prompt + chat_template_kwargs. Shared by
+    the transformers and vllm backends and held-out scoring, so all see identical prompts."""
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
