@@ -85,6 +85,23 @@ class SyncLearningRate(TrainerCallback):
             group["lr"] = lr
 
 
+def restore_trained_adapter(model, checkpoint: str) -> bool:
+    """Load the trained adapter of a checkpoint that also holds other adapters in subfolders (DPO's frozen "ref" copy
+    of the SFT policy). transformers 5.19's Trainer, resuming such a PeftModel, loads only the subfolders and leaves
+    the active adapter as built (the SFT copy), so the resumed policy would restart from the reference and every
+    reward would be 0. DeepSpeed checkpoints restore the module through DeepSpeed instead. True when loaded here."""
+    root = Path(checkpoint)
+    others = [d for d in root.iterdir() if d.is_dir() and (d / "adapter_model.safetensors").is_file()]
+    if not hasattr(model, "load_adapter") or not (root / "adapter_model.safetensors").is_file() or not others:
+        return False
+    if deepspeed_checkpoint_world_size(checkpoint) is not None:
+        return False
+    active = model.active_adapters[0]
+    model.load_adapter(str(root), active, is_trainable=True)
+    model.set_adapter(active)
+    return True
+
+
 def resume_context(checkpoint: str | None, world_size: int, trainer):
     """The context trainer.train(resume_from_checkpoint=checkpoint) runs in on this world size."""
     saved = deepspeed_checkpoint_world_size(checkpoint) if checkpoint else None

@@ -21,7 +21,13 @@ from train.batch import ScheduleReport, apply_global_batch
 from train.data import load_guarded_dataset
 from train.preemption import PreemptionCallback, guard_wandb
 from train.recipes import TrainScriptArguments
-from train.resume import TRAIN_RESULTS_FILE, already_finished, last_checkpoint, resume_context
+from train.resume import (
+    TRAIN_RESULTS_FILE,
+    already_finished,
+    last_checkpoint,
+    restore_trained_adapter,
+    resume_context,
+)
 
 WANDB_RUN_ID_FILE = "wandb_run_id"
 
@@ -155,6 +161,7 @@ def run_training(job_type: str, script_args, training_args, model_args, build_tr
     if resume_from:
         step = json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"]
         trainer.accelerator.print(f"resuming from {resume_from} (step {step})")
+        restore_trained_adapter(trainer.model, resume_from)
     with resume_context(resume_from, state.num_processes, trainer):
         train_output = trainer.train(resume_from_checkpoint=resume_from)
     if preemption.stopped_at_step is not None:
