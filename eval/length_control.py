@@ -167,6 +167,11 @@ def annotations(scores: np.ndarray, answer_chars, reference_chars, ids=None, glm
                        index)  # fmt: skip
 
 
+def glm_name(glm: GlmData | None) -> str:
+    """alpaca_eval's name of the GLM that runs: with df_gamed.csv the published one, else the minimal one."""
+    return "length_controlled_v1" if glm is not None else "length_controlled_minimal"
+
+
 def glm_data_of(cfg) -> GlmData | None:
     """The config's ``length_control_data`` (AlpacaEval's df_gamed.csv), or None."""
     return read_glm_data(cfg.length_control_data) if cfg.length_control_data else None

@@ -1,7 +1,8 @@
 """Hub test sets (eval/testsets.py) read from files in the hub datasets' own schema, by the real loader functions:
 through the local-path route (JSON, JSONL, parquet, save_to_disk) and through the hub route with load_dataset
-patched to return the same rows. Fixtures: eval/fixtures/hub/ (12 AlpacaEval 2.0 rows in alpaca_eval_gpt4_baseline.json's
-layout, 16 BeaverTails QA pairs of which 12 distinct prompts have an unsafe response, 12 TruthfulQA generation rows)."""
+patched to return the same rows. Fixtures: eval/fixtures/hub/ (12 AlpacaEval 2.0 rows in the layout of
+alpaca_eval_gpt4_baseline.json, 16 BeaverTails QA pairs of which 12 distinct prompts have an unsafe response, 12
+TruthfulQA generation rows)."""
 
 import json
 
