@@ -72,7 +72,7 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
     assert "plumbing, not alignment quality" in report
     # Judge-free held-out metrics. SFT trained on responses drawn from the same generator as the test split's, so
     # even on random-weight stand-ins it must lower the held-out NLL against the base: the CI's upper bound < 0
-    # (measured: -0.0083 nats/token [-0.0098, -0.0066] on 27 responses).
+    # (measured: -0.0239 nats/token [-0.0289, -0.0183] on 11 responses).
     held = {name: m["heldout"] for name, m in results["metrics"].items()}
     base_held, sft_held, dpo_held = held["tiny-qwen3"], held["tiny-qwen3+sft"], held["tiny-qwen3+sft+dpo"]
     pairwise = {"nll", "n_responses", "n_pairs", "pairwise_preference_accuracy", "pairwise_logp_margin"}
@@ -88,7 +88,8 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
     assert all(m["alpaca_eval_version"] == "2.0" and m["win_rate_lc"] is not None for m in results["metrics"].values())
     # The DPO model against its own reference, the SFT adapter it continued, found from the DPO run's record.
     assert dpo_held["dpo_reference"] == "tiny-qwen3+sft" and dpo_held["dpo_beta"] == 0.1
-    assert dpo_held["dpo_reward_margin"] is not None and dpo_held["dpo_trl_validation"]["step"] == 4
+    final_step = json.loads((demo / "dpo" / "train_results.json").read_text())["global_step"]
+    assert dpo_held["dpo_reward_margin"] is not None and dpo_held["dpo_trl_validation"]["step"] == final_step
     print("demo held-out:", json.dumps(held, indent=1))
     assert "| tiny-qwen3+sft+dpo |" in report and "tiny-qwen3+sft | " in report
     assert "## Held-out, judge-free" in report and "![heldout.png](heldout.png)" in report
@@ -99,7 +100,8 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
     assert len(pngs) >= 5 and all(png.read_bytes().startswith(PNG_MAGIC) for png in pngs)
 
     # What DPO optimises: on the pairs it trained on, the DPO model's implicit reward against its SFT reference
-    # favours the chosen answers (mean margin > 0), scored by the eval's own held-out code on the train split.
+    # favours the chosen answers (mean margin > 0), scored by the eval's own held-out code on the train split
+    # (measured: +0.0034 over 103 pairs, 75.7% of them positive, 6 standard errors above 0).
     margin = dpo_training_margin(demo_checkout)
     print(f"DPO reward margin vs its SFT reference on the training pairs: {margin:.5f}")
     assert margin > 0, margin
