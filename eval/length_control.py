@@ -18,7 +18,8 @@ set) the GLM has no difficulty term and no gamed rows: alpaca_eval's "length_con
 
 the win rate the model would have if every answer were as long as the reference. If every answer is as long as its
 reference (sd(Δ) = 0), the length term is 0 and the LC win rate equals the raw one (the fitted mean of a logistic
-model with its own term equals the mean label).
+model with its own term equals the mean label); so it does when every verdict is the same (nothing to attribute to
+length; the fit has no finite optimum then).
 
 Fit. Newton's method on the (weighted) log loss with a ridge of 1e-4 (the weakest penalty alpaca_eval's L1
 cross-validation tries is 1/C = 1e-4) so a fit whose verdicts are perfectly separated by length stays finite;
@@ -120,7 +121,12 @@ def _fitted_lc(model: Annotations, glm: GlmData | None, valid: np.ndarray, idx: 
         weights = np.concatenate([weights, np.full((len(idx), len(gamed)), GAMED_WEIGHT)], axis=1)
     coef = fit_logistic(features, labels, weights)
     at_equal_length = 1.0 / (1.0 + np.exp(-(coef[:, 1:2] * difficulty + coef[:, 2:3])))  # (B, n)
-    return 100.0 * (counts * at_equal_length).sum(1) / counts.sum(1)
+    lc = 100.0 * (counts * at_equal_length).sum(1) / counts.sum(1)
+    # Every drawn verdict the same (all lost, all won): nothing to attribute to length, and the GLM's own term has no
+    # finite optimum (the ridge would leave it at an arbitrary 0.2% instead of 0%): the LC win rate is the raw one.
+    drawn = np.where(counts > 0, model.scores[valid], np.nan)
+    low, high = np.nanmin(drawn, axis=1), np.nanmax(drawn, axis=1)
+    return np.where(low == high, 100.0 * low, lc)
 
 
 def _loss(features, labels, weights, coef) -> np.ndarray:

@@ -96,6 +96,9 @@ def test_failed_judgements_are_left_out_and_separated_verdicts_stay_finite():
     # A judge that always prefers the longer answer separates the data perfectly: the ridge keeps the fit finite.
     longer_wins = (answer > reference).astype(float)
     assert 0.0 <= lc.lc_win_rate(lc.Annotations(longer_wins, answer, reference)) <= 100.0
+    # Every verdict a loss (or a win): nothing to attribute to length, the LC win rate is the raw 0 (or 100).
+    for verdict in (0.0, 1.0):
+        assert lc.lc_win_rate(lc.Annotations(np.full(N, verdict), answer, reference)) == 100 * verdict
 
 
 def test_df_gamed_csv_is_read_and_checked(tmp_path):
