@@ -32,13 +32,11 @@ REASON_STARTS = {
     "it", "it's", "this", "that", "the", "there", "they", "its", "here", "overall", "per",
 }  # fmt: skip
 LIST_JOINS = {"and", "or", "nor", "vs", "versus", "/", "&", "+"}
+NO_OPTION = ""  # the position names no option at all ("Both answers are fine", "based on the references")
 
 
 def _words(line: str) -> list[str]:
     return TOKEN.findall(line)
-
-
-NO_OPTION = ""  # the position names no option at all ("Both answers are fine", "based on the references")
 
 
 def _read_position(tokens: list[str], by_word: dict[str, str]) -> str | None:
