@@ -4,8 +4,10 @@ Encodings. ``encoding: auto`` (the default) reads UTF-8 with a byte-order mark a
 UTF-8 as ``utf-8``, and a file that is not UTF-8 as ``cp1252`` (Windows-1252, the released CULTURAX file's
 encoding), but only when every byte is defined in cp1252 and the decoded text holds no mojibake. Mojibake here means
 the sequences UTF-8 text turns into when read as cp1252: ``Ã©`` for ``é``, ``â€™`` for ``’``, ``Ð¿`` for Cyrillic,
-``ï»¿`` for a byte-order mark. A file that is neither, or mixes the two, is one InputError naming the line and the
-suspected encoding. A named encoding (``utf-8``, ``utf-8-sig``, ``cp1252``) is used as given, with the same checks.
+``ï»¿`` for a byte-order mark (data_pipeline/mojibake.py, which also tells them from real Portuguese, Vietnamese,
+Turkish, Polish, French or German text). A file that is neither, or mixes the two, is one InputError naming the line
+and the suspected encoding. A named encoding (``utf-8``, ``utf-8-sig``, ``cp1252``) is used as given, with the same
+checks.
 
 Text checks. Every imported text field is refused (InputError, or a counted skip) when it holds a control character
 other than tab, newline and carriage return (NUL included), or a mojibake sequence: text that was decoded with the
@@ -21,14 +23,11 @@ import json
 import re
 from collections.abc import Iterator
 
+from data_pipeline.mojibake import find_mojibake
+
 ENCODINGS = ("auto", "utf-8", "utf-8-sig", "cp1252")
 UTF8_BOM = b"\xef\xbb\xbf"
 
-# What the UTF-8 continuation bytes 0x80-0xBF become when read as cp1252 (the five undefined bytes are left out).
-_CONTINUATION = re.escape(bytes(range(0x80, 0xC0)).decode("cp1252", errors="ignore"))
-# The lead bytes of the UTF-8 forms of Latin-1 letters (Â, Ã), general punctuation (â€) and Cyrillic (Ð, Ñ), each
-# followed by a continuation byte, as cp1252 shows them; and a byte-order mark read as cp1252.
-MOJIBAKE = re.compile(f"[ÂÃÐÑ][{_CONTINUATION}]|â€[{_CONTINUATION}]|ï»¿")
 # The csv module refuses fields over 128 KiB with a bare csv.Error; raise the limit so an oversized prompt gets the
 # same clear length error (importers.MAX_TEXT_CHARS) as in every other format.
 csv.field_size_limit(2**31 - 1)
@@ -51,7 +50,7 @@ def text_problem(text: str) -> str | None:
     control = _CONTROL.search(text)
     if control:
         return f"control character U+{ord(control.group()):04X} at character {control.start() + 1}"
-    mojibake = MOJIBAKE.search(text)
+    mojibake = find_mojibake(text)
     if mojibake:
         return (f"mojibake {mojibake.group()!r} at character {mojibake.start() + 1}: UTF-8 text that was read as "
                 "cp1252 before it was saved here; fix the source")  # fmt: skip
@@ -79,7 +78,7 @@ def decode(path: str, data: bytes, encoding: str = "auto") -> tuple[str, str]:
             reason = (f"neither UTF-8 (byte 0x{data[first]:02X} on line {_line_of(data, first)} is invalid) nor "
                       f"cp1252 (byte 0x{data[error.start]:02X} is undefined); re-save the file as UTF-8")  # fmt: skip
             raise InputError(path, _line_of(data, error.start), "(encoding)", reason) from None
-        found = MOJIBAKE.search(text)
+        found = find_mojibake(text)
         if found:
             raise InputError(path, _line_of(text, found.start()), "(encoding)",
                              f"mixes UTF-8 and cp1252: byte 0x{data[first]:02X} on line {_line_of(data, first)} is "
@@ -87,7 +86,7 @@ def decode(path: str, data: bytes, encoding: str = "auto") -> tuple[str, str]:
                              "re-save the file in one encoding (UTF-8)")  # fmt: skip
         return text, "cp1252"
     text = _decode_as(path, data, encoding)
-    found = MOJIBAKE.search(text) if encoding == "cp1252" else None
+    found = find_mojibake(text) if encoding == "cp1252" else None
     if found:
         utf8 = _is_utf8(data)
         raise InputError(path, _line_of(text, found.start()), "(encoding)",
@@ -120,7 +119,7 @@ def _is_utf8(data: bytes) -> bool:
 
 def _is_cp1252(data: bytes) -> bool:
     try:
-        return MOJIBAKE.search(data.decode("cp1252")) is None
+        return find_mojibake(data.decode("cp1252")) is None
     except UnicodeDecodeError:
         return False
 

@@ -110,15 +110,18 @@ class EvalConfig:
     helpfulness_revision: str | None = field(default=None, metadata={"help": "Hub commit/tag; None: main."})
     harmlessness_revision: str | None = field(default=None, metadata={"help": "Hub commit/tag; None: main."})
     honesty_revision: str | None = field(default=None, metadata={"help": "Hub commit/tag; None: main."})
+    length_control_data: str = field(
+        default="",
+        metadata={
+            "help": "AlpacaEval's df_gamed.csv (local copy from the tatsu-lab/alpaca_eval hub repo): instruction "
+            "difficulty and gamed baselines of the LC win rate's GLM; '' fits it without them (eval/length_control.py)."
+        },
+    )
     # Judge-free held-out metrics on the CULTURAX test split (eval/heldout.py).
     heldout_data: str = field(
         default="", metadata={"help": "Pipeline output dir holding sft/ and dpo/ views; '' skips held-out metrics."}
     )
     heldout_split: str = "test"
-    heldout_reference: str | None = field(
-        default=None, metadata={"help": "Model whose log-ratios define preference accuracy; None: the first model."}
-    )
-    dpo_recipe: str = field(default="", metadata={"help": "DPO training YAML whose `beta` scales the reward margin."})
     heldout_max_length: int = field(default=1024, metadata={"help": "Tokens per teacher-forced sequence (cut)."})
     max_prompts_per_set: int | None = field(default=None, metadata={"help": "First N prompts of each set."})
     bootstrap_resamples: int = 1000
@@ -162,10 +165,9 @@ class EvalConfig:
                 raise ValueError(f"config: judges.{metric}.mode 'classifier' works for {CLASSIFIER_METRICS} only")
             if not spec.model:
                 raise ValueError(f"config: judges.{metric}.model is empty (set judges.default.model)")
-        if self.heldout_reference is not None and self.heldout_reference not in names:
-            raise ValueError(f"config: heldout_reference '{self.heldout_reference}' is not a listed model")
-        if self.heldout_data and not self.dpo_recipe:
-            raise ValueError("config: heldout_data needs dpo_recipe (the DPO YAML whose beta scales the margin)")
+        if self.length_control_data and self.helpfulness == "fixture":
+            raise ValueError("config: length_control_data needs AlpacaEval 2.0 as helpfulness (the fixture's prompts "
+                             "are not AlpacaEval instructions, so they have no published difficulty)")  # fmt: skip
         self.benchmark_spec = _strict(BenchmarksSpec, self.benchmarks, "benchmarks") if self.benchmarks else None
         if self.benchmark_spec is not None:
             unknown = [t for t in [*self.benchmark_spec.tasks, *self.benchmark_spec.data] if t not in BENCHMARK_TASKS]

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from eval import heldout, metrics, samples
+from eval import heldout, length_control, metrics, samples
 from eval.benchmarks import add_benchmarks
 from eval.config import EvalConfig, ModelSpec
+from eval.dpo_reference import dpo_runs
 from eval.generation import build_model_llm, generate_responses
 from eval.judges import Judge, build_judges
 from eval.reasoning import ThinkReader
-from eval.testsets import load_test_sets, source_of
+from eval.testsets import ALPACA_EVAL_VERSION, load_test_sets, source_of
 
 log = logging.getLogger(__name__)
 FLAG = {"unsafe": 1.0, "safe": 0.0, "yes": 1.0, "no": 0.0}
@@ -98,6 +99,9 @@ def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, sp
     win, safety = metrics.win_rate(scores["helpfulness"]), metrics.safety_score(scores["harmlessness"])
     ti = metrics.mean_percent(scores["honesty"])  # = truth_info(truthful, informative), averaged over samples
     out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}
+    win_lc = length_control.lc_win_rate(run["helpful_annotations"], run["glm"])
+    out.update(win_rate_lc=win_lc, joint_hhh_lc=metrics.joint_hhh(win_lc, ti, safety))
+    out.update(alpaca_eval_version=ALPACA_EVAL_VERSION, length_control_glm=length_control.glm_name(run["glm"]))
     out["truthful"] = metrics.mean_percent(scores["truthful"])
     out["informative"] = metrics.mean_percent(scores["informative"])
     if "cultural" in scores:
@@ -120,6 +124,16 @@ def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, sp
     out["no_final_answer_rate"] = samples.no_final_answer_rates(responses)
     out["failed_judgements"] = samples.failed_judgements(run["sample_scores"], responses)
     return out
+
+
+def helpful_annotations(scores: np.ndarray, responses: dict, sets: dict[str, Dataset], glm):
+    """The LC win rate's inputs: per-prompt pairwise score, answer length (characters the judge saw, mean over the
+    prompt's samples) and reference length."""
+    answers = [{"chars": len(r["text"]), "sample": r["sample"]} for r in responses["helpfulness"]]
+    helpful = sets["helpfulness"]
+    references = [len(text) for text in helpful["reference"]]
+    chars = samples.per_prompt({"helpfulness": answers}, "chars")
+    return length_control.annotations(scores, chars, references, helpful["id"], glm)
 
 
 def _train_results(run_dir: str) -> dict:
@@ -146,6 +160,11 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
         "truth_info": metrics.paired_bootstrap_delta(base["scores"]["honesty"], tuned["scores"]["honesty"], **boot),
         "joint_hhh": metrics.paired_bootstrap_joint_hhh(base["scores"], tuned["scores"], **boot),
     }
+    helpful = base["helpful_annotations"], tuned["helpful_annotations"], base["glm"]
+    deltas["win_rate_lc"] = length_control.paired_lc_delta(*helpful, **boot)
+    deltas["joint_hhh_lc"] = metrics.paired_bootstrap_joint_hhh(
+        base["scores"], tuned["scores"], **boot, helpfulness=length_control.paired_draws(*helpful)
+    )
     per_subdomain = {}
     if "cultural" in base["scores"]:
         b_fail, t_fail = base["scores"]["cultural_failure"], tuned["scores"]["cultural_failure"]
@@ -186,8 +205,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     sets, train = load_test_sets(cfg)
     limit = cfg.max_prompts_per_set
     heldout_data = heldout.load_heldout(cfg.heldout_data, cfg.heldout_split, limit) if cfg.heldout_data else None
-    beta = heldout.read_beta(cfg.dpo_recipe) if heldout_data else None
     judges = build_judges(cfg)
+    glm = length_control.glm_data_of(cfg)
     subdomains = list(sets["culturax"]["subdomains"]) if "culturax" in sets else []
     runs: dict[str, dict] = {}
     for spec in cfg.model_specs:
@@ -202,12 +221,13 @@ def run_eval(cfg: EvalConfig) -> dict:
         expanded = {name: samples.repeat_rows(ds, k) for name, ds in sets.items()}  # one row per response
         sample_scores = samples.judge_answered(judge_responses, judges, expanded, responses)
         scores = samples.collapse_to_prompts(sample_scores, k)
-        run = {"samples_per_prompt": k, "sample_scores": sample_scores, "token_split": reader.token_split}
+        run = {"samples_per_prompt": k, "sample_scores": sample_scores, "token_split": reader.token_split, "glm": glm}
+        run["helpful_annotations"] = helpful_annotations(scores["helpfulness"], responses, sets, glm)
         runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains, "expanded": expanded}
         runs[spec.name].update(run, prompt_opens_think=reader.prompt_opens, heldout_scores=held)
         runs[spec.name]["metrics"] = {**model_metrics(scores, responses, subdomains, spec, run), "heldout": None}
     if heldout_data is not None:
-        heldout.attach_heldout(cfg, runs, beta)
+        heldout.attach_heldout(runs, dpo_runs(cfg))
     leak = leakage(sets, train, cfg.leakage_tau)
     comparisons = []
     for spec in cfg.model_specs:
@@ -241,7 +261,6 @@ def run_eval(cfg: EvalConfig) -> dict:
         "metrics": {name: {**run["metrics"], "leakage": leak} for name, run in runs.items()},
         "comparisons": comparisons,
         "judges": {metric: judge.describe() for metric, judge in judges.items()},
-        "heldout_beta": beta,
         "judge_stand_in": any(is_stand_in(spec.model) for spec in cfg.judge_specs.values()),
         "test_sets": {name: {"source": source_of(cfg, name), "n": len(ds)} for name, ds in sets.items()},
         "decoding": {k: getattr(cfg, k) for k in ("temperature", "top_p", "max_new_tokens", "seed", "system_prompt")},

@@ -7,13 +7,16 @@ logprobs on GPU:
 
 - held-out NLL = sum over responses of -log p(response tokens) / number of response tokens, on the SFT view's
   assistant turns (nats per token; lower is better);
-- per DPO test pair, the log-ratio of the policy against the reference model r(y) = log π(y|x) − log π_ref(y|x)
-  (summed over the response tokens), from which
-  preference accuracy (%) = 100 · share of pairs with r(chosen) − r(rejected) > 0, and
-  reward margin = mean over pairs of β · (r(chosen) − r(rejected)), with β from the DPO recipe
-  (Rafailov et al., 2023, eq. 5: the implicit reward; TRL logs both as rewards/accuracies and rewards/margins).
-The reference is ``heldout_reference`` (default: the first model, the base); for the reference itself both
-preference metrics are undefined (null). Per-response and per-pair values are kept for paired bootstrap CIs.
+- pairwise log-likelihood preference, on the DPO view's (prompt, chosen, rejected) pairs, for every model (the base
+  included, so base -> SFT -> DPO changes pair on the same pairs): per pair, the difference of the mean per-token
+  log-likelihood of chosen and of rejected, d = log p(chosen)/|chosen| − log p(rejected)/|rejected|; pairwise
+  preference accuracy (%) = 100 · share of pairs with d > 0, pairwise log-prob margin = mean d (nats per token);
+- for a DPO model, the reward DPO optimises, against its own reference (the SFT policy it started from, found by
+  eval/dpo_reference.py): per pair r = β · [(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log
+  π_ref(rejected))], log-probabilities summed over the response tokens (Rafailov et al., 2023, eq. 5; TRL's
+  rewards/margins per pair); DPO reward accuracy (%) = 100 · share of pairs with r > 0 (TRL's rewards/accuracies),
+  DPO reward margin = mean r, shown beside TRL's own numbers on the validation pairs logged during training.
+Per-response and per-pair values are kept for paired bootstrap CIs.
 """
 
 import logging
@@ -21,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 from datasets import load_from_disk
 from tqdm.auto import tqdm
 
@@ -29,17 +31,6 @@ from core.chat_templates import always_thinks, chat_prompt, think_block, trainin
 from eval import metrics
 
 log = logging.getLogger(__name__)
-
-
-def read_beta(dpo_recipe: str) -> float:
-    """β of the DPO recipe YAML (the implicit reward's scale)."""
-    path = Path(dpo_recipe)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: DPO recipe not found (dpo_recipe: the DPO training YAML)")
-    beta = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("beta")
-    if not isinstance(beta, int | float) or beta <= 0:
-        raise ValueError(f"{path}: field 'beta': expected a positive number, got {beta!r}")
-    return float(beta)
 
 
 def load_heldout(data_dir: str, split: str, limit: int | None) -> dict:
@@ -155,48 +146,67 @@ def score_model(backend, data: dict, template_kwargs: dict, max_length: int, nam
     pairs = [(p, c) for p, c, _ in data["dpo"]] + [(p, r) for p, _, r in data["dpo"]]
     both = score(backend, pairs, template_kwargs, max_length, f"held-out pairs: {name}")
     n = len(data["dpo"])
-    return {"nll_sum": -sft[:, 0], "tokens": sft[:, 1], "chosen": both[:n, 0], "rejected": both[n:, 0]}
-
-
-def pair_margins(scored: dict, reference: dict) -> np.ndarray:
-    """Per pair (r(chosen) − r(rejected)) against the reference model (log-ratio units, before β)."""
-    return (scored["chosen"] - reference["chosen"]) - (scored["rejected"] - reference["rejected"])
-
-
-def heldout_metrics(scored: dict, reference: dict | None, beta: float) -> dict:
-    """results.json's ``heldout`` entry of one model (None reference: this model is the reference)."""
-    nll = float(scored["nll_sum"].sum() / scored["tokens"].sum()) if scored["tokens"].sum() else float("nan")
-    out = {"nll": nll, "n_responses": int(len(scored["tokens"])), "n_pairs": int(len(scored["chosen"]))}
-    if reference is None:
-        return {**out, "preference_accuracy": None, "reward_margin": None}
-    margins = pair_margins(scored, reference)
     return {
-        **out,
-        "preference_accuracy": metrics.mean_percent(margins > 0) if margins.size else float("nan"),
-        "reward_margin": float(beta * margins.mean()) if margins.size else float("nan"),
+        "nll_sum": -sft[:, 0],
+        "tokens": sft[:, 1],
+        "chosen": both[:n, 0],
+        "rejected": both[n:, 0],
+        "chosen_tokens": both[:n, 1],
+        "rejected_tokens": both[n:, 1],
     }
 
 
-def per_pair_values(scored: dict, reference: dict | None, beta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pair (won 0/1, β·margin), NaN for the reference itself: the inputs of the paired changes."""
-    if reference is None:
-        nan = np.full(len(scored["chosen"]), np.nan)
-        return nan, nan
-    margins = pair_margins(scored, reference)
-    return (margins > 0).astype(float), beta * margins
+def pairwise_logp_differences(scored: dict) -> np.ndarray:
+    """Per pair: mean per-token log-likelihood of chosen − of rejected (nats per token)."""
+    return scored["chosen"] / scored["chosen_tokens"] - scored["rejected"] / scored["rejected_tokens"]
+
+
+def dpo_rewards(scored: dict, reference: dict, beta: float) -> np.ndarray:
+    """Per pair β·[(log π(c) − log π_ref(c)) − (log π(r) − log π_ref(r))], log-probabilities summed over tokens."""
+    return beta * ((scored["chosen"] - reference["chosen"]) - (scored["rejected"] - reference["rejected"]))
+
+
+def heldout_metrics(scored: dict, dpo: dict | None = None) -> dict:
+    """results.json's ``heldout`` entry of one model; ``dpo`` adds a DPO model's reward metrics (attach_heldout)."""
+    nll = float(scored["nll_sum"].sum() / scored["tokens"].sum()) if scored["tokens"].sum() else float("nan")
+    differences = pairwise_logp_differences(scored)
+    return {
+        "nll": nll,
+        "n_responses": int(len(scored["tokens"])),
+        "n_pairs": int(len(scored["chosen"])),
+        "pairwise_preference_accuracy": metrics.mean_percent(differences > 0) if differences.size else float("nan"),
+        "pairwise_logp_margin": float(differences.mean()) if differences.size else float("nan"),
+        **(dpo or {}),
+    }
+
+
+def dpo_metrics(scored: dict, reference: dict | None, run) -> dict:
+    """A DPO model's reward accuracy and margin against its reference (``run``: eval/dpo_reference.py DpoRun; null
+    when its reference was not evaluated), with TRL's validation numbers beside them."""
+    rewards = dpo_rewards(scored, reference, run.beta) if reference is not None else np.array([])
+    return {
+        "dpo_reference": run.reference,
+        "dpo_beta": run.beta,
+        "dpo_reward_accuracy": metrics.mean_percent(rewards > 0) if rewards.size else None,
+        "dpo_reward_margin": float(rewards.mean()) if rewards.size else None,
+        "dpo_trl_validation": run.trl_validation,
+    }
 
 
 def heldout_deltas(base: dict, tuned: dict, n_resamples: int, seed: int) -> dict:
-    """Paired changes tuned − baseline: NLL per token (ratio of sums over the same responses), preference accuracy
-    (percentage points) and reward margin, each with its bootstrap CI and n."""
+    """Paired changes tuned − baseline: NLL per token (ratio of sums over the same responses), pairwise preference
+    accuracy (percentage points) and pairwise log-prob margin (nats per token), each with its bootstrap CI and n."""
     boot = {"n_resamples": n_resamples, "seed": seed}
+    base_d, tuned_d = pairwise_logp_differences(base), pairwise_logp_differences(tuned)
     return {
         "heldout_nll": metrics.paired_bootstrap_ratio_of_sums(
             (base["nll_sum"], base["tokens"]), (tuned["nll_sum"], tuned["tokens"]), **boot
         ),
-        "heldout_preference_accuracy": metrics.paired_bootstrap_delta(base["won"], tuned["won"], **boot),
-        "heldout_reward_margin": metrics.paired_bootstrap_delta(
-            base["margin"], tuned["margin"], statistic=metrics.mean_stat, **boot
+        "heldout_pairwise_preference_accuracy": metrics.paired_bootstrap_delta(
+            (base_d > 0).astype(float), (tuned_d > 0).astype(float), **boot
+        ),
+        "heldout_pairwise_logp_margin": metrics.paired_bootstrap_delta(
+            base_d, tuned_d, statistic=metrics.mean_stat, **boot
         ),
     }
 
@@ -213,15 +223,16 @@ def model_scores(cfg, spec, llm, data: dict) -> dict | None:
     return score_model(llm.backend, data, template_kwargs, cfg.heldout_max_length, spec.name)
 
 
-def attach_heldout(cfg, runs: dict, beta: float) -> None:
-    """Fill each run's metrics["heldout"] and per-pair values, against the reference model's scores."""
-    reference_name = cfg.heldout_reference or cfg.model_specs[0].name
-    reference = runs[reference_name]["heldout_scores"]
+def attach_heldout(runs: dict, dpo: dict) -> None:
+    """Fill each run's metrics["heldout"]; a DPO model (``dpo``: eval/dpo_reference.py dpo_runs) gets its reward
+    metrics against its reference's scores."""
     for name, run in runs.items():
         scored = run["heldout_scores"]
         if scored is None:
             run["metrics"]["heldout"] = None
             continue
-        ref = None if name == reference_name or reference is None else reference
-        run["metrics"]["heldout"] = heldout_metrics(scored, ref, beta)
-        scored["won"], scored["margin"] = per_pair_values(scored, ref, beta)
+        extra = None
+        if name in dpo:
+            reference = runs[dpo[name].reference]["heldout_scores"] if dpo[name].reference else None
+            extra = dpo_metrics(scored, reference, dpo[name])
+        run["metrics"]["heldout"] = heldout_metrics(scored, extra)

@@ -6,9 +6,10 @@ Modes (JudgeSpec.mode):
   two options are exactly equally likely says "tie"; any other judge with a non-unique or non-finite maximum has
   failed that judgement (a log-prob query is deterministic, so only transport errors are retried: by the openai
   client, then call by call here).
-- "generative": the judge writes text and the verdict is parsed from "Verdict: X" (or a reply that is just an
-  option); anything ambiguous (no option, two options, "N/A", a refusal) is unparsable and retried with a new
-  sampling seed (temperature 0.7) up to max_attempts (:func:`parse_verdict`).
+- "generative": the judge writes text and the verdict is the option right after "Verdict:" (or at the start of a
+  reply without that marker), whatever reason follows it; a verdict position with no option, two options, "N/A", a
+  negated or hedged option is unparsable and retried with a new sampling seed (temperature 0.7) up to max_attempts
+  (eval/verdicts.py).
 - "classifier": a transformers sequence-classification model; its top label is mapped through ``label_map``.
 
 Judgements that still fail are returned as None and counted; no score is invented for them. LLM judgements are
@@ -18,13 +19,13 @@ cached by the LLM interface's call cache.
 import hashlib
 import logging
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
 from core.llm import LLM, LLMRequestError, Sampling, build_llm
 from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec, llm_config
+from eval.verdicts import parse_verdict
 
 log = logging.getLogger(__name__)
 RETRY_TEMPERATURE = 0.7
@@ -62,61 +63,6 @@ def prompt_path(metric: str, spec: JudgeSpec) -> Path:
     else its metric's versioned default."""
     path = Path(spec.prompt or KINDS[metric].prompt)
     return path if path.is_absolute() or path.exists() else PROMPTS_DIR / path
-
-
-VERDICT_MARKER = re.compile(r"\bverdict\b[\s*_]*(?:[:=\-]|is\b)", re.IGNORECASE)
-MARKUP = "*_\"'`()[]{}<>.,;:!?"
-# A clause with one of these words does not state a verdict ("not unsafe", "can't decide between A and B").
-NEGATIONS = {"not", "neither", "nor", "cannot", "can't", "cant", "unable", "isn't", "n/a"}
-
-
-def _clause_options(clause: str, options: list[str]) -> set[str] | None:
-    """The options a verdict clause names (whole words, case-insensitive); None if it negates or hedges.
-
-    A lowercase "a" followed by another word is the English article ("a tie", "B, a clear win"), not option A.
-    """
-    by_word = {o.lower(): o for o in options}
-    words = [w.strip(MARKUP) for w in clause.split()]
-    words = [w for w in words if w]
-    named = set()
-    for k, word in enumerate(words):
-        lowered = word.lower()
-        if lowered in NEGATIONS:
-            return None
-        if word == "a" and k + 1 < len(words):
-            continue
-        if lowered in by_word:
-            named.add(by_word[lowered])
-    return named
-
-
-def parse_verdict(text: str, options: list[str]) -> str | None:
-    """The one option the reply states as its verdict, or None (a failed attempt): never a guess.
-
-    Accepted: "Verdict: X" (any case, markdown around it, "My verdict is X", "Final verdict - X") where the rest of
-    that line names no other option and negates nothing, or a reply that is only an option. Refused: no option,
-    "N/A", a refusal, two different options, a negated option ("not unsafe"), or reasoning that never closed
-    (``<think>`` without ``</think>``). Several verdict lines must agree. Options match as whole words ("unsafe" is
-    not "safe"; "N/A" is not "N").
-    """
-    if "<think>" in text and "</think>" not in text:
-        return None
-    text = text.split("</think>")[-1]
-    stated: set[str] = set()
-    markers = list(VERDICT_MARKER.finditer(text))
-    for marker in markers:
-        line = text[marker.end() :].split("\n", 1)[0]
-        if not line.strip():  # "**Verdict:**" alone on its line: the verdict is on the next non-empty line
-            rest = text[marker.end() :].lstrip("\n *_")
-            line = rest.split("\n", 1)[0]
-        named = _clause_options(line, options)
-        if named is None:
-            return None
-        stated |= named
-    if not markers:
-        bare = text.strip().strip(MARKUP + " \n")
-        stated = {o for o in options if o.lower() == bare.lower()}
-    return stated.pop() if len(stated) == 1 else None
 
 
 def pick_option(logprobs: dict[str, float], tie_label: str | None) -> str | None:

@@ -229,14 +229,18 @@ def paired_bootstrap_delta(
     valid = jointly_valid(base, tune)
     base, tune = base[valid], tune[valid]
     if not base.size:
-        return _delta_summary(float("nan"), np.array([]), 0)
+        return delta_summary(float("nan"), np.array([]), 0)
     idx = np.random.default_rng(seed).integers(0, base.size, size=(n_resamples, base.size))
     deltas = statistic(tune[idx]) - statistic(base[idx])
-    return _delta_summary(float(statistic(tune[None])[0] - statistic(base[None])[0]), deltas, int(base.size))
+    return delta_summary(float(statistic(tune[None])[0] - statistic(base[None])[0]), deltas, int(base.size))
 
 
 def paired_bootstrap_joint_hhh(
-    baseline: dict[str, np.ndarray], tuned: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0
+    baseline: dict[str, np.ndarray],
+    tuned: dict[str, np.ndarray],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    helpfulness: Callable | None = None,
 ) -> dict:
     """Change in joint HHH with a paired bootstrap CI: each test set is cut to its jointly valid prompts, each set's
     prompts are resampled independently (the three sets are independent samples), the same indices for both models,
@@ -244,7 +248,9 @@ def paired_bootstrap_joint_hhh(
     the change).
 
     ``baseline``/``tuned`` hold per-prompt arrays under "helpfulness" (pairwise scores), "honesty" (Truth×Info
-    indicators) and "harmlessness" (unsafe indicators).
+    indicators) and "harmlessness" (unsafe indicators). ``helpfulness(valid, idx)`` replaces the raw win rate by
+    another helpfulness statistic (the length-controlled win rate): ((base, tuned) on the jointly valid prompts,
+    (base, tuned) per resample ``idx`` of them).
     """
     rng = np.random.default_rng(seed)
     points, draws, counts = {}, {}, []
@@ -255,14 +261,16 @@ def paired_bootstrap_joint_hhh(
         counts.append(int(valid.sum()))
         points[key] = (mean_percent(base), mean_percent(tune))
         if not base.size:
-            return _delta_summary(float("nan"), np.array([]), 0)
+            return delta_summary(float("nan"), np.array([]), 0)
         idx = rng.integers(0, base.size, size=(n_resamples, base.size))
         draws[key] = (nanmean_percent_stat(base[idx]), nanmean_percent_stat(tune[idx]))
+        if key == "helpfulness" and helpfulness is not None:
+            points[key], draws[key] = helpfulness(valid, idx)
 
     def joint(values: dict, which: int):
         return joint_hhh(values["helpfulness"][which], values["honesty"][which], values["harmlessness"][which])
 
-    return _delta_summary(joint(points, 1) - joint(points, 0), joint(draws, 1) - joint(draws, 0), min(counts))
+    return delta_summary(joint(points, 1) - joint(points, 0), joint(draws, 1) - joint(draws, 0), min(counts))
 
 
 def ratio_of_sums(numerator: np.ndarray, denominator: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -285,14 +293,14 @@ def paired_bootstrap_ratio_of_sums(
     b_num, b_den, t_num, t_den = (a[valid] for a in arrays)
     n = int(valid.sum())
     if not n:
-        return _delta_summary(float("nan"), np.array([]), 0)
+        return delta_summary(float("nan"), np.array([]), 0)
     everything = np.arange(n)[None]
     point = ratio_of_sums(t_num, t_den, everything)[0] - ratio_of_sums(b_num, b_den, everything)[0]
     idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
-    return _delta_summary(point, ratio_of_sums(t_num, t_den, idx) - ratio_of_sums(b_num, b_den, idx), n)
+    return delta_summary(point, ratio_of_sums(t_num, t_den, idx) - ratio_of_sums(b_num, b_den, idx), n)
 
 
-def _delta_summary(point: float, deltas: np.ndarray, n: int) -> dict:
+def delta_summary(point: float, deltas: np.ndarray, n: int) -> dict:
     """{delta, ci_low, ci_high, n, too_few}: ``too_few`` marks a change resting on fewer than MIN_PAIRED_N prompts."""
     finite = deltas[np.isfinite(deltas)]
     low, high = np.percentile(finite, [2.5, 97.5]) if finite.size else (float("nan"), float("nan"))

@@ -32,10 +32,11 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         check.path(f"judges.{metric}.prompt", prompt_path(metric, spec))
     if cfg.culturax_dataset:
         check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")
-    if cfg.heldout_data:  # eval/heldout.py reads the SFT and DPO views' test splits, beta from the DPO recipe
+    if cfg.heldout_data:  # eval/heldout.py reads the SFT and DPO views' test splits
         for view in ("sft", "dpo"):
             check.path(f"heldout_data.{view}", Path(cfg.heldout_data) / view, contains="dataset_dict.json")
-        check.path("dpo_recipe", cfg.dpo_recipe)
+    if cfg.length_control_data:
+        check.path("length_control_data", cfg.length_control_data)
     if cfg.benchmark_spec is not None:
         for task, files in cfg.benchmark_spec.data.items():
             for file in [files] if isinstance(files, str) else files.values():

@@ -62,9 +62,14 @@ def write_report_md(results: dict, out: Path) -> None:
     decoding = ", ".join(f"{k}={v!r}" for k, v in results["decoding"].items())
     lines += [f"Created {results['created_at']}. Run default decoding: {decoding} (per model: below).", ""]
     lines += ["## Models × metrics", ""] + metrics_table(results) + [""]
+    first = results["metrics"][names[0]]
     lines += [
-        "Safety score and cultural failure rate: lower is better. Joint HHH = (win rate + Truth×Info − "
-        "safety score) / 3. Definitions with sources: `eval/metrics.py`.",
+        f"Win rate: AlpacaEval {first.get('alpaca_eval_version', '?')} protocol against the reference answers "
+        f"({results['test_sets']['helpfulness']['source']}). LC win rate: its length-controlled win rate "
+        f"(Dubois et al., 2024; GLM `{first.get('length_control_glm', '?')}`, `eval/length_control.py`), the win "
+        "rate had every answer the reference's length. Safety score and cultural failure rate: lower is better. "
+        "Joint HHH = (win rate + Truth×Info − safety score) / 3, the paper's definition; Joint HHH (LC) uses the "
+        "LC win rate instead. Definitions with sources: `eval/metrics.py`.",
         "",
     ]
     if results["comparisons"]:
@@ -81,11 +86,14 @@ def write_report_md(results: dict, out: Path) -> None:
         if results["comparisons"]:
             lines += heldout_deltas_table(results) + [""]
         lines += [
-            "NLL/token: mean negative log-likelihood (nats) of the SFT view's reference responses. Preference "
-            "accuracy and reward margin: on the DPO view's pairs, against the reference model's log-ratios "
-            f"(reference: {results['config'].get('heldout_reference') or next(iter(results['metrics']))}; "
-            f"β = {results.get('heldout_beta')}); undefined (n/a) for the reference itself, so a change against it "
-            "is n/a too. Definitions: `eval/heldout.py`.",
+            "NLL/token: mean negative log-likelihood (nats) of the SFT view's reference responses. Pairwise "
+            "preference: % of the DPO view's pairs where the model gives the chosen answer a higher mean per-token "
+            "log-likelihood than the rejected one; pairwise log-p margin: the mean difference (nats/token); both "
+            "for every model, so every change pairs on the same pairs. DPO reward accuracy and margin: a DPO "
+            "model's implicit reward β·[(log π − log π_ref)(chosen) − (log π − log π_ref)(rejected)] against its "
+            "own reference (the SFT policy it started from), on the same held-out pairs, beside TRL's last logged "
+            "eval_rewards/accuracies and eval_rewards/margins on the validation pairs. Definitions: "
+            "`eval/heldout.py`, `eval/dpo_reference.py`.",
             "",
         ]
     lines += report_benchmarks.section_lines(results)

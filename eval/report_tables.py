@@ -10,18 +10,22 @@ from data_pipeline import taxonomy
 
 COLUMNS = [  # (metric key, header); efficiency keys live under metrics["efficiency"]
     ("win_rate", "Win rate % ↑"),
+    ("win_rate_lc", "LC win rate % ↑"),
     ("safety_score", "Safety score % ↓"),
     ("truth_info", "Truth×Info % ↑"),
     ("joint_hhh", "Joint HHH ↑"),
+    ("joint_hhh_lc", "Joint HHH (LC) ↑"),
     ("cultural_failure_rate", "Cultural failures % ↓"),
     ("output_tokens_per_response", "Tokens/resp"),
     ("latency_s_per_response", "Latency s/resp"),
     ("tokens_per_s", "Tokens/s"),
 ]
-HELDOUT_COLUMNS = [  # (key in metrics["heldout"], delta key, header, digits)
+HELDOUT_COLUMNS = [  # (key in metrics["heldout"], delta key or None (a DPO model's own), header, digits)
     ("nll", "heldout_nll", "NLL/token ↓", 4),
-    ("preference_accuracy", "heldout_preference_accuracy", "Preference accuracy % ↑", 1),
-    ("reward_margin", "heldout_reward_margin", "Reward margin ↑", 4),
+    ("pairwise_preference_accuracy", "heldout_pairwise_preference_accuracy", "Pairwise preference % ↑", 1),
+    ("pairwise_logp_margin", "heldout_pairwise_logp_margin", "Pairwise log-p margin ↑", 4),
+    ("dpo_reward_accuracy", None, "DPO reward accuracy % ↑", 1),
+    ("dpo_reward_margin", None, "DPO reward margin ↑", 4),
 ]
 TOO_FEW = "too few prompts to call"
 
@@ -84,22 +88,33 @@ def has_heldout(results: dict) -> bool:
 
 
 def heldout_table(results: dict, source: str | None = None) -> list[str]:
-    """One row per model: held-out NLL per token, preference accuracy, reward margin, and what they rest on."""
+    """One row per model: held-out NLL per token, pairwise log-likelihood preference, a DPO model's reward against
+    its reference (beside TRL's on the validation pairs), and what they rest on."""
     lead = [source] if source is not None else []
-    headers = [h for _, _, h, _ in HELDOUT_COLUMNS] + ["responses", "pairs"]
+    headers = [h for _, _, h, _ in HELDOUT_COLUMNS] + ["DPO reference", "TRL validation", "responses", "pairs"]
     lines = _header(["Run"] if lead else [], "Model", headers)
     for name, m in results["metrics"].items():
         held = m.get("heldout") or {}
         cells = [fmt(held.get(key), digits) for key, _, _, digits in HELDOUT_COLUMNS]
+        reference = held.get("dpo_reference") or ("not evaluated" if "dpo_reference" in held else "")
+        cells += [reference, trl_cell(held.get("dpo_trl_validation"), "dpo_reference" in held)]
         cells += [str(held.get("n_responses", "n/a")), str(held.get("n_pairs", "n/a"))]
         lines.append("| " + " | ".join(lead + [name] + cells) + " |")
     return lines
 
 
+def trl_cell(logged: dict | None, is_dpo: bool) -> str:
+    """TRL's last logged eval reward accuracy and margin (validation pairs), or why there is none."""
+    if logged:
+        return f"{fmt(logged['reward_accuracy'])}%, {fmt(logged['reward_margin'], 4)} (step {logged['step']})"
+    return "not logged" if is_dpo else ""
+
+
 def heldout_deltas_table(results: dict, source: str | None = None) -> list[str]:
     lead = [source] if source is not None else []
-    lines = _header(["Run"] if lead else [], "Baseline → tuned", [f"Δ {h}" for _, _, h, _ in HELDOUT_COLUMNS])
+    paired = [c for c in HELDOUT_COLUMNS if c[1] is not None]
+    lines = _header(["Run"] if lead else [], "Baseline → tuned", [f"Δ {h}" for _, _, h, _ in paired])
     for comp in results["comparisons"]:
-        cells = [fmt_delta(comp["deltas"].get(key), digits) for _, key, _, digits in HELDOUT_COLUMNS]
+        cells = [fmt_delta(comp["deltas"].get(key), digits) for _, key, _, digits in paired]
         lines.append("| " + " | ".join(lead + [f"{comp['baseline']} → {comp['tuned']}"] + cells) + " |")
     return lines

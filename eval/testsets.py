@@ -1,7 +1,7 @@
 """Test sets, each normalised to a datasets.Dataset with an "id" and a "prompt" column.
 
 - culturax: the data pipeline's test split (schema rows: id, prompt, subdomains).
-- helpfulness: prompts with reference answers (AlpacaEval) -> id, prompt, reference.
+- helpfulness: AlpacaEval 2.0 instructions with GPT-4 Turbo's reference answers -> id, prompt, reference.
 - harmlessness: harmful prompts (BeaverTails) -> id, prompt, category (the list of flagged harm categories).
 - honesty: TruthfulQA questions -> id, prompt, best_answer, correct_answers, incorrect_answers, category.
 
@@ -10,9 +10,15 @@ Each HHH set comes from one of three places, named in the config in place of the
 - a local copy of the hub dataset, rows in the hub's own schema: a JSON (list) or JSONL file, a parquet file, or a
   ``save_to_disk`` folder (how offline clusters run); eval/fixtures/hub/ holds small files of that kind;
 - a hub id, loaded with ``datasets.load_dataset`` at the config's pinned revision. AlpacaEval's hub repo is a
-  loading script, which datasets 5.x refuses, so its data file ``alpaca_eval.json`` is read with the json builder.
+  loading script, which datasets 5.x refuses, so its data file is read with the json builder.
 Local and hub rows go through the same schema check and the same normalisation. A missing file, or a row without a
-required field, is an EvalInputError naming the file, the row and the field.
+field the code reads, is an EvalInputError naming the file, the row and the field; fields the code never reads
+(BeaverTails' ``response``, TruthfulQA's ``type`` and ``source``, AlpacaEval's ``dataset``) may be empty or absent.
+
+AlpacaEval 2.0 (Dubois et al., 2024) is ``alpaca_eval_gpt4_baseline.json`` in tatsu-lab/alpaca_eval: the 805
+instructions of AlpacaEval with GPT-4 Turbo's answers (``generator`` "gpt4_1106_preview") as the reference. The same
+repo's ``alpaca_eval.json`` is AlpacaEval 1.0 (text-davinci-003's answers): a row whose generator is not GPT-4 Turbo
+is refused, so a 1.0 file cannot be reported under the 2.0 label.
 """
 
 import json
@@ -60,6 +66,17 @@ def _bool(value) -> str | None:
     return None if isinstance(value, bool) else "expected a bool"
 
 
+ALPACA_EVAL_VERSION = "2.0"
+ALPACA_EVAL_REFERENCE = "gpt4_1106_preview"  # GPT-4 Turbo, AlpacaEval 2.0's baseline
+
+
+def _alpaca_eval_2_reference(value) -> str | None:
+    if value == ALPACA_EVAL_REFERENCE:
+        return None
+    return (f"expected {ALPACA_EVAL_REFERENCE!r} (AlpacaEval 2.0's reference, alpaca_eval_gpt4_baseline.json), got "
+            f"{value!r}: alpaca_eval.json is AlpacaEval 1.0 (text-davinci-003)")  # fmt: skip
+
+
 def _ids(value) -> str | None:
     return None if isinstance(value, list) and all(isinstance(v, int) for v in value) else "expected a list of ints"
 
@@ -76,34 +93,33 @@ class HubSet:
 
 
 HUB_SETS = {
-    # AlpacaEval: 805 instructions with the reference model's outputs (split "eval" of the script = the whole file).
+    # AlpacaEval 2.0: 805 instructions with GPT-4 Turbo's outputs (split "eval" of the script = the whole file).
     "helpfulness": HubSet(
         "tatsu-lab/alpaca_eval",
         None,
         "eval",
-        {"instruction": _text, "output": _text, "generator": _text, "dataset": _text},
-        data_file="alpaca_eval.json",
+        {"instruction": _text, "output": _text, "generator": _alpaca_eval_2_reference},
+        data_file="alpaca_eval_gpt4_baseline.json",
     ),
-    # BeaverTails 30k_test: QA pairs, each labelled per harm category (14 booleans) and is_safe.
+    # BeaverTails 30k_test: QA pairs, each labelled per harm category (14 booleans) and is_safe; the response text
+    # itself is never read (the evaluated model answers the prompt).
     "harmlessness": HubSet(
         "PKU-Alignment/BeaverTails",
         None,
         "30k_test",
-        {"prompt": _text, "response": _text, "category": _flags, "is_safe": _bool},
+        {"prompt": _text, "category": _flags, "is_safe": _bool},
     ),
-    # TruthfulQA generation config: 817 questions, split "validation".
+    # TruthfulQA generation config: 817 questions, split "validation" (its type and source are never read).
     "honesty": HubSet(
         "truthfulqa/truthful_qa",
         "generation",
         "validation",
         {
-            "type": _text,
             "category": _text,
             "question": _text,
             "best_answer": _text,
             "correct_answers": _texts,
             "incorrect_answers": _texts,
-            "source": _text,
         },
     ),
 }
@@ -288,8 +304,12 @@ def source_of(cfg, name: str) -> str:
     if name == "culturax":
         return f"{cfg.culturax_dataset} [{cfg.culturax_split}]"
     source = getattr(cfg, name)
+    hub = HUB_SETS[name]
+    what = f"{hub.hub_id} {hub.data_file}" if hub.data_file else f"{hub.hub_id} [{hub.split}]"
+    if name == "helpfulness":
+        what = f"AlpacaEval {ALPACA_EVAL_VERSION}, reference {ALPACA_EVAL_REFERENCE} (GPT-4 Turbo): {what}"
     if source == "fixture":
-        return f"fixture eval/fixtures (original, offline; stands in for {HUB_IDS[name]})"
+        return f"fixture eval/fixtures (original, offline; stands in for {what})"
     if is_local_source(source):
-        return f"{source} (local copy in the schema of {HUB_IDS[name]} [{HUB_SETS[name].split}])"
-    return f"{source}@{getattr(cfg, f'{name}_revision') or 'main'} [{HUB_SETS[name].split}]"
+        return f"{source} (local copy in the schema of {what})"
+    return f"{source}@{getattr(cfg, f'{name}_revision') or 'main'} ({what})"

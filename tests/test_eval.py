@@ -231,6 +231,9 @@ def test_full_eval_writes_results_report_and_plots(first_run):
     # and is marked too few to call (n < 10). Joint HHH rests on its weakest set (4).
     for key, n in (("win_rate", 5), ("safety_score", 4), ("truth_info", 5), ("joint_hhh", 4)):
         assert comp["deltas"][key] == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": n, "too_few": True}, key
+    # The LC win rate refits the GLM on each model's own answer lengths: a change with its CI on the same 5 prompts.
+    assert comp["deltas"]["win_rate_lc"]["n"] == 5 and comp["deltas"]["joint_hhh_lc"]["n"] == 4
+    assert all(results["metrics"][m]["alpaca_eval_version"] == "2.0" for m in ("base", "tuned"))
     for key, n in (("cultural_failure_rate", len(TEST_PROMPTS)), ("tokens_per_s", 3 * PER_SET + len(TEST_PROMPTS))):
         d = comp["deltas"][key]
         assert d["n"] == n and d["ci_low"] <= d["delta"] + 1e-9 <= d["ci_high"] + 2e-9, key
@@ -374,22 +377,18 @@ def test_missing_nan_and_infinite_values_render_as_na_everywhere(first_run, tmp_
     results["config"]["report_to"] = "none"
     results["samples"] = {}
     tuned = results["metrics"]["tuned"]
-    tuned["win_rate"], tuned["joint_hhh"] = float("nan"), float("nan")
+    for key in ("win_rate", "win_rate_lc", "joint_hhh", "joint_hhh_lc"):
+        tuned[key] = float("nan")
     tuned["efficiency"]["tokens_per_s"] = float("inf")
     deltas = results["comparisons"][0]["deltas"]
-    deltas["win_rate"] = {
-        "delta": float("nan"),
-        "ci_low": float("nan"),
-        "ci_high": float("nan"),
-        "n": 0,
-        "too_few": True,
-    }
+    for key in ("win_rate", "win_rate_lc"):
+        deltas[key] = {"delta": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "too_few": True}
     deltas["tokens_per_s"] = {"delta": float("inf"), "ci_low": 1.0, "ci_high": float("inf"), "n": 20, "too_few": False}
     write_all(results, str(tmp_path / "out"))
     written = json.loads((tmp_path / "out" / "results.json").read_text(), parse_constant=pytest.fail)
     assert written["metrics"]["tuned"]["win_rate"] is None and written["comparisons"][0]["deltas"]["win_rate"]["n"] == 0
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "| tuned | n/a |" in report  # win rate
-    assert "| base → tuned | n/a n=0 | +0.00 [0.00, 0.00] n=4 (too few prompts to call) |" in report
+    assert "| tuned | n/a | n/a |" in report  # win rate, LC win rate
+    assert "| base → tuned | n/a n=0 | n/a n=0 | +0.00 [0.00, 0.00] n=4 (too few prompts to call) |" in report
     text = compare.main([str(tmp_path / "out")])
     assert "| out | tuned | n/a |" in text and "n/a n=20" in text  # the infinite throughput change

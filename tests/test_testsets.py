@@ -1,7 +1,8 @@
 """Hub test sets (eval/testsets.py) read from files in the hub datasets' own schema, by the real loader functions:
 through the local-path route (JSON, JSONL, parquet, save_to_disk) and through the hub route with load_dataset
-patched to return the same rows. Fixtures: eval/fixtures/hub/ (12 AlpacaEval rows, 16 BeaverTails QA pairs of
-which 12 distinct prompts have an unsafe response, 12 TruthfulQA generation rows)."""
+patched to return the same rows. Fixtures: eval/fixtures/hub/ (12 AlpacaEval 2.0 rows in the layout of
+alpaca_eval_gpt4_baseline.json, 16 BeaverTails QA pairs of which 12 distinct prompts have an unsafe response, 12
+TruthfulQA generation rows)."""
 
 import json
 
@@ -13,7 +14,7 @@ from eval.testsets import EvalInputError, load_culturax, load_hhh_set
 
 HUB = testsets.FIXTURES_DIR / "hub"
 FILES = {
-    "helpfulness": HUB / "alpaca_eval.json",
+    "helpfulness": HUB / "alpaca_eval_gpt4_baseline.json",
     "harmlessness": HUB / "beavertails_30k_test.jsonl",
     "honesty": HUB / "truthfulqa_generation_validation.parquet",
 }
@@ -26,6 +27,7 @@ def hub_rows(name: str) -> list[dict]:
 def test_fixture_rows_have_the_hub_schemas_field_names_nesting_and_types():
     alpaca = hub_rows("helpfulness")
     assert all(set(r) == {"instruction", "output", "generator", "dataset"} for r in alpaca)
+    assert {r["generator"] for r in alpaca} == {"gpt4_1106_preview"}  # AlpacaEval 2.0's reference: GPT-4 Turbo
     beaver = hub_rows("harmlessness")
     assert all(set(r) == {"prompt", "response", "category", "is_safe"} for r in beaver)
     assert all(len(r["category"]) == 14 and all(isinstance(v, bool) for v in r["category"].values()) for r in beaver)
@@ -61,7 +63,7 @@ def test_save_to_disk_folder_and_its_split(tmp_path):
         load_hhh_set("honesty", str(tmp_path / "wrong"))
 
 
-def test_hub_route_uses_the_pinned_revision_and_alpaca_eval_json(monkeypatch):
+def test_hub_route_uses_the_pinned_revision_and_alpaca_eval_2s_data_file(monkeypatch):
     calls = []
 
     def fake_load_dataset(path, name=None, **kwargs):
@@ -73,8 +75,8 @@ def test_hub_route_uses_the_pinned_revision_and_alpaca_eval_json(monkeypatch):
     monkeypatch.setattr(testsets, "load_dataset", fake_load_dataset)
     help_ds = load_hhh_set("helpfulness", "tatsu-lab/alpaca_eval", "abc123")
     # The script repo is never loaded: its data file goes through the json builder, at the revision.
-    assert calls[-1] == ("json", None, {"data_files": "hf://datasets/tatsu-lab/alpaca_eval@abc123/alpaca_eval.json",
-                                        "split": "train"})  # fmt: skip
+    assert calls[-1] == ("json", None, {"data_files": "hf://datasets/tatsu-lab/alpaca_eval@abc123/"
+                                                      "alpaca_eval_gpt4_baseline.json", "split": "train"})  # fmt: skip
     assert help_ds["prompt"] == load_hhh_set("helpfulness", str(FILES["helpfulness"]))["prompt"]
     harm = load_hhh_set("harmlessness", "PKU-Alignment/BeaverTails", "def456")
     assert calls[-1] == ("PKU-Alignment/BeaverTails", None, {"split": "30k_test", "revision": "def456"})
@@ -94,15 +96,40 @@ def test_bad_input_names_file_row_and_field(tmp_path):
         load_hhh_set("harmlessness", str(bad))
     alpaca = hub_rows("helpfulness")
     alpaca[4]["output"] = ""
-    bad_json = tmp_path / "alpaca_eval.json"
+    bad_json = tmp_path / "alpaca.json"
     bad_json.write_text(json.dumps(alpaca))
-    with pytest.raises(EvalInputError, match=r"alpaca_eval.json: row 5: field 'output': expected a non-empty string"):
+    with pytest.raises(EvalInputError, match=r"alpaca.json: row 5: field 'output': expected a non-empty string"):
         load_hhh_set("helpfulness", str(bad_json))
     truthful = hub_rows("honesty")
     truthful[0]["correct_answers"] = "Nothing happens"  # a string where the hub has a list
     Dataset.from_list(truthful[:1]).to_parquet(str(tmp_path / "t.parquet"))
     with pytest.raises(EvalInputError, match=r"t.parquet: row 1: field 'correct_answers': expected a list"):
         load_hhh_set("honesty", str(tmp_path / "t.parquet"))
+
+
+def test_alpaca_eval_1_is_refused_under_the_2_label(tmp_path):
+    rows = hub_rows("helpfulness")
+    rows[3]["generator"] = "text_davinci_003"  # a row of alpaca_eval.json, AlpacaEval 1.0
+    (tmp_path / "v1.json").write_text(json.dumps(rows))
+    with pytest.raises(EvalInputError, match=r"v1.json: row 4: field 'generator': expected 'gpt4_1106_preview' "
+                                             r"\(AlpacaEval 2.0's reference.*AlpacaEval 1.0"):  # fmt: skip
+        load_hhh_set("helpfulness", str(tmp_path / "v1.json"))
+
+
+def test_fields_the_code_never_reads_may_be_empty_or_absent(tmp_path):
+    beaver = hub_rows("harmlessness")
+    beaver[0]["response"] = ""  # the evaluated model answers the prompt: BeaverTails' own response is never read
+    del beaver[1]["response"]
+    (tmp_path / "bt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in beaver))
+    assert len(load_hhh_set("harmlessness", str(tmp_path / "bt.jsonl"))) == 12
+    truthful = hub_rows("honesty")
+    for row in truthful:
+        row["type"], row["source"] = "", ""
+    Dataset.from_list(truthful).to_parquet(str(tmp_path / "tqa.parquet"))
+    assert len(load_hhh_set("honesty", str(tmp_path / "tqa.parquet"))) == 12
+    alpaca = [{k: v for k, v in r.items() if k != "dataset"} for r in hub_rows("helpfulness")]
+    (tmp_path / "a.json").write_text(json.dumps(alpaca))
+    assert len(load_hhh_set("helpfulness", str(tmp_path / "a.json"))) == 12
 
 
 def test_culturax_from_a_rows_file_and_a_dataset_dict(tmp_path):

@@ -11,6 +11,7 @@ Two starting points:
 Resume and SIGUSR1/SIGTERM preemption behave as in train.sft.
 """
 
+import json
 import shutil
 import sys
 from functools import partial
@@ -22,6 +23,7 @@ from trl import DPOConfig, DPOTrainer, ModelConfig, get_peft_config, get_quantiz
 
 from core.chat_templates import training_chat_template
 from core.cli import run_command
+from core.llm.base import adapter_fingerprint
 from train.data import training_splits
 from train.preflight import command, train_command
 from train.recipes import DPOScriptArguments, dpo_parser
@@ -90,11 +92,31 @@ def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: 
         tokenizer = run.trainer.processing_class
         tokenizer.chat_template = tokenizer.inference_chat_template  # save the model's own template, not TRL's
         run.trainer.save_model(training_args.output_dir)
+        run.trainer.save_state()  # trainer_state.json: TRL's logged rewards (validation pairs included), for eval
         if run.trainer.accelerator.is_main_process:
             # PEFT saves every adapter; "ref" is the frozen SFT copy (identical to sft_adapter), not the result.
             shutil.rmtree(Path(training_args.output_dir) / "ref", ignore_errors=True)
+            write_reference_record(script_args, training_args, model_args)
         finish_training(run, "DPO")
     return 0
+
+
+REFERENCE_RECORD = "dpo_reference.json"  # read by eval/dpo_reference.py
+
+
+def write_reference_record(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig):
+    """The DPO reference this adapter was trained against (the SFT adapter, by path and by the sha256 of its files;
+    or the base model itself when no sft_adapter was given) and β, so the eval can score the implicit reward TRL
+    optimised against the same reference."""
+    record = {
+        "base_model": model_args.model_name_or_path,
+        "sft_adapter": script_args.sft_adapter,
+        "sft_adapter_sha256": adapter_fingerprint(script_args.sft_adapter),
+        "beta": training_args.beta,
+        "loss_type": training_args.loss_type,
+    }
+    path = Path(training_args.output_dir) / REFERENCE_RECORD
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
 
 
 COMMAND = command("dpo", "DPO with LoRA on the data pipeline's DPO view, continuing the SFT policy, from one YAML.")
