@@ -65,6 +65,22 @@ def test_guard_refuses_an_empty_training_split(tmp_path):
         load_guarded_dataset(str(build / "dpo"), allow_unguarded=False)
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (json.dumps({"leakage": {"cross_split_rate": 0.0}}), r"manifest.json: field 'leakage.cross_split_pairs'"),
+        (json.dumps({"leakage": {"cross_split_pairs": 0}}), r"manifest.json: field 'outputs': missing or not a"),
+        ('{\n  "leakage": {cross_split_pairs: 0}\n}', r"manifest.json:2: not valid JSON"),
+    ],
+    ids=["missing-field", "no-output-hashes", "bad-json"],
+)
+def test_guard_names_the_bad_field_or_line(tmp_path, content, message):
+    write_training_data(tmp_path)
+    (tmp_path / "manifest.json").write_text(content)
+    with pytest.raises(DatasetGuardError, match=message):
+        load_guarded_dataset(str(tmp_path / "sft"), allow_unguarded=False)
+
+
 def arrow_sha256(split_dir) -> str:
     """By hand, as the manifest documents it: sha256 of the split's data-*.arrow files concatenated in name order."""
     return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(split_dir.glob("data-*.arrow")))).hexdigest()
