@@ -106,7 +106,9 @@ def test_a_rerun_killed_mid_generation_leaves_the_build_and_keeps_the_paid_calls
         assert snapshot(out) == before  # the previous build, manifest included, byte for byte
         paid = len(list((out / "llm_cache").glob("??/*.json"))) - cache_before
         assert paid >= 12 - 4  # every finished call of the killed run is in the cache (<= 4 were in flight)
-        assert len(leftovers(out)) == 1  # its staging folder, removed by the next run
+        # Its staging folder and its owner record (SIGKILL: no clean-up ran), both cleared by the next run.
+        killed = leftovers(out)
+        assert len(killed) == 2 and ".out.owner" in killed and any(n.startswith(".out.incomplete-") for n in killed)
         again = run_pipeline(parse_config(["--config", str(path), "--generate.seed", "7"]))
     assert leftovers(out) == []
     assert again["llm_calls"]["generator"]["cached"] >= paid
