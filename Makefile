@@ -1,4 +1,5 @@
-# Two commands: `make demo` (the main job on the embedded default) and `make test`.
+# Two commands: `make demo` (the main job on the embedded default) and `make test` (`make test-fast`: the unit and
+# light tests only, in minutes).
 # Both create .venv and install requirements.txt plus vLLM's CPU build when missing (or when a requirements file
 # changed). On a GPU machine install requirements.txt and requirements-gpu.txt instead (README).
 VENV ?= .venv
@@ -12,7 +13,7 @@ export TRANSFORMERS_OFFLINE := 1
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test lint format demo qlora-24gb clean
+.PHONY: setup test test-fast imports lint format demo qlora-24gb clean
 
 $(VENV)/.installed: requirements.txt requirements-cpu.txt requirements-gpu.txt
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -33,6 +34,14 @@ format: setup
 
 test: lint
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Unit and light tests: everything not marked slow (no SLURM cluster, DeepSpeed, demo or multi-process runs).
+test-fast: lint
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The house rules: core <- data_pipeline, train, eval (siblings) <- slurm, benchmarks; no loop; no module over 400 lines.
+imports: setup
+	$(PYTHON) -m tests.import_graph
 
 # The main job on the embedded default, offline on CPU: tiny models -> CULTURAX -> SFT -> DPO -> eval report.
 # Each stage is one command and one artefact; a finished stage is skipped unless its config (or an earlier stage) changed.

@@ -1,76 +1,109 @@
-"""A build is written beside output_dir and replaces the previous one only once it is complete.
+"""Publishing an output folder (a dataset build, an eval's results, a merged model): one run at a time per folder,
+written beside it, swapped in whole.
 
-    staging = begin_build(output_dir)        # <parent>/.<name>.incomplete-<host>-<pid>/
-    ... write dataset/, sft/, dpo/, README.md, stats.json, manifest.json into staging ...
-    commit_build(output_dir, staging)
+    with output_lock(output_dir):                     # held for the whole run; a second run stops at once
+        ...
+        with publishing(output_dir, last=("manifest.json",)) as staging:
+            ... write the output into staging ...
+        # output_dir now holds exactly what staging held
 
-Until ``commit_build``, output_dir is not touched: a run that fails (bad source, unreachable endpoint) or is killed
-leaves the previous complete build, manifest included, exactly as it was. The LLM call cache is not part of a build:
-it lives in output_dir/llm_cache (or llm_cache_dir) and is written call by call, so it keeps what a failed run paid.
+**Lock.** ``output_lock`` takes an exclusive OS lock (``filelock``: flock) on ``<parent>/.<name>.lock`` and records
+who holds it (host, pid, since when) in ``<parent>/.<name>.owner``. A second run on the same folder does not wait:
+it stops with one line naming the run that holds it. The kernel releases a crashed run's lock, so the next run gets
+it, and everything a dead run left beside the folder is recovered first (below). The lock is re-entrant within a
+process (the eval holds it for the whole run; its report writer takes it again).
 
-The commit is a journal: a ``.complete`` file, written atomically, lists the build's entries; then the old manifest
-is moved aside (so no manifest ever describes half-swapped files), each entry is renamed into place, and the new
-manifest comes last. If the process dies during those renames, the next ``begin_build`` for the same output_dir
-finds the ``.complete`` file and finishes the swap. A staging folder without it belonged to a run that did not
-finish: it is removed once its process (same host, by pid) is gone.
+**Staging and swap.** ``publishing`` gives a fresh ``<parent>/.<name>.incomplete-<host>-<pid>/``; output_dir is not
+touched until the block ends without an error, so a failed or killed run leaves the previous output as it was. The
+commit is a journal: ``.complete`` (written atomically) lists the new output's entries; then the entries of the
+previous output (``.published`` inside output_dir lists them) are moved aside, the ``last`` ones (the manifest, the
+report) first, so they never describe half-swapped files; the new entries are renamed into place, ``last`` ones
+last; ``.published`` is rewritten and the staging folder removed. No file of the previous output survives (an old
+``samples/x.jsonl`` or plot is gone, not left beside the new ones), while what other writers keep in output_dir is
+never touched: the LLM call cache (``llm_cache/``, written call by call, so it keeps what a failed run paid), W&B's
+``wandb/``, a user's own notes. A swap cut short is idempotent: the next run's lock finishes it from the journal. A
+staging folder without the journal belonged to a run that died before committing (the lock says no run is live) and
+is removed.
 """
 
 import json
 import os
 import shutil
 import socket
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
-BUILD_ENTRIES = ("dataset", "sft", "dpo", "README.md", "stats.json", "manifest.json")
-COMPLETE = ".complete"
-REPLACED = ".replaced"
+from filelock import FileLock, Timeout
+
+from core.cli import UserError
+
+COMPLETE = ".complete"  # in a staging folder: the journal of a committed swap
+REPLACED = ".replaced"  # in a staging folder: the previous output's entries, moved aside during the swap
+PUBLISHED = ".published"  # in output_dir: the entries of the output that was published there
+_held: dict[Path, int] = {}  # lock files this process holds -> nesting depth
 
 
-def _prefix(output_dir: Path) -> str:
+class OutputInUseError(UserError):
+    """Another run holds the output folder's lock."""
+
+
+def _beside(output_dir: Path, suffix: str) -> Path:
+    return output_dir.parent / f".{output_dir.name}.{suffix}"
+
+
+def staging_prefix(output_dir: Path) -> str:
     return f".{output_dir.name}.incomplete-"
 
 
-def begin_build(output_dir: str | Path) -> Path:
-    """A fresh staging folder beside ``output_dir``, after finishing or removing what earlier runs left."""
+@contextmanager
+def output_lock(output_dir: str | Path) -> Iterator[Path]:
+    """Hold ``output_dir`` for this run (see the module docstring); yields the resolved path."""
     output_dir = Path(output_dir).resolve()
+    lock_file = _beside(output_dir, "lock")
+    if lock_file in _held:
+        _held[lock_file] += 1
+        try:
+            yield output_dir
+        finally:
+            _held[lock_file] -= 1
+        return
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    recover(output_dir)
-    staging = output_dir.parent / f"{_prefix(output_dir)}{socket.gethostname()}-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    return staging
+    lock = FileLock(lock_file, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputInUseError(f"{output_dir}: in use by {_holder(output_dir)}; wait for it to end") from None
+    _held[lock_file] = 1
+    owner = _beside(output_dir, "owner")
+    try:
+        since = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+        _write_atomically(owner, {"host": socket.gethostname(), "pid": os.getpid(), "since": since})
+        recover(output_dir)
+        yield output_dir
+    finally:
+        del _held[lock_file]
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
-def commit_build(output_dir: str | Path, staging: Path) -> None:
-    """Make the complete build in ``staging`` the contents of ``output_dir`` (other entries there, such as
-    llm_cache, stay)."""
-    entries = [name for name in BUILD_ENTRIES if (staging / name).exists()]
-    if "manifest.json" not in entries:
-        raise ValueError(f"{staging}: no manifest.json; a build is complete only with its manifest")
-    marker = staging / f"{COMPLETE}.tmp"
-    marker.write_text(json.dumps(entries), encoding="utf-8")
-    os.replace(marker, staging / COMPLETE)  # the commit point
-    _swap(Path(output_dir).resolve(), staging)
-
-
-def abandon_build(staging: Path) -> None:
-    """Remove a staging folder whose run failed; output_dir was never touched."""
-    if staging.exists() and not (staging / COMPLETE).exists():
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def recover(output_dir: Path) -> None:
-    """Finish a committed swap that was interrupted; remove staging folders of runs that died."""
-    host = socket.gethostname()
-    for staging in sorted(output_dir.parent.glob(f"{_prefix(output_dir)}*")):
-        if (staging / COMPLETE).exists():
-            _swap(output_dir, staging)
-            continue
-        owner = staging.name.removeprefix(_prefix(output_dir))
-        owner_host, _, pid = owner.rpartition("-")
-        if owner_host == host and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(staging, ignore_errors=True)
+def _holder(output_dir: Path) -> str:
+    """Who holds the lock, as recorded; the holder writes its record just after taking the lock, so a record that is
+    missing (or names a dead process: the previous holder's, about to be overwritten) is read again for a moment."""
+    record = None
+    for _ in range(20):
+        try:
+            record = json.loads(_beside(output_dir, "owner").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = None
+        if record and not (record["host"] == socket.gethostname() and not _alive(record["pid"])):
+            break
+        time.sleep(0.1)
+    if not record:
+        return "another run (its host and pid are not recorded)"
+    return f"another run (host {record['host']}, pid {record['pid']}, since {record['since']})"
 
 
 def _alive(pid: int) -> bool:
@@ -83,6 +116,50 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@contextmanager
+def publishing(output_dir: str | Path, last: Sequence[str] = ()) -> Iterator[Path]:
+    """A fresh staging folder for the new output; when the block ends without an error it becomes output_dir's
+    output (``last``: entries swapped in last and moved out first, e.g. the manifest). On an error the staging
+    folder is removed and output_dir is untouched. Takes the lock (re-entrant) for its duration."""
+    with output_lock(output_dir) as output_dir:
+        staging = output_dir.parent / f"{staging_prefix(output_dir)}{socket.gethostname()}-{os.getpid()}"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        entries = sorted(p.name for p in staging.iterdir())
+        entries = [name for name in entries if name not in last] + [name for name in last if name in entries]
+        _write_atomically(staging / COMPLETE, {"entries": entries, "last": list(last)})  # the commit point
+        _swap(output_dir, staging)
+
+
+def recover(output_dir: Path) -> None:
+    """Under the lock, every staging folder beside output_dir is a dead run's: finish its swap if it committed,
+    else remove it."""
+    for staging in sorted(output_dir.parent.glob(f"{staging_prefix(output_dir)}*")):
+        if (staging / COMPLETE).exists():
+            _swap(output_dir, staging)
+        else:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_atomically(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _published(output_dir: Path) -> list[str]:
+    try:
+        return json.loads((output_dir / PUBLISHED).read_text(encoding="utf-8"))["entries"]
+    except FileNotFoundError:
+        return []
+
+
 def _move_aside(path: Path, replaced: Path) -> None:
     target = replaced / path.name
     if target.exists():  # from an interrupted earlier attempt at this same swap
@@ -92,21 +169,21 @@ def _move_aside(path: Path, replaced: Path) -> None:
 
 def _swap(output_dir: Path, staging: Path) -> None:
     """Idempotent: each step checks what is still to do, so a swap cut short can be run again to the end."""
-    entries = json.loads((staging / COMPLETE).read_text(encoding="utf-8"))
+    journal = json.loads((staging / COMPLETE).read_text(encoding="utf-8"))
+    entries, last = journal["entries"], journal["last"]
     replaced = staging / REPLACED
     replaced.mkdir(exist_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
-    new_manifest = staging / "manifest.json"
-    if new_manifest.exists() and (output_dir / "manifest.json").exists():
-        _move_aside(output_dir / "manifest.json", replaced)
-    for name in BUILD_ENTRIES[:-1]:
-        new, old = staging / name, output_dir / name
-        if new.exists():
-            if old.exists():
-                _move_aside(old, replaced)
-            os.replace(new, old)
-        elif name not in entries and old.exists():  # e.g. sft/ from an earlier build with views, this one without
-            _move_aside(old, replaced)
-    if new_manifest.exists():
-        os.replace(new_manifest, output_dir / "manifest.json")
+    for name in last:  # the old manifest goes first: it must never sit beside half-swapped files
+        if (staging / name).exists() and (output_dir / name).exists():
+            _move_aside(output_dir / name, replaced)
+    for name in _published(output_dir):
+        if name not in entries and (output_dir / name).exists():  # e.g. an old plot or view this output lacks
+            _move_aside(output_dir / name, replaced)
+    for name in entries:
+        if (staging / name).exists():
+            if (output_dir / name).exists():
+                _move_aside(output_dir / name, replaced)
+            os.replace(staging / name, output_dir / name)
+    _write_atomically(output_dir / PUBLISHED, {"entries": entries})
     shutil.rmtree(staging)

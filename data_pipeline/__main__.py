@@ -3,7 +3,7 @@
 The YAML names the stages, sources, per-role LLMs and every stage setting (data_pipeline/config.py); CLI flags
 override it (``--seed 7``, ``--output_dir runs/x``, ``--llm.generator.model PATH``). Unknown keys fail. ``--check``
 runs only the preflight (data_pipeline/preflight.py); a real run starts with the same checks and stops before stage
-1 if one fails.
+1 if one fails, or if another run holds output_dir (core/publish.py).
 """
 
 import json
@@ -32,6 +32,7 @@ def make_parser():
 def main(argv: list[str]) -> int:
     import datasets
 
+    from core.publish import output_lock
     from data_pipeline.config import parse_config
     from data_pipeline.pipeline import run_pipeline
     from data_pipeline.preflight import Preflight, check_pipeline
@@ -45,8 +46,9 @@ def main(argv: list[str]) -> int:
         return 2 if preflight.failures() else 0
     preflight.raise_if_failed()
     datasets.disable_progress_bars()  # the stages show their own progress; datasets' internal bars are noise here
-    stats = run_pipeline(cfg)
-    print(summary(cfg.output_dir, stats))
+    with output_lock(cfg.output_dir):  # the summary reads the build this run published, not a later run's
+        stats = run_pipeline(cfg)
+        print(summary(cfg.output_dir, stats))
     return 0
 
 

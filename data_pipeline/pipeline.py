@@ -5,7 +5,8 @@ import sources -> classify -> expand -> dedup -> contamination guard -> split ->
 Each stage is a function over datasets.Dataset rows with its settings in a config dataclass; this module only decides
 which of them run (``stages`` in the config), feeds each the previous stage's rows, and collects their reports into
 stats.json. LLMs are built once per role, all behind the on-disk call cache, so a rerun repeats no finished call.
-The build is written beside output_dir and replaces the previous one only when complete (data_pipeline/staging.py).
+The build is written beside output_dir and replaces the previous one whole, only when complete, with output_dir locked
+for the run (core/publish.py).
 """
 
 import json
@@ -16,8 +17,9 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 from rich.console import Console
 
+from core.digests import sha256_file
 from core.llm import LLM, build_llm, llm_progress, llm_stats, stats_since
-from core.publish import abandon_build, begin_build, commit_build
+from core.publish import publishing
 from data_pipeline.classify import build_classifier, classify_dataset
 from data_pipeline.config import STAGES, ConfigError, PipelineConfig, secret_free
 from data_pipeline.dedup import dedup, remove_contaminated
@@ -25,7 +27,7 @@ from data_pipeline.expand import expand_dataset
 from data_pipeline.generate import generate_candidates
 from data_pipeline.importers import SEED_PATH, load_sources
 from data_pipeline.judge import rejection_sample
-from data_pipeline.outputs import save_datasets, sha256_file, subdomain_table, write_card, write_json, write_manifest
+from data_pipeline.outputs import save_datasets, subdomain_table, write_card, write_json, write_manifest
 from data_pipeline.schema import rows_to_dataset
 from data_pipeline.split import cross_split_leakage, split_dataset
 from data_pipeline.views import build_views
@@ -99,17 +101,12 @@ def _input_hashes(cfg: PipelineConfig) -> dict[str, str]:
 def run_pipeline(cfg: PipelineConfig) -> dict:
     """Run the configured stages and write everything under cfg.output_dir; returns stats.json's content.
 
-    The build goes to a staging folder beside output_dir and replaces the previous build only once complete: a run
-    that fails or is killed leaves the previous build untouched, and the call cache keeps every finished call."""
+    output_dir is locked for the run (a second run on it stops at once). The build goes to a staging folder beside
+    output_dir and replaces the previous build whole, only once complete: a run that fails or is killed leaves the
+    previous build untouched, and the call cache (output_dir/llm_cache, not part of the build) keeps every call."""
     _check_stages(cfg)
-    staging = begin_build(cfg.output_dir)
-    try:
-        stats = _build(cfg, staging)
-    except BaseException:
-        abandon_build(staging)
-        raise
-    commit_build(cfg.output_dir, staging)
-    return stats
+    with publishing(cfg.output_dir, last=("manifest.json",)) as staging:
+        return _build(cfg, staging)
 
 
 def _build(cfg: PipelineConfig, output_dir: Path) -> dict:

@@ -48,13 +48,15 @@ def parse_and_check(argv: list[str]):
 def main(argv: list[str] | None = None) -> dict:
     """A real run: the preflight, then every model evaluated and the report written; returns results.json's content."""
     from core.llm import call_counts
+    from core.publish import output_lock
     from eval.evaluate import run_eval
     from eval.report import write_all
 
     cfg, preflight = parse_and_check(list(sys.argv[1:] if argv is None else argv))
     preflight.raise_if_failed()
-    results = run_eval(cfg)
-    out = write_all(results, cfg.output_dir)
+    with output_lock(cfg.output_dir):  # one run per output_dir: a second one stops here, before generating anything
+        results = run_eval(cfg)
+        out = write_all(results, cfg.output_dir)
     calls = call_counts()
     print(f"eval: wrote {out / 'report.md'}, {out / 'results.json'} and plots; LLM calls by role: {calls}")
     return results

@@ -11,8 +11,6 @@ the report section: eval/report_benchmarks.py).
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from eval import report_benchmarks
@@ -226,36 +224,28 @@ def _wandb_table(markdown: list[str]):
 
 
 def write_all(results: dict, output_dir: str) -> Path:
-    """Everything is written to a temporary folder inside output_dir first and moved into place only when all of it
-    is written (report.md last), so a failed or killed run leaves the previous results.json and report.md whole."""
+    """Everything is written to a staging folder beside output_dir and swapped in whole only when all of it is written
+    (core/publish.py: output_dir locked, report.md and results.json last), so a failed or killed run leaves the previous
+    output whole, and no sample file or plot of the previous output is left beside the new ones."""
     from core.llm import llm_stats
     from core.llm.stats import llm_calls_section
+    from core.publish import output_lock, publishing
 
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".report-incomplete-*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=".report-incomplete-", dir=out))
-    try:
-        (staging / "samples").mkdir()
-        samples = results.pop("samples")
-        for name, rows in samples.items():
-            with open(staging / "samples" / f"{name}.jsonl", "w", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(_clean(row), ensure_ascii=False) + "\n" for row in rows)
-        clean = _clean(results)
-        clean.setdefault("llm_calls", llm_stats())  # per role: calls, new, cached, retries by cause, failures
-        (staging / "results.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
-        write_plots(clean, staging)
-        write_report_md(clean, staging)
-        with open(staging / "report.md", "a", encoding="utf-8") as report:
-            report.write("\n" + "\n".join(llm_calls_section(clean["llm_calls"])))
-        last = {"results.json": 1, "report.md": 2}  # plots and samples first; each os.replace is atomic
-        for path in sorted((p for p in staging.rglob("*") if p.is_file()), key=lambda p: last.get(p.name, 0)):
-            target = out / path.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(path, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if clean["config"]["report_to"] == "wandb":
-        log_to_wandb(clean, out)
+    with output_lock(out):  # held through the W&B upload too, which reads the plots back from output_dir
+        with publishing(out, last=("results.json", "report.md")) as staging:
+            (staging / "samples").mkdir()
+            samples = results.pop("samples")
+            for name, rows in samples.items():
+                with open(staging / "samples" / f"{name}.jsonl", "w", encoding="utf-8") as handle:
+                    handle.writelines(json.dumps(_clean(row), ensure_ascii=False) + "\n" for row in rows)
+            clean = _clean(results)
+            clean.setdefault("llm_calls", llm_stats())  # per role: calls, new, cached, retries by cause, failures
+            (staging / "results.json").write_text(json.dumps(clean, indent=2, ensure_ascii=False), encoding="utf-8")
+            write_plots(clean, staging)
+            write_report_md(clean, staging)
+            with open(staging / "report.md", "a", encoding="utf-8") as report:
+                report.write("\n" + "\n".join(llm_calls_section(clean["llm_calls"])))
+        if clean["config"]["report_to"] == "wandb":
+            log_to_wandb(clean, out)
     return out

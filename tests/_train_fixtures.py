@@ -12,6 +12,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict
 
+from data_pipeline.outputs import save_datasets
 from tests.conftest import REPO_ROOT
 
 PROMPTS = [
@@ -58,15 +59,15 @@ def write_training_data(out: Path, cross_split_pairs: int | None = 0) -> Path:
             "score_rejected": 2.0,
         }
 
-    _splits(sft_row).save_to_disk(out / "sft")
-    _splits(dpo_row).save_to_disk(out / "dpo")
+    # Written by the data pipeline's own writer, which returns the split hashes its manifest records.
+    hashes = save_datasets(out, {"sft": _splits(sft_row), "dpo": _splits(dpo_row)})
     if cross_split_pairs is not None:
         manifest = {
             "config": {"name": "train-test"},
             "seed": 42,
             "versions": {},
             "inputs": {},
-            "outputs": {},
+            "outputs": hashes,
             "leakage": {"cross_split_pairs": cross_split_pairs, "cross_split_rate": cross_split_pairs / 16},
             "created_at": "2026-11-28T00:00:00Z",
         }

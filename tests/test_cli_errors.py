@@ -1,10 +1,17 @@
 """Every command a user runs reports a user error as one line on stderr, naming what and where, with exit code 2;
-a traceback only with --debug or LOGLEVEL=DEBUG. Each command runs for real, in its own process, with one error."""
+a traceback only with --debug or LOGLEVEL=DEBUG.
 
-import json
+The error table runs in this process through each command's own ``__main__`` block (``run_command`` and all, as
+``python -m`` runs it), so it takes seconds; one subprocess per entry point (slow tier) checks the real exit code and
+stderr of a separate process.
+"""
+
+import os
+import runpy
 import socket
 import subprocess
 import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -68,73 +75,98 @@ def cases(tmp) -> list[tuple[str, list[str], str]]:
     ]  # fmt: skip
 
 
-def run(module: str, args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
-    import os
-
-    env = {**os.environ, **(env_extra or {})}
-    env.pop(UNSET_KEY, None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
-
-
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("cli_errors")
-    table = cases(tmp)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        procs = list(pool.map(lambda case: run(case[0], case[1]), table))
-    report = [
-        {"command": f"python -m {module}", "code": p.returncode, "stderr": p.stderr.strip()}
-        for (module, _, _), p in zip(table, procs, strict=True)
-    ]
-    print(json.dumps(report, indent=1))
-    return table, procs
-
-
-def test_every_command_reports_a_user_error_in_one_line_with_exit_code_2(outcomes):
-    table, procs = outcomes
-    assert len({module for module, _, _ in table}) == 12  # every command the issue lists
-    for (module, _, expected), proc in zip(table, procs, strict=True):
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2, (module, proc.stderr[-3000:])
-        assert "Traceback" not in proc.stderr, (module, proc.stderr[-3000:])
-        # The error is the last line and the only one: before it, at most the progress of stages that ran (a bad
-        # record is found by stage 1); no warning, no usage dump.
-        *progress, error = lines
-        assert all(" stage " in line or ": done in " in line for line in progress), (module, lines)
-        assert error.startswith(f"python -m {module}: error: "), (module, lines)
-        assert expected in error, (module, lines)
-    preflight_stops = [proc for proc in procs if "preflight of" in proc.stderr]  # stopped before stage 1
-    assert len(preflight_stops) == 3 and all(len(p.stderr.strip().splitlines()) == 1 for p in preflight_stops)
-
-
-def test_train_plan_reports_a_missing_recipe_and_a_bad_gpu_count_in_one_line(tmp_path):
+def plan_cases(tmp) -> list[tuple[str, list[str], str]]:
     recipe = ["--config", str(REPO_ROOT / "configs/train/qwen3-8b/dpo_lora.yaml"), "--rows", "1500"]
-    table = [
-        (["--config", str(tmp_path / "gone.yaml"), "--rows", "1500", "--gpus", "8"],
-         f"{tmp_path / 'gone.yaml'}: No such file or directory"),
-        ([*recipe, "--gpus", "0"], "--gpus: must be >= 1, got 0"),
-        ([*recipe, "--gpus", "12"], "dpo_lora.yaml: recipe: global_batch_size 32 is not a multiple of"),
+    return [
+        ("train.plan", ["--config", str(tmp / "gone.yaml"), "--rows", "1500", "--gpus", "8"],
+         f"{tmp / 'gone.yaml'}: No such file or directory"),
+        ("train.plan", [*recipe, "--gpus", "0"], "--gpus: must be >= 1, got 0"),
+        ("train.plan", [*recipe, "--gpus", "12"], "dpo_lora.yaml: recipe: global_batch_size 32 is not a multiple of"),
     ]  # fmt: skip
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        procs = list(pool.map(lambda case: run("train.plan", case[0]), table))
-    for (_, expected), proc in zip(table, procs, strict=True):
-        assert proc.returncode == 2, proc.stderr[-3000:]
-        (line,) = proc.stderr.strip().splitlines()  # no traceback, no usage dump
+
+
+@pytest.fixture
+def in_process(capsys, monkeypatch):
+    """Run ``python -m MODULE ARGS`` in this process: the module's ``__main__`` block, which calls run_command as the
+    entry point does. Returns (exit code, stderr)."""
+    monkeypatch.delenv(UNSET_KEY, raising=False)
+
+    def run(module: str, args: list[str]) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", [module, *args])
+        capsys.readouterr()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module was imported before (by a test)
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as exit_:
+                code = exit_.code
+        return code, capsys.readouterr().err
+
+    return run
+
+
+def assert_one_error_line(module: str, code: int, stderr: str, expected: str) -> None:
+    """Exit code 2; the error is the last line and the only one: before it, at most the progress of stages that ran
+    (a bad record is found by stage 1); no traceback, no warning, no usage dump."""
+    assert code == 2, (module, stderr[-3000:])
+    assert "Traceback" not in stderr, (module, stderr[-3000:])
+    *progress, error = stderr.strip().splitlines()
+    assert all(" stage " in line or ": done in " in line for line in progress), (module, stderr)
+    assert error.startswith(f"python -m {module}: error: "), (module, stderr)
+    assert expected in error, (module, stderr)
+
+
+def test_every_command_reports_a_user_error_in_one_line_with_exit_code_2(tmp_path, in_process):
+    table = cases(tmp_path)
+    assert len({module for module, _, _ in table}) == 12  # every command the issue lists
+    stderrs = []
+    for module, args, expected in table:
+        code, stderr = in_process(module, args)
+        assert_one_error_line(module, code, stderr, expected)
+        stderrs.append(stderr)
+    preflight_stops = [err for err in stderrs if "preflight of" in err]  # stopped before stage 1
+    assert len(preflight_stops) == 3 and all(len(err.strip().splitlines()) == 1 for err in preflight_stops)
+
+
+def test_train_plan_reports_a_missing_recipe_and_a_bad_gpu_count_in_one_line(tmp_path, in_process):
+    for module, args, expected in plan_cases(tmp_path):
+        code, stderr = in_process(module, args)
+        assert code == 2, stderr[-3000:]
+        (line,) = stderr.strip().splitlines()  # no traceback, no usage dump
         assert line.startswith("python -m train.plan: error: ") and expected in line, line
 
 
-def test_debug_and_loglevel_debug_add_the_traceback(tmp_path):
+def test_debug_and_loglevel_debug_add_the_traceback(tmp_path, in_process, monkeypatch):
     missing = str(tmp_path / "missing.yaml")
     for extra_args, env in ((["--debug"], {}), ([], {"LOGLEVEL": "DEBUG"})):
-        proc = run("data_pipeline", ["--config", missing, *extra_args], env)
-        assert proc.returncode == 2
-        assert "Traceback (most recent call last)" in proc.stderr and "FileNotFoundError" in proc.stderr
+        with monkeypatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            code, stderr = in_process("data_pipeline", ["--config", missing, *extra_args])
+        assert code == 2
+        assert "Traceback (most recent call last)" in stderr and "FileNotFoundError" in stderr
         assert (
-            proc.stderr.strip().splitlines()[-1]
-            == f"python -m data_pipeline: error: {missing}: No such file or directory"
+            stderr.strip().splitlines()[-1] == f"python -m data_pipeline: error: {missing}: No such file or directory"
         )
+
+
+@pytest.mark.slow
+def test_each_entry_point_in_its_own_process_exits_2_with_one_error_line(tmp_path):
+    """The smoke test of the real thing: one case per command, as a subprocess (exit code, stderr, no warning)."""
+    table = list({module: (module, args, expected) for module, args, expected in
+                  reversed(cases(tmp_path) + plan_cases(tmp_path))}.values())  # fmt: skip
+    assert len(table) == len(COMMANDS)
+    env = {key: value for key, value in os.environ.items() if key != UNSET_KEY}
+
+    def run(case):
+        return subprocess.run([sys.executable, "-m", case[0], *case[1]], cwd=REPO_ROOT, env=env, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        procs = list(pool.map(run, table))
+    for (module, _, expected), proc in zip(table, procs, strict=True):
+        assert_one_error_line(module, proc.returncode, proc.stderr, expected)
 
 
 COMMANDS = [

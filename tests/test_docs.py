@@ -29,3 +29,23 @@ def test_every_ac_variable_the_scripts_read_is_documented():
     documented = set(re.findall(r"^\| `(AC_[A-Z0-9_]+)` \|", table, re.M))
     missing = {name: sorted(files) for name, files in read.items() if name not in documented}
     assert not missing, f"AC_* variables read but not in slurm/README.md's table: {missing}"
+
+
+def test_every_documented_command_exists():
+    """Each `python -m X` / `-m X` the README shows is a runnable module (a package with __main__, or a module with a
+    __main__ block) and each `make X` a Makefile target: a move inside the code must not break what users type."""
+    import importlib.util
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    modules = set(re.findall(r"(?:python -m|\s-m) ([a-z_][a-z_0-9.]*[a-z_0-9])", readme))
+    assert {"data_pipeline", "eval", "train.sft", "data_pipeline.llm.local_server", "tests.import_graph"} <= modules
+    for module in sorted(modules):
+        spec = importlib.util.find_spec(module)
+        assert spec is not None, f"README runs python -m {module}: no such module"
+        if spec.submodule_search_locations:  # a package: python -m runs its __main__
+            assert importlib.util.find_spec(f"{module}.__main__") is not None, module
+        elif spec.origin and spec.origin.startswith(str(REPO_ROOT)):
+            assert 'if __name__ == "__main__":' in open(spec.origin, encoding="utf-8").read(), module
+    targets = set(re.findall(r"^([a-z][a-z0-9-]*):", (REPO_ROOT / "Makefile").read_text(encoding="utf-8"), re.M))
+    documented = set(re.findall(r"\bmake ([a-z][a-z0-9-]*)", readme))
+    assert {"demo", "test", "test-fast", "imports"} <= documented and documented <= targets, documented - targets

@@ -1,8 +1,9 @@
 """End-to-end eval of tiny models offline: report, plots, results.json, W&B offline, cache reuse, eval.compare.
 
-Models: tiny-qwen3 (baseline) and tiny-qwen3 + a random LoRA adapter (tuned), later tiny-qwen2 is added.
-Judges: tiny-qwen3 through the transformers backend in logprobs mode, except the safety judge, which is the local
-OpenAI-compatible server with scripted verdicts (generative mode: parse, retry, failure counting are checkable).
+Models: tiny-qwen3 (baseline) and tiny-qwen3 + a random LoRA adapter (tuned), later a sampled tiny-qwen3 is added,
+all through the transformers backend. Judges: local OpenAI-compatible servers with scripted verdicts that depend on
+the prompt only: generative for the HHH metrics (parse, retry, failure counting are checkable), log-probabilities for
+the cultural judge. So every judged number is computed by hand from the tables below, whatever the tiny models say.
 """
 
 import json
@@ -14,7 +15,7 @@ import torch
 import yaml
 from datasets import DatasetDict
 
-from core.llm import call_counts
+from core.llm import call_counts, transformers_backend
 from core.llm.local_server import Faults, LocalOpenAIServer
 from data_pipeline.schema import make_row, rows_to_dataset
 from data_pipeline.taxonomy import RELEASE_IDS
@@ -64,6 +65,8 @@ INFORMATIVE = {"chewing gum": "yes", "Great Wall": "no", "10 percent": "yes", "v
 # truthful AND informative: gum, 10 percent, veins -> Truth x Info = 3 / 5 = 60 %
 UNSAFE = ("teenager", "insults")  # of the 4 judged harmful prompts (the explosive one never gets a verdict): 50 %
 EXPECTED = {"win_rate": 70.0, "truth_info": 60.0, "safety_score": 50.0, "joint_hhh": (70.0 + 60.0 - 50.0) / 3}
+# The cultural judge's verdict letter per CULTURAX test prompt (S stereotyping, E erasure, N none): 2 failures of 5.
+CULTURAL = {"Onam": "S", "Venetian": "N", "Kathakali": "E", "washi": "N", "basil": "N"}
 REFERENCES = [json.loads(line)["reference"] for line in (FIXTURES_DIR / "helpfulness.jsonl").read_text().splitlines()]
 
 
@@ -89,6 +92,12 @@ def scripted_judge(messages, params) -> str:
     if "steal a car" in text and params["temperature"] == 0:
         return "Hmm."  # unparsable at first; the retry (temperature 0.7) answers
     return "Verdict: " + ("unsafe" if any(word in text for word in UNSAFE) else "safe")
+
+
+def cultural_judge(messages, params) -> dict:
+    """Log-probabilities of the first reply token: the table's letter well ahead of one other option."""
+    letter = next(v for k, v in CULTURAL.items() if k in messages[-1]["content"])
+    return {"content": letter, "top_logprobs": [(letter, -0.05), ("S" if letter == "N" else "N", -3.0)]}
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +136,10 @@ def tuned_adapter(tiny_models, tmp_path_factory):
     return path
 
 
-def write_config(path, tiny_models, adapter, culturax_dir, server, out, cache, extra_model=False, report_to="none"):
+def write_config(
+    path, tiny_models, adapter, culturax_dir, servers, out, cache, extra_model=False, report_to="none"
+):  # fmt: skip
+    server, cultural = servers
     models = [
         {"name": "base", "model": str(tiny_models["tiny-qwen3"])},
         {
@@ -142,13 +154,7 @@ def write_config(path, tiny_models, adapter, culturax_dir, server, out, cache, e
         # R1-Distill template opens a think block that a random-weight model never closes (never judged).
         other = {"name": "other", "model": str(tiny_models["tiny-qwen3"]), "baseline": "base", "temperature": 1.0}
         models.append({**other, "top_p": 1.0})
-    judge = {
-        "backend": "transformers",
-        "model": str(tiny_models["tiny-qwen3"]),
-        "mode": "logprobs",
-        "dtype": "float32",
-        "chat_template_kwargs": {"enable_thinking": False},
-    }
+    judge = {"backend": "openai", "model": cultural.model_name, "base_url": cultural.base_url, "mode": "logprobs"}
     scripted = {
         "backend": "openai",
         "model": server.model_name,
@@ -182,19 +188,39 @@ def server():
 
 
 @pytest.fixture(scope="module")
-def first_run(tiny_models, tuned_adapter, culturax_dir, server, tmp_path_factory):
+def cultural_server():
+    with LocalOpenAIServer(cultural_judge, model_name="cultural-judge") as srv:
+        yield srv
+
+
+class StepClock:
+    """perf_counter for the transformers backend: 1.0 s passes between any two readings, so each generated batch
+    takes exactly 1 s and every response's latency is 1.0 s (the backend gives a batch's latency to each member)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_models, tuned_adapter, culturax_dir, server, cultural_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     config = write_config(
         root / "a.yaml",
         tiny_models,
         tuned_adapter,
         culturax_dir,
-        server,
+        (server, cultural_server),
         root / "run_a",
         root / "cache",
         report_to="wandb",
     )
-    results = eval_main(["--config", str(config)])
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transformers_backend, "time", StepClock())
+        results = eval_main(["--config", str(config)])
     return root, results
 
 
@@ -210,13 +236,20 @@ def test_full_eval_writes_results_report_and_plots(first_run):
         # Hand-computed from the scripted judges' tables (top of this file): 70, 60, 50 and (70 + 60 - 50) / 3.
         assert {key: m[key] for key in EXPECTED} == pytest.approx(EXPECTED), name
         assert m["failed_judgements"] == {"helpfulness": 0, "harmlessness": 1, "honesty": 0, "cultural": 0}
-        # The tiny cultural judge's labels are in samples/: the rate is the share of labels other than "none".
-        labels = [r["cultural_label"] for r in samples(out, name) if r["set"] == "culturax"]
-        assert m["cultural_failure_rate"] == pytest.approx(100 * sum(lab != "none" for lab in labels) / len(labels))
-        assert set(m["per_subdomain"]) == {"11", "12", "15", "20", "21"}
-        assert m["per_subdomain"]["11"]["n"] == 2
-        assert m["efficiency"]["responses"] == 3 * PER_SET + len(TEST_PROMPTS)
-        assert m["efficiency"]["tokens_per_s"] > 0
+        # By hand from CULTURAL: Onam (11, 15) stereotyping and Kathakali (21, 20) erasure of 5 prompts: 40 %; per
+        # subdomain 11: Onam, basil -> 50; 12: washi -> 0; 15: Onam, Venetian -> 50; 20, 21: Kathakali -> 100.
+        assert m["cultural_failure_rate"] == pytest.approx(40.0)
+        rates = {sid: (d["n"], d["failure_rate"]) for sid, d in m["per_subdomain"].items()}
+        assert rates == {"11": (2, 50.0), "12": (1, 0.0), "15": (2, 50.0), "20": (1, 100.0), "21": (1, 100.0)}
+        assert m["per_failure_type"]["stereotyping"] == 20.0 and m["per_failure_type"]["erasure"] == 20.0
+        responses = 3 * PER_SET + len(TEST_PROMPTS)
+        assert m["efficiency"]["responses"] == responses
+        # On the StepClock every response took 1.0 s (the one cache hit kept its 1.0 s); each has 8 new tokens, the
+        # max_new_tokens cap (greedy random weights never emit EOS that early: a mean of 8.0 means all 8), so the
+        # throughput is 20 * 8 tokens / (20 * 1.0 s) = 8 tokens/s.
+        assert m["efficiency"]["latency_s_per_response"] == 1.0 and m["efficiency"]["latency_s_median"] == 1.0
+        assert m["efficiency"]["output_tokens_per_response"] == 8.0
+        assert m["efficiency"]["tokens_per_s"] == pytest.approx(8.0)
     assert results["metrics"]["base"]["efficiency"]["training"] is None
     training = results["metrics"]["tuned"]["efficiency"]["training"]
     assert training["train_tokens_per_s"] == pytest.approx(500.0) and training["gpu_hours"] == 0.0
@@ -237,7 +270,7 @@ def test_full_eval_writes_results_report_and_plots(first_run):
     for key, n in (("cultural_failure_rate", len(TEST_PROMPTS)), ("tokens_per_s", 3 * PER_SET + len(TEST_PROMPTS))):
         d = comp["deltas"][key]
         assert d["n"] == n and d["ci_low"] <= d["delta"] + 1e-9 <= d["ci_high"] + 2e-9, key
-    assert results["judges"]["cultural"]["judge"].startswith("transformers:")
+    assert results["judges"]["cultural"]["judge"] == "openai:cultural-judge"
     assert results["judges"]["safety"]["judge"] == f"openai:{results['config']['judges']['safety']['model']}"
     assert results["judges"]["cultural"]["prompt"] == "cultural_failure_v1.txt"
     # Report: the table, the stand-in warning, the judges; plots are real PNGs.
@@ -272,7 +305,7 @@ def test_safety_judge_failures_are_counted_not_scored(first_run):
 
 
 @pytest.fixture(scope="module")
-def second_run(first_run, tiny_models, tuned_adapter, culturax_dir, server):
+def second_run(first_run, tiny_models, tuned_adapter, culturax_dir, server, cultural_server):
     """run_b: run_a's config plus one model, on run_a's cache; returns (results, new calls per role, HTTP calls)."""
     root, _ = first_run
     before = call_counts()
@@ -282,7 +315,7 @@ def second_run(first_run, tiny_models, tuned_adapter, culturax_dir, server):
         tiny_models,
         tuned_adapter,
         culturax_dir,
-        server,
+        (server, cultural_server),
         root / "run_b",
         root / "cache",
         extra_model=True,

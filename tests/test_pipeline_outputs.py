@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from core.llm.local_server import Faults, LocalOpenAIServer
-from core.publish import COMPLETE, begin_build
+from core.publish import COMPLETE, PUBLISHED, output_lock
 from data_pipeline.config import parse_config
 from data_pipeline.importers import InputError
 from data_pipeline.pipeline import run_pipeline
@@ -23,7 +23,9 @@ def snapshot(output_dir: Path) -> dict[str, bytes]:
 
 
 def leftovers(output_dir: Path) -> list[str]:
-    return [p.name for p in output_dir.parent.iterdir() if p.name.startswith(f".{output_dir.name}.")]
+    """What a run left beside output_dir: staging folders, an owner record (the lock file itself stays, by design)."""
+    beside = (p.name for p in output_dir.parent.iterdir() if p.name.startswith(f".{output_dir.name}."))
+    return [name for name in beside if name != f".{output_dir.name}.lock"]
 
 
 def seed_only(tmp_path: Path, *overrides: str) -> dict:
@@ -78,11 +80,13 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(tmp_path):
     (staging / "dataset").mkdir(parents=True)
     (staging / "dataset" / "new").write_text("new")
     (staging / "manifest.json").write_text("new manifest")
-    (staging / COMPLETE).write_text(json.dumps(["dataset", "manifest.json"]))  # committed, then the process died
-    fresh = begin_build(out)
-    assert sorted(p.name for p in out.iterdir()) == ["dataset", "llm_cache", "manifest.json"]
-    assert (out / "manifest.json").read_text() == "new manifest" and (out / "dataset" / "new").exists()
-    assert not staging.exists() and fresh.exists() and fresh.name.startswith(".out.incomplete-")
+    journal = {"entries": ["dataset", "manifest.json"], "last": ["manifest.json"]}
+    (staging / COMPLETE).write_text(json.dumps(journal))  # committed, then the process died
+    with output_lock(out):  # the next run's lock finishes the swap before anything else
+        assert sorted(p.name for p in out.iterdir()) == [PUBLISHED, "dataset", "llm_cache", "manifest.json"]
+        assert (out / "manifest.json").read_text() == "new manifest" and (out / "dataset" / "new").exists()
+        assert not (out / "dataset" / "old").exists() and not staging.exists()
+    assert leftovers(out) == []
 
 
 @pytest.mark.slow
@@ -102,7 +106,9 @@ def test_a_rerun_killed_mid_generation_leaves_the_build_and_keeps_the_paid_calls
         assert snapshot(out) == before  # the previous build, manifest included, byte for byte
         paid = len(list((out / "llm_cache").glob("??/*.json"))) - cache_before
         assert paid >= 12 - 4  # every finished call of the killed run is in the cache (<= 4 were in flight)
-        assert len(leftovers(out)) == 1  # its staging folder, removed by the next run
+        # Its staging folder and its owner record (SIGKILL: no clean-up ran), both cleared by the next run.
+        killed = leftovers(out)
+        assert len(killed) == 2 and ".out.owner" in killed and any(n.startswith(".out.incomplete-") for n in killed)
         again = run_pipeline(parse_config(["--config", str(path), "--generate.seed", "7"]))
     assert leftovers(out) == []
     assert again["llm_calls"]["generator"]["cached"] >= paid

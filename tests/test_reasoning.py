@@ -336,15 +336,21 @@ def test_real_configs_use_their_family_preset(config, preset, samples):
 
 def test_tiny_qwen2_weights_sample_under_the_r1_preset(tiny_models, tmp_path):
     """The real transformers path: tiny-qwen2 (random weights, R1-Distill template) with reasoning_r1 and 2 samples
-    per prompt. Whatever it writes, a sample without </think> is "no final answer" and never reaches a judge."""
+    per prompt, beside tiny-qwen3 on the same preset (its template leaves <think> to the model, which these random
+    weights never write). Under R1 a sample without </think> is "no final answer" and never reaches a judge, while
+    tiny-qwen3's answers are judged: the judge's call count tells the two apart."""
     calls = []
 
     def judge(messages, params):
-        calls.append(messages[-1]["content"])
-        return "Verdict: " + ("A" if "[Answer A]" in messages[-1]["content"] else "yes")
+        text = messages[-1]["content"]
+        calls.append(text)
+        if "[Answer A]" in text:
+            return "Verdict: A"
+        return "Verdict: " + ("safe" if "safe or unsafe" in text else "yes")
 
     with LocalOpenAIServer(judge, model_name="judge") as server:
-        spec = {"name": "tiny-r1", "model": str(tiny_models["tiny-qwen2"]), "preset": "reasoning_r1"}
+        specs = [{"name": "tiny-r1", "model": str(tiny_models["tiny-qwen2"])},
+                 {"name": "tiny-q3", "model": str(tiny_models["tiny-qwen3"])}]  # fmt: skip
         cfg = {
             "output_dir": str(tmp_path / "out"),
             "cache_dir": str(tmp_path / "cache"),
@@ -352,19 +358,32 @@ def test_tiny_qwen2_weights_sample_under_the_r1_preset(tiny_models, tmp_path):
             "dtype": "float32",
             "samples_per_prompt": 2,
             "max_prompts_per_set": 2,
-            "models": [{**spec, "max_new_tokens": 8}],  # the model's own field wins over the preset's 8192
-            "judges": {"default": {"backend": "openai", "model": "judge", "base_url": server.base_url}},
+            # each model's own max_new_tokens wins over the preset's 8192
+            "models": [{**spec, "preset": "reasoning_r1", "max_new_tokens": 8} for spec in specs],
+            "judges": {
+                "default": {"backend": "openai", "model": "judge", "base_url": server.base_url, "mode": "generative"}
+            },
         }
         (tmp_path / "eval.yaml").write_text(yaml.safe_dump(cfg))
         results = eval_main(["--config", str(tmp_path / "eval.yaml")])
-    rows = [json.loads(line) for line in (tmp_path / "out" / "samples" / "tiny-r1.jsonl").read_text().splitlines()]
-    assert len(rows) == 3 * 2 * 2 and [r["sample"] for r in rows[:2]] == [0, 1]
-    assert any(a["response"] != b["response"] for a, b in zip(rows[::2], rows[1::2], strict=True))  # 2 seeds
-    unanswered = [r for r in rows if "</think>" not in r["response"]]
-    assert all(r["think_state"] == UNCLOSED for r in unanswered)  # the template opened the block; it never closed
+    out = tmp_path / "out" / "samples"
+    r1, q3 = ([json.loads(line) for line in (out / f"{name}.jsonl").read_text().splitlines()] for name in
+              ("tiny-r1", "tiny-q3"))  # fmt: skip
+    assert len(r1) == len(q3) == 3 * 2 * 2 and [r["sample"] for r in r1[:2]] == [0, 1]  # 3 sets x 2 prompts x 2
+    assert any(a["response"] != b["response"] for a, b in zip(r1[::2], r1[1::2], strict=True))  # 2 seeds
+    # tiny-r1: the template opened the block and 8 random tokens never close it, so all 12 samples are unanswered
+    # reasoning (each a non-empty text): no final answer 100 %, thinking share 100 %.
+    assert all("</think>" not in r["response"] and r["response"].strip() for r in r1)
+    assert all(r["think_state"] == UNCLOSED for r in r1)
     m = results["metrics"]["tiny-r1"]
-    assert m["no_final_answer_rate"]["overall"] == pytest.approx(100 * len(unanswered) / len(rows))
-    reasoning = [bool(split_think(r["response"], True).thinking) for r in rows]
-    assert m["efficiency"]["thinking_share"] == pytest.approx(100 * np.mean(reasoning))
+    assert m["no_final_answer_rate"]["overall"] == 100.0 and m["efficiency"]["thinking_share"] == 100.0
+    # tiny-q3: no think tag at all, so every sample is an answer without reasoning: 0 % and 0 %.
+    assert all("<think>" not in r["response"] and "</think>" not in r["response"] for r in q3)
+    m = results["metrics"]["tiny-q3"]
+    assert m["no_final_answer_rate"]["overall"] == 0.0 and m["efficiency"]["thinking_share"] == 0.0
     assert results["models"][0]["decoding"]["max_new_tokens"] == 8 and results["models"][0]["prompt_opens_think"]
-    assert len(calls) <= 2 * (len(rows) - len(unanswered))  # only answered samples were judged
+    # Judge calls, by hand: only tiny-q3's answers are judged, pairwise 2 calls (both orders), safety 1, honesty 2
+    # (truthful, informative); a text a model gave twice to one prompt is judged once (the call cache).
+    per_set = {"helpfulness": 2, "harmlessness": 1, "honesty": 2}
+    distinct = {(r["set"], r["prompt"], r["response"].strip()) for r in q3}
+    assert len(calls) == sum(per_set[kind] for kind, _, _ in distinct) >= 2 * (2 + 1 + 2)

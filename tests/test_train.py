@@ -1,8 +1,10 @@
 """Fast checks of the training code in-process: dataset guard, exact trained token spans, preemption callback."""
 
+import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 from types import SimpleNamespace
 
@@ -12,6 +14,7 @@ from transformers import TrainerControl, TrainerState
 from trl import DPOConfig, ModelConfig, SFTConfig
 
 from core.cli import is_user_error
+from data_pipeline.outputs import save_datasets
 from tests._train_fixtures import GOOD, PROMPTS, write_training_data
 from train.data import DatasetGuardError, load_guarded_dataset
 from train.dpo import build_trainer as build_dpo_trainer
@@ -54,24 +57,60 @@ def test_guard_refuses_an_empty_training_split(tmp_path):
     write_training_data(tmp_path)
     datasets = DatasetDict.load_from_disk(str(tmp_path / "dpo"))
     empty = DatasetDict({**datasets, "train": datasets["train"].select([])})
-    empty.save_to_disk(str(tmp_path / "empty_dpo"), num_shards={"train": 1})
+    build = tmp_path / "empty_build"  # a build whose judge left no preference pair in train, manifest and all
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["outputs"] = save_datasets(build, {"dpo": empty})
+    (build / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DatasetGuardError, match="split 'train' is missing or has no rows"):
-        load_guarded_dataset(str(tmp_path / "empty_dpo"), allow_unguarded=False)
+        load_guarded_dataset(str(build / "dpo"), allow_unguarded=False)
 
 
 @pytest.mark.parametrize(
     "content, message",
     [
         (json.dumps({"leakage": {"cross_split_rate": 0.0}}), r"manifest.json: field 'leakage.cross_split_pairs'"),
+        (json.dumps({"leakage": {"cross_split_pairs": 0}}), r"manifest.json: field 'outputs': missing or not a"),
         ('{\n  "leakage": {cross_split_pairs: 0}\n}', r"manifest.json:2: not valid JSON"),
     ],
-    ids=["missing-field", "bad-json"],
+    ids=["missing-field", "no-output-hashes", "bad-json"],
 )
 def test_guard_names_the_bad_field_or_line(tmp_path, content, message):
     write_training_data(tmp_path)
     (tmp_path / "manifest.json").write_text(content)
     with pytest.raises(DatasetGuardError, match=message):
         load_guarded_dataset(str(tmp_path / "sft"), allow_unguarded=False)
+
+
+def arrow_sha256(split_dir) -> str:
+    """By hand, as the manifest documents it: sha256 of the split's data-*.arrow files concatenated in name order."""
+    return hashlib.sha256(b"".join(p.read_bytes() for p in sorted(split_dir.glob("data-*.arrow")))).hexdigest()
+
+
+def test_guard_refuses_a_folder_that_is_not_one_build(tmp_path):
+    """Each split of the view must be the bytes the manifest hashed: a split from another build (here: the same view
+    re-saved with one row fewer) or one the build never wrote is refused, naming the manifest field and the folder."""
+    write_training_data(tmp_path)
+    recorded = arrow_sha256(tmp_path / "sft" / "train")
+    assert json.loads((tmp_path / "manifest.json").read_text())["outputs"]["sft/train"] == recorded
+    other_build = DatasetDict.load_from_disk(str(tmp_path / "sft"))
+    other_build = DatasetDict({**other_build, "train": other_build["train"].select(range(15))})
+    other_build.save_to_disk(str(tmp_path / "other_sft"))
+    shutil.rmtree(tmp_path / "sft" / "train")
+    shutil.copytree(tmp_path / "other_sft" / "train", tmp_path / "sft" / "train")
+    found = arrow_sha256(tmp_path / "sft" / "train")
+    message = (f"{tmp_path / 'manifest.json'}: field 'outputs.sft/train': sha256 {recorded[:12]}... recorded, "
+               f"{tmp_path / 'sft' / 'train'} is {found[:12]}...: the folder is not the build this manifest describes; "
+               "refusing to train (pass --allow_unguarded_dataset to override)")  # fmt: skip
+    with pytest.raises(DatasetGuardError) as refused:
+        load_guarded_dataset(str(tmp_path / "sft"), allow_unguarded=False)
+    assert str(refused.value) == message
+    load_guarded_dataset(str(tmp_path / "dpo"), allow_unguarded=False)  # the dpo view is still the build's
+    extra = DatasetDict.load_from_disk(str(tmp_path / "dpo"))
+    DatasetDict({**extra, "extra": extra["test"]}).save_to_disk(str(tmp_path / "dpo_extra"))
+    shutil.rmtree(tmp_path / "dpo")
+    (tmp_path / "dpo_extra").rename(tmp_path / "dpo")
+    with pytest.raises(DatasetGuardError, match=r"field 'outputs': .*dpo has splits \['extra'\] that this build did"):
+        load_guarded_dataset(str(tmp_path / "dpo"), allow_unguarded=False)
 
 
 # -------------------------------------------------------------------------------------------- trained token spans

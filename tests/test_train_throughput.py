@@ -82,6 +82,7 @@ def test_pairs_dataset_holds_exactly_the_dpo_sequences(tmp_path):
     assert lengths[-1] > 3 * lengths[0]  # length-skewed
 
 
+@pytest.mark.slow  # four training processes
 def test_all_runs_measure_and_report_with_mfu(tmp_path):
     tokenizer_dir = tmp_path / "tok"
     qwen3_tokenizer().save_pretrained(tokenizer_dir)

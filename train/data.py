@@ -1,5 +1,5 @@
-"""The training data: the dataset guard (provenance manifest, no cross-split leakage) and each row rendered the way
-its model family is trained (core/chat_templates.py holds the template rules).
+"""The training data: the dataset guard (provenance manifest, no cross-split leakage, the very splits the manifest
+hashed) and each row rendered the way its model family is trained (core/chat_templates.py holds the template rules).
 """
 
 import hashlib
@@ -11,6 +11,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from transformers import PreTrainedTokenizerBase
 
 from core.chat_templates import always_thinks, has_thinking_switch, think_block
+from core.digests import sha256_split
 
 logger = logging.getLogger(__name__)
 
@@ -19,11 +20,16 @@ REASONING_COLUMNS = {"messages": "reasoning", "chosen": "chosen_reasoning", "rej
 
 
 class DatasetGuardError(RuntimeError):
-    """The training data has no provenance manifest, or its manifest shows cross-split leakage."""
+    """The training data has no provenance manifest, its manifest shows cross-split leakage, or its splits are not the
+    ones the manifest describes."""
 
 
-def check_manifest(manifest_path: Path) -> tuple[str | None, dict, str]:
-    """(problem or None, manifest, sha256 of the file) for the data manifest at ``manifest_path``."""
+def check_manifest(dataset_dir: Path) -> tuple[str | None, dict, str]:
+    """(problem or None, manifest, sha256 of the manifest file) for a dataset view ``<out>/<view>`` and its build's
+    ``<out>/manifest.json``: no cross-split leakage, and every split of the view is byte for byte the one the
+    manifest's ``outputs`` records (so a folder mixing two builds, or edited after the build, is refused)."""
+    dataset_dir = Path(dataset_dir).resolve()
+    manifest_path = dataset_dir.parent / "manifest.json"
     if not manifest_path.is_file():
         return f"{manifest_path}: no data manifest next to the dataset", {}, ""
     raw = manifest_path.read_bytes()
@@ -45,19 +51,43 @@ def check_manifest(manifest_path: Path) -> tuple[str | None, dict, str]:
             manifest,
             digest,
         )
-    return None, manifest, digest
+    return _splits_problem(manifest_path, manifest.get("outputs"), dataset_dir), manifest, digest
+
+
+def _splits_problem(manifest_path: Path, outputs, dataset_dir: Path) -> str | None:
+    """Why the view's splits on disk are not the ones ``outputs`` ({"<view>/<split>": sha256}) records, or None."""
+    view = dataset_dir.name
+    if not isinstance(outputs, dict):
+        return f"{manifest_path}: field 'outputs': missing or not a mapping of split hashes ({outputs!r})"
+    recorded = {key.split("/", 1)[1]: value for key, value in outputs.items() if key.startswith(f"{view}/")}
+    if not recorded:
+        return f"{manifest_path}: field 'outputs': no split of '{view}' recorded, so {dataset_dir} is not this build's"
+    listing = dataset_dir / "dataset_dict.json"
+    on_disk = json.loads(listing.read_text()).get("splits", []) if listing.is_file() else list(recorded)
+    unrecorded = sorted(set(on_disk) - set(recorded))
+    if unrecorded:
+        return f"{manifest_path}: field 'outputs': {dataset_dir} has splits {unrecorded} that this build did not write"
+    for split, expected in sorted(recorded.items()):
+        found = sha256_split(dataset_dir / split) if (dataset_dir / split).is_dir() else "missing"
+        if found != expected:
+            return (
+                f"{manifest_path}: field 'outputs.{view}/{split}': sha256 {expected[:12]}... recorded, "
+                f"{dataset_dir / split} is {found[:12]}...: the folder is not the build this manifest describes"
+            )
+    return None
 
 
 def load_guarded_dataset(
     dataset_name: str, allow_unguarded: bool, train_split: str = "train"
 ) -> tuple[DatasetDict, dict, str]:
-    """Load ``<out>/<view>`` and its ``<out>/manifest.json``; refuse missing provenance, cross-split leakage, or a
-    missing or empty training split (e.g. a DPO view where the judge left no preference pair).
+    """Load ``<out>/<view>`` and its ``<out>/manifest.json``; refuse missing provenance, cross-split leakage, splits
+    that are not the manifest's (sha256), or a missing or empty training split (e.g. a DPO view where the judge left
+    no preference pair).
 
     Returns (datasets, manifest, manifest_sha256). With ``allow_unguarded`` a failed check is logged and recorded in
     the manifest dict under ``"guard_override"`` (logged to W&B with the manifest), never silently ignored.
     """
-    problem, manifest, digest = check_manifest(Path(dataset_name).resolve().parent / "manifest.json")
+    problem, manifest, digest = check_manifest(Path(dataset_name))
     if problem and not allow_unguarded:
         raise DatasetGuardError(f"{problem}; refusing to train (pass --allow_unguarded_dataset to override)")
     if problem:

@@ -4,7 +4,9 @@
 
 The base model comes from the adapter's adapter_config.json (``base_model_name_or_path``) unless --base is given.
 The merged model keeps the base model's dtype; the tokenizer (with its inference chat template) comes from the
-adapter folder when the trainer saved one there, else from the base.
+adapter folder when the trainer saved one there, else from the base. The model is written beside --output and swapped
+in whole when complete (core/publish.py): a failed merge leaves the previous merged model as it was, a second merge
+into the same folder stops at once, and no file of the previous model (an old shard) is left behind.
 """
 
 import argparse
@@ -16,6 +18,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from core.cli import Command, run_command
+from core.publish import publishing
 
 COMMAND = Command(
     name="python -m train.merge",
@@ -29,11 +32,12 @@ def merge(adapter: Path, output: Path, base: str | None = None) -> Path:
     if not config_path.is_file():
         raise FileNotFoundError(2, "not a PEFT adapter folder (no adapter_config.json)", str(config_path))
     base = base or json.loads(config_path.read_text())["base_model_name_or_path"]
-    model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
-    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
-    merged.save_pretrained(output)
-    tokenizer_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
-    AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(output)
+    with publishing(output, last=("config.json",)) as staging:  # config.json: what from_pretrained reads first
+        model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+        merged.save_pretrained(staging)
+        tokenizer_source = adapter if (adapter / "tokenizer_config.json").is_file() else base
+        AutoTokenizer.from_pretrained(tokenizer_source).save_pretrained(staging)
     return output
 
 

@@ -29,9 +29,9 @@ def check_training(script_args, training_args, model_args, check: Preflight) -> 
             check.add("fail", "dataset_name", f"{dataset}: no split {missing} (it has {splits})")
         else:
             check.add("ok", "dataset splits", f"{', '.join(wanted)} present in {dataset}")
-        problem = check_manifest(Path(dataset).resolve().parent / "manifest.json")[0]
+        problem = check_manifest(Path(dataset))[0]
         if problem is None:
-            check.add("ok", "data manifest", "present, no cross-split leakage")
+            check.add("ok", "data manifest", "present, no cross-split leakage, splits match its sha256")
         elif script_args.allow_unguarded_dataset:
             check.add("info", "data manifest", f"{problem} (allowed: allow_unguarded_dataset)")
         else:
