@@ -137,10 +137,9 @@ def write_plot(results: dict, out: Path) -> str | None:
             if not is_number(d.get("delta")):
                 ax.text(j, i, "n/a", ha="center", va="center", fontsize=7)
                 continue
-            excludes_zero = d["ci_low"] > 0 or d["ci_high"] < 0
-            ax.text(
-                j, i, fmt(d["delta"], sign=True) + ("*" if excludes_zero else ""), ha="center", va="center", fontsize=7
-            )
+            mark = "*" if d["ci_low"] > 0 or d["ci_high"] < 0 else ""  # the CI excludes 0
+            colour = "white" if abs(d["delta"]) > 0.6 * span else "black"  # legible on the darkest cells
+            ax.text(j, i, fmt(d["delta"], sign=True) + mark, ha="center", va="center", fontsize=7, color=colour)
     ax.set_xticks(range(len(comps)), [f"{c['baseline']}\n→ {c['tuned']}" for c in comps], fontsize=7)
     ax.set_yticks(range(len(cells)), [f"{TITLES[task]} {lang}" for task, lang in cells], fontsize=7)
     fig.colorbar(image, ax=ax, label="Δ accuracy (points)", shrink=0.8)

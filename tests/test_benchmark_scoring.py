@@ -343,3 +343,15 @@ def test_exported_questions_are_what_the_contamination_stage_reads(tmp_path):
     )
     kept, stats = remove_contaminated(train, prompts, DedupConfig())
     assert kept["id"] == ["keep"] and stats["removed"] == 1
+
+
+def test_preflight_checks_every_local_file_of_every_language():
+    from eval.preflight import local_benchmark_files
+
+    data = {"normad": "n.jsonl", "global_mmlu_lite": {"en": "en.jsonl", "hi": {"test": "hi.jsonl", "dev": "dev.jsonl"}}}
+    assert list(local_benchmark_files(data)) == [
+        ("normad", "n.jsonl"),
+        ("global_mmlu_lite.en", "en.jsonl"),
+        ("global_mmlu_lite.hi.test", "hi.jsonl"),
+        ("global_mmlu_lite.hi.dev", "dev.jsonl"),
+    ]
