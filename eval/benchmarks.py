@@ -27,7 +27,7 @@ from eval.benchmark_languages import LANGUAGES, summary
 from eval.benchmark_outcomes import change_with_breakdown, question_outcomes, task_metrics
 from eval.benchmark_sample import plan_samples
 from eval.benchmark_tasks import BenchmarkInputError, BenchmarkTask, benchmark_tasks, task_manager
-from eval.config import EvalConfig, ModelSpec
+from eval.config import BenchmarksSpec, EvalConfig, ModelSpec
 
 log = logging.getLogger(__name__)
 ENGLISH_ALIAS = ("global_mmlu_lite_en", "global_mmlu_lite", "en")  # the English-only key kept from before languages
@@ -192,7 +192,7 @@ def compare(tasks: list[BenchmarkTask], base: dict, tuned: dict, resamples: int,
     return nested, {b: summary(nested[b]) for b in LANGUAGES if b in nested}
 
 
-def source(bench, tasks: list[BenchmarkTask]) -> dict:
+def source(bench: BenchmarksSpec, tasks: list[BenchmarkTask]) -> dict:
     """Where a benchmark's questions came from: its local file(s), or hub dataset, config(s), split and revision."""
     local = bench.data.get(tasks[0].benchmark)
     if local:

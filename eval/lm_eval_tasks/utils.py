@@ -172,7 +172,7 @@ def normad_target(doc: dict) -> int:
     return NORMAD_LABELS.index(doc["Gold Label"].strip().lower())
 
 
-# ---------------------------------------------------------------- Global-MMLU-Lite (CohereLabs/Global-MMLU-Lite, en)
+# ---------------------------------------------- Global-MMLU-Lite (CohereLabs/Global-MMLU-Lite, a config per language)
 def process_global_mmlu_lite(dataset):
     return _keep_complete(dataset, "global_mmlu_lite")
 
