@@ -130,8 +130,8 @@ def write_plot(results: dict, out: Path) -> str | None:
     values = [[d.get("delta") if is_number(d.get("delta")) else math.nan for d in row] for row in deltas]
     span = max([abs(v) for row in values for v in row if math.isfinite(v)] + [1.0])
     fig, ax = plt.subplots(figsize=(2.2 + 1.8 * len(comps), 1.2 + 0.32 * len(cells)))
-    image = ax.imshow(values, cmap="RdBu", vmin=-span, vmax=span, aspect="auto")
-    image.cmap.set_bad("lightgrey")
+    cmap = matplotlib.colormaps["RdBu"].with_extremes(bad="lightgrey")  # a language without a change: grey
+    image = ax.imshow(values, cmap=cmap, vmin=-span, vmax=span, aspect="auto")
     for i, row in enumerate(deltas):
         for j, d in enumerate(row):
             if not is_number(d.get("delta")):
