@@ -1,9 +1,10 @@
 """The benchmark tasks as lm-eval loads them, and their questions exported for the data pipeline.
 
-The tasks are the YAMLs in eval/lm_eval_tasks (the same files `lm_eval --include_path eval/lm_eval_tasks` reads). A
-config's `benchmarks.data` can point a task at a local copy of its hub data (JSON lines, JSON or CSV with the hub
-rows' fields): the file is checked here first, so a missing file or a row without a field the task reads fails with
-one line naming the task, the file (and line) and the field, before any model is loaded.
+The tasks are the YAMLs in eval/lm_eval_tasks (the same files `lm_eval --include_path eval/lm_eval_tasks` reads); a
+multilingual benchmark's YAML becomes one task per language of the run (eval/benchmark_languages.py). A config's
+`benchmarks.data` can point a task (or one language of it) at a local copy of its hub data (JSON lines, JSON or CSV
+with the hub rows' fields): the file is checked here first, so a missing file or a row without a field the task reads
+fails with one line naming the task, the file (and line) and the field, before any model is loaded.
 
 Export for the contamination guard (a .jsonl with a "prompt" per question, what `eval_prompts` of a data config reads):
     python -m eval.benchmark_tasks --config configs/eval/qwen3-8b.yaml --out runs/benchmark_questions.jsonl
@@ -13,8 +14,10 @@ import argparse
 import csv
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from eval.benchmark_languages import LANGUAGES, lm_task_name, selected_languages
 from eval.config import BenchmarksSpec, parse_config
 from eval.lm_eval_tasks.utils import BLEND_INSTRUCTION_CUT, missing_field
 
@@ -27,14 +30,18 @@ QUESTION_KEY = {
     "culturalbench_hard": "question_idx",
     "blend_mcq": "MCQID",
     "normad": "ID",
-    "global_mmlu_lite_en": "sample_id",
+    "global_mmlu_lite": "sample_id",
+    "include": "row",  # its row number in the language's split (the hub rows carry no id; utils.process_include)
+    "bertaqa": "id",
 }
 QUESTION_TEXT: dict[str, Callable[[dict], str]] = {
     "culturalbench_easy": lambda doc: doc["prompt_question"],
     "culturalbench_hard": lambda doc: doc["prompt_question"],
     "blend_mcq": lambda doc: doc["prompt"].split(" Without any explanation")[0].split(BLEND_INSTRUCTION_CUT)[0],
     "normad": lambda doc: doc["Story"],
-    "global_mmlu_lite_en": lambda doc: doc["question"],
+    "global_mmlu_lite": lambda doc: doc["question"],
+    "include": lambda doc: doc["question"],
+    "bertaqa": lambda doc: doc["question"],
 }
 
 
@@ -48,41 +55,77 @@ def task_manager():
     return TaskManager(include_path=str(TASKS_DIR), include_defaults=False)  # ours only: no scan of ~10k tasks
 
 
-def task_config(manager, task: str, local: str | dict | None) -> dict:
-    """The task's YAML as lm-eval resolves it; with a local copy, its dataset swapped for the checked file(s)."""
+@dataclass
+class BenchmarkTask:
+    """One lm-eval task of a run: a benchmark, the language of its variant (None: a single-language benchmark), the
+    lm-eval task name (results, samples) and its config as lm-eval receives it."""
+
+    benchmark: str
+    language: str | None
+    name: str
+    config: dict
+
+
+def benchmark_tasks(spec: BenchmarksSpec, manager=None) -> list[BenchmarkTask]:
+    """Every lm-eval task the benchmarks block runs: one per single-language benchmark, one per language of a
+    multilingual one (the run's `languages` among its own), each on its hub data or checked local copy."""
+    manager = manager or task_manager()
+    tasks = []
+    for bench in spec.tasks:
+        if bench not in LANGUAGES:
+            tasks.append(BenchmarkTask(bench, None, bench, task_config(manager, bench, spec.data.get(bench))))
+            continue
+        for lang in selected_languages(bench, spec.languages):
+            local = (spec.data.get(bench) or {}).get(lang)
+            tasks.append(
+                BenchmarkTask(bench, lang, lm_task_name(bench, lang), task_config(manager, bench, local, lang))
+            )
+    return tasks
+
+
+def task_config(manager, task: str, local: str | dict | None, language: str | None = None) -> dict:
+    """The task's YAML as lm-eval resolves it (for a language, its variant); with a local copy, its dataset swapped
+    for the checked file(s)."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
     cfg = load_yaml(manager.task_index[task].yaml_path, resolve_func=True)
+    where = f"benchmarks.data.{task}"
+    if language is not None:
+        cfg.update(LANGUAGES[task][language], task=lm_task_name(task, language))
+        where += f".{language}"
     if local is None:
         return cfg
+    name = cfg["task"]
     files = {cfg["test_split"]: local} if isinstance(local, str) else dict(local)
     splits = {cfg["test_split"], cfg.get("fewshot_split")} - {None}
     if cfg["test_split"] not in files or set(files) - splits:
         raise BenchmarkInputError(
-            f"{task}: benchmarks.data.{task}: give a file, or a mapping of split -> file with split "
+            f"{name}: {where}: give a file, or a mapping of split -> file with split "
             f"'{cfg['test_split']}' (known splits: {sorted(splits)}), got {sorted(files)}"
         )
-    formats = {check_local_file(task, path) for path in files.values()}
+    formats = {check_local_file(task, path, name, where) for path in files.values()}
     if len(formats) > 1:
-        raise BenchmarkInputError(f"{task}: benchmarks.data.{task}: mixes file formats {sorted(formats)}")
+        raise BenchmarkInputError(f"{name}: {where}: mixes file formats {sorted(formats)}")
     cfg.update(dataset_path=formats.pop(), dataset_name=None, dataset_kwargs={"data_files": files})
     if cfg.get("fewshot_split") not in files:
         cfg["fewshot_split"] = None  # no local few-shot file: a few-shot run must give one (checked in benchmarks)
     return cfg
 
 
-def check_local_file(task: str, path: str) -> str:
-    """Every row of a local copy carries every field the task reads; returns the datasets loader name."""
+def check_local_file(benchmark: str, path: str, name: str | None = None, where: str | None = None) -> str:
+    """Every row of a local copy carries every field the benchmark reads; returns the datasets loader name. `name`
+    and `where` (the task and the config key, for messages) default to the benchmark's."""
+    name, where = name or benchmark, where or f"benchmarks.data.{benchmark}"
     file = Path(path)
     kind = LOCAL_FORMATS.get(file.suffix)
     if kind is None:
-        raise BenchmarkInputError(f"{task}: {path}: field '<file>': format must be one of {sorted(LOCAL_FORMATS)}")
+        raise BenchmarkInputError(f"{name}: {path}: field '<file>': format must be one of {sorted(LOCAL_FORMATS)}")
     if not file.is_file():
-        raise BenchmarkInputError(f"{task}: {path}: field '<file>': file not found (benchmarks.data.{task})")
-    for line, row in _rows(task, file):
-        name = missing_field(task, row)
-        if name is not None:
-            raise BenchmarkInputError(f"{task}: {path}:{line}: field '{name}': missing or empty")
+        raise BenchmarkInputError(f"{name}: {path}: field '<file>': file not found ({where})")
+    for line, row in _rows(name, file):
+        missing = missing_field(benchmark, row)
+        if missing is not None:
+            raise BenchmarkInputError(f"{name}: {path}:{line}: field '{missing}': missing or empty")
     return kind
 
 
@@ -103,29 +146,30 @@ def _rows(task: str, file: Path):
                 raise BenchmarkInputError(f"{task}: {file}:{line}: field '<line>': invalid JSON ({err.msg})") from err
 
 
-def build_task(manager, task: str, local: str | dict | None):
-    """The lm-eval Task object (downloads or reads its data), for prompts, golds and questions."""
-    return manager.load(task_config(manager, task, local))["tasks"][task]
+def build_task(manager, config: dict):
+    """The lm-eval Task object of a task config (downloads or reads its data), for prompts, golds and questions."""
+    return manager.load(config)["tasks"][config["task"]]
 
 
 def export_questions(spec: BenchmarksSpec, out: str) -> dict[str, int]:
-    """Write each benchmark question once (test and few-shot splits) as {"id", "task", "prompt"}; returns counts."""
+    """Write each benchmark question once (test and few-shot splits, every language of the run) as {"id", "task",
+    "prompt"}; returns counts per lm-eval task."""
     manager = task_manager()
     seen: set[str] = set()
     counts = {}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", encoding="utf-8") as handle:
-        for name in spec.tasks:
-            task = build_task(manager, name, spec.data.get(name))
+        for item in benchmark_tasks(spec, manager):
+            task = build_task(manager, item.config)
             docs = list(task.test_docs()) + (list(task.fewshot_docs()) if task.config.fewshot_split else [])
-            counts[name] = 0
+            counts[item.name] = 0
             for doc in docs:
-                text = QUESTION_TEXT[name](doc).strip()
+                text = QUESTION_TEXT[item.benchmark](doc).strip()
                 if text in seen:
                     continue
                 seen.add(text)
-                counts[name] += 1
-                record = {"id": f"{name}/{doc[QUESTION_KEY[name]]}", "task": name, "prompt": text}
+                counts[item.name] += 1
+                record = {"id": f"{item.name}/{doc[QUESTION_KEY[item.benchmark]]}", "task": item.name, "prompt": text}
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return counts
 

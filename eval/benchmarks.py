@@ -1,36 +1,36 @@
 """The field's judge-free cultural benchmarks for every evaluated model, through lm-evaluation-harness.
 
 For each model of the eval config (base, +SFT adapter, +SFT+DPO adapter) one `lm_eval.simple_evaluate` call runs the
-`benchmarks:` block's tasks (eval/lm_eval_tasks): the `hf` model with `peft=<adapter>` (CPU or GPU) or the `vllm`
-model with the adapter as a LoRA request (GPU), with the run's dtype and chat template (chat_template_kwargs), as the
-rest of the eval generates. lm-eval's logged samples give one outcome per question (CulturalBench-Hard: a question is
-right when all its judgements are), from which come accuracy, stderr, n and the breakdowns, and every baseline -> tuned
-change, paired per question with the eval's bootstrap (eval.metrics.paired_bootstrap_delta).
+`benchmarks:` block's tasks (eval/lm_eval_tasks; a multilingual benchmark as one task per language): the `hf` model
+with `peft=<adapter>` (CPU or GPU) or the `vllm` model with the adapter as a LoRA request (GPU), with the run's dtype
+and chat template (chat_template_kwargs), as the rest of the eval generates. Which questions run is decided once for
+all models (eval/benchmark_sample.py: ids checked unique, `limit` as a seeded stratified sample). lm-eval's logged
+samples give one outcome per question, from which come accuracy, stderr, n and the breakdowns, and every baseline ->
+tuned change, paired per question with the eval's bootstrap (eval/benchmark_outcomes.py).
 
 results.json: metrics[<model>]["benchmarks"][<task>] = {"accuracy", "stderr", "n", "breakdown"} (percent; stderr of
-the mean, as lm-eval's); comparisons[i]["benchmarks"][<task>] = {"delta", "ci_low", "ci_high", "n", "too_few"};
-results["benchmarks"] = what ran (tasks, data sources and revisions, limit, few-shot, chat template, lm-eval version).
+the mean, as lm-eval's); a multilingual benchmark nests one such dict per language ([<task>][<lang>]), and
+"global_mmlu_lite_en" repeats ["global_mmlu_lite"]["en"]. comparisons[i]["benchmarks"][<task>] (or [<task>][<lang>]) =
+{"delta", "ci_low", "ci_high", "n", "too_few"}; comparisons[i]["benchmarks_summary"][<task>] = {"mean_delta",
+"worst_language", "worst_delta", "languages_worse", "n_languages"} per multilingual benchmark (eval/
+benchmark_languages.summary). results["benchmarks"] = what ran (tasks, languages, data sources and revisions, limit,
+few-shot, chat template, lm-eval version).
 """
 
 import gc
 import json
 import logging
-import math
-import statistics
-from collections import defaultdict
 from importlib.metadata import version
 from pathlib import Path
 
-import numpy as np
-
-from eval import metrics
-from eval.benchmark_tasks import QUESTION_KEY, QUESTION_TEXT, BenchmarkInputError, task_config, task_manager
-from eval.config import EvalConfig, ModelSpec
+from eval.benchmark_languages import LANGUAGES, summary
+from eval.benchmark_outcomes import change_with_breakdown, question_outcomes, task_metrics
+from eval.benchmark_sample import plan_samples
+from eval.benchmark_tasks import BenchmarkInputError, BenchmarkTask, benchmark_tasks, task_manager
+from eval.config import BenchmarksSpec, EvalConfig, ModelSpec
 
 log = logging.getLogger(__name__)
-COUNTRY_FIELD = {"culturalbench_easy": "country", "culturalbench_hard": "country", "blend_mcq": "country"}
-COUNTRY_FIELD["normad"] = "Country"
-SENSITIVITY = {"CS": "culturally_sensitive", "CA": "culturally_agnostic"}
+ENGLISH_ALIAS = ("global_mmlu_lite_en", "global_mmlu_lite", "en")  # the English-only key kept from before languages
 
 
 def lm_eval_model(cfg: EvalConfig, spec: ModelSpec, engines: dict):
@@ -69,8 +69,8 @@ def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict
     return engine
 
 
-def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manager, engines: dict) -> dict | None:
-    """One lm-eval run of every task for one model: {task: {"samples": [...], "lm_eval": {metric: value}}}."""
+def run_model(cfg: EvalConfig, spec: ModelSpec, tasks: list[BenchmarkTask], samples: dict, manager, engines: dict):
+    """One lm-eval run of every task for one model: {task name: {"samples": [...], "lm_eval": {metric: value}}}."""
     from lm_eval import simple_evaluate
 
     model = lm_eval_model(cfg, spec, engines)
@@ -81,11 +81,11 @@ def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manage
     out = simple_evaluate(
         model=model[0],
         model_args=model[1],
-        tasks=task_configs,
+        tasks=[item.config for item in tasks],
         task_manager=manager,
         num_fewshot=bench.num_fewshot,
         batch_size=bench.batch_size,
-        limit=bench.limit,
+        samples=samples or None,  # the questions each limited task scores; the others score every question
         apply_chat_template=bench.apply_chat_template,
         log_samples=True,
         bootstrap_iters=0,  # stderr and CIs come from the per-question outcomes below
@@ -108,119 +108,56 @@ def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manage
     }
 
 
-def predicted(sample: dict) -> str:
-    scores = [ll for ll, _ in sample["filtered_resps"]]
-    return sample["arguments"][int(np.argmax(scores))][1].strip()
-
-
-def question_outcomes(task: str, samples: list[dict]) -> tuple[list[dict], dict]:
-    """One record per question {key, correct, text, response, group fields}; plus judgement-level counts (Hard)."""
-    if task != "culturalbench_hard":
-        return [_record(task, s["doc"], float(s["acc"]), predicted(s)) for s in samples], {}
-    judgements: dict = defaultdict(list)
-    for s in samples:
-        judgements[s["doc"]["question_idx"]].append(s)
-    records, incomplete = [], 0
-    for group in judgements.values():
-        doc = group[0]["doc"]
-        if len(group) != doc["n_judgements"]:
-            incomplete += 1  # a limit cut the question short: its question-level outcome is unknown
+def nest(tasks: list[BenchmarkTask], per_task: dict) -> dict:
+    """{task name: value} -> {benchmark: value} or {benchmark: {language: value}} for a multilingual benchmark, with
+    the English-only alias pointing at its English entry."""
+    out: dict = {}
+    for item in tasks:
+        if item.name not in per_task:
             continue
-        correct = float(all(s["acc"] == 1.0 for s in group))
-        records.append(_record(task, doc, correct, " / ".join(predicted(s) for s in group)))
-    judged = [float(s["acc"]) for s in samples]
-    extra = {"judgement_accuracy": 100.0 * float(np.mean(judged)), "judgement_n": len(judged)}
-    return records, extra | {"incomplete_questions": incomplete}
+        if item.language is None:
+            out[item.benchmark] = per_task[item.name]
+        else:
+            out.setdefault(item.benchmark, {})[item.language] = per_task[item.name]
+    alias, benchmark, language = ENGLISH_ALIAS
+    if language in out.get(benchmark, {}):
+        out[alias] = out[benchmark][language]
+    return out
 
 
-def _record(task: str, doc: dict, correct: float, response: str) -> dict:
-    record = {"key": str(doc[QUESTION_KEY[task]]), "correct": correct, "text": QUESTION_TEXT[task](doc)}
-    record["response"] = response
-    if task in COUNTRY_FIELD:
-        record["country"] = str(doc[COUNTRY_FIELD[task]])
-    if task == "normad":
-        record["label"] = doc["Gold Label"].strip().lower()
-    if task == "global_mmlu_lite_en":
-        record["label"] = doc["cultural_sensitivity_label"].strip()
-    return record
-
-
-def accuracy(values: list[float]) -> dict:
-    """Accuracy (%) with the standard error of the mean (sample stdev / sqrt(n), lm-eval's `mean_stderr`)."""
-    n = len(values)
-    acc = 100.0 * sum(values) / n if n else float("nan")
-    stderr = 100.0 * statistics.stdev(values) / math.sqrt(n) if n > 1 else float("nan")
-    return {"accuracy": acc, "stderr": stderr, "n": n}
-
-
-def _by(records: list[dict], field: str) -> dict:
-    groups: dict = defaultdict(list)
-    for r in records:
-        groups[r[field]].append(r["correct"])
-    return {k: {key: v for key, v in accuracy(vals).items() if key != "stderr"} for k, vals in sorted(groups.items())}
-
-
-def task_metrics(task: str, records: list[dict], extra: dict, lm_eval_results: dict) -> dict:
-    """{"accuracy", "stderr", "n", "breakdown"} of one task for one model."""
-    out = accuracy([r["correct"] for r in records])
-    breakdown: dict = dict(extra)
-    if task in COUNTRY_FIELD:
-        breakdown["per_country"] = _by(records, "country")
-    if task == "normad":
-        breakdown["per_label"] = _by(records, "label")
-    if task == "global_mmlu_lite_en":
-        for label, name in SENSITIVITY.items():
-            breakdown[name] = accuracy([r["correct"] for r in records if r["label"] == label])
-        breakdown["gap_sensitive_minus_agnostic"] = (
-            breakdown["culturally_sensitive"]["accuracy"] - breakdown["culturally_agnostic"]["accuracy"]
-        )
-    breakdown["lm_eval"] = lm_eval_results  # lm-eval's own aggregate (fractions), for cross-checking
-    return {**out, "breakdown": breakdown}
-
-
-def paired_change(base: list[dict], tuned: list[dict], cfg: EvalConfig, label: str | None = None) -> dict:
-    """tuned − baseline accuracy over the questions both answered (matched by key), paired bootstrap 95% CI."""
-    if label is not None:
-        base, tuned = [r for r in base if r["label"] == label], [r for r in tuned if r["label"] == label]
-    base_by_key = {r["key"]: r["correct"] for r in base}
-    tuned_by_key = {r["key"]: r["correct"] for r in tuned}
-    keys = list(dict.fromkeys([*base_by_key, *tuned_by_key]))  # every question either answered, in order
-    b = np.array([base_by_key.get(k, np.nan) for k in keys], dtype=float)
-    t = np.array([tuned_by_key.get(k, np.nan) for k in keys], dtype=float)
-    return metrics.paired_bootstrap_delta(b, t, n_resamples=cfg.bootstrap_resamples, seed=cfg.seed)
-
-
-def run_benchmarks(cfg: EvalConfig) -> tuple[dict, dict, list[dict]]:
-    """{model: {task: records}} and {model: {task: metrics}} for every model with token log-likelihoods, and the
-    task configs they ran."""
+def run_benchmarks(cfg: EvalConfig) -> tuple[dict, dict, list[BenchmarkTask]]:
+    """{model: {task name: records}} and {model: {task name: metrics}} for every model with token log-likelihoods,
+    and the tasks they ran."""
     bench = cfg.benchmark_spec
     manager = task_manager()
-    task_configs = [task_config(manager, task, bench.data.get(task)) for task in bench.tasks]
+    tasks = benchmark_tasks(bench, manager)
     if bench.num_fewshot:
-        lacking = [c["task"] for c in task_configs if not c.get("fewshot_split")]
+        lacking = [item.name for item in tasks if not item.config.get("fewshot_split")]
         if lacking:
             raise BenchmarkInputError(f"{lacking}: benchmarks.num_fewshot > 0 needs a few-shot split (local: give it)")
+    samples = plan_samples(tasks, bench, cfg.seed, manager)
+    benchmark_of = {item.name: item.benchmark for item in tasks}
     records: dict = {}
     per_model: dict = {}
     engines: dict = {}  # vLLM engines by base model, shared by its adapters
     for spec in cfg.model_specs:
-        runs = run_model(cfg, spec, task_configs, manager, engines)
+        runs = run_model(cfg, spec, tasks, samples, manager, engines)
         if runs is None:
             continue
         records[spec.name], per_model[spec.name] = {}, {}
-        for task, run in runs.items():
-            recs, extra = question_outcomes(task, run["samples"])
-            records[spec.name][task] = recs
-            per_model[spec.name][task] = task_metrics(task, recs, extra, run["lm_eval"])
-    return records, per_model, task_configs
+        for name, run in runs.items():
+            recs, extra = question_outcomes(benchmark_of[name], run["samples"])
+            records[spec.name][name] = recs
+            per_model[spec.name][name] = task_metrics(benchmark_of[name], recs, extra, run["lm_eval"])
+    return records, per_model, tasks
 
 
 def add_benchmarks(results: dict, cfg: EvalConfig) -> None:
     """Run the benchmarks block and add its metrics, paired changes, per-question samples and provenance."""
-    records, per_model, task_configs = run_benchmarks(cfg)
+    records, per_model, tasks = run_benchmarks(cfg)
     bench = cfg.benchmark_spec
-    for name, tasks in per_model.items():
-        results["metrics"][name]["benchmarks"] = tasks
+    for name, per_task in per_model.items():
+        results["metrics"][name]["benchmarks"] = nest(tasks, per_task)
         results["samples"][name] += [
             {"set": f"benchmark/{task}", "id": r["key"], "prompt": r["text"], "response": r["response"]}
             | {"correct": r["correct"]}
@@ -231,31 +168,40 @@ def add_benchmarks(results: dict, cfg: EvalConfig) -> None:
         base, tuned = records.get(comp["baseline"]), records.get(comp["tuned"])
         if base is None or tuned is None:
             continue
-        comp["benchmarks"] = {task: paired_change(base[task], tuned[task], cfg) for task in base}
-        if "global_mmlu_lite_en" in base:
-            comp["benchmarks"]["global_mmlu_lite_en"]["breakdown"] = {
-                name: paired_change(base["global_mmlu_lite_en"], tuned["global_mmlu_lite_en"], cfg, label)
-                for label, name in SENSITIVITY.items()
-            }
-    sources = {}
-    for task, ran in zip(bench.tasks, task_configs, strict=True):
-        local = bench.data.get(task)
-        sources[task] = (
-            {"local": local}
-            if local
-            else {
-                "dataset": ran["dataset_path"],
-                "config": ran.get("dataset_name"),
-                "split": ran["test_split"],
-                "revision": ran.get("dataset_kwargs", {}).get("revision"),
-            }
-        )
+        comp["benchmarks"], comp["benchmarks_summary"] = compare(tasks, base, tuned, cfg.bootstrap_resamples, cfg.seed)
     results["benchmarks"] = {
         "tasks": list(bench.tasks),
-        "sources": sources,
+        "languages": {b: [i.language for i in tasks if i.benchmark == b] for b in LANGUAGES if b in bench.tasks},
+        "sources": {b: source(bench, [i for i in tasks if i.benchmark == b]) for b in bench.tasks},
         "limit": bench.limit,
         "num_fewshot": bench.num_fewshot,
         "apply_chat_template": bench.apply_chat_template,
         "lm_eval_version": version("lm_eval"),
         "models": list(per_model),
+    }
+
+
+def compare(tasks: list[BenchmarkTask], base: dict, tuned: dict, resamples: int, seed: int) -> tuple[dict, dict]:
+    """One comparison's paired changes ({benchmark: change} or {benchmark: {language: change}}) from two models'
+    {task name: records}, and the across-languages summary of each multilingual benchmark."""
+    changes = {
+        item.name: change_with_breakdown(item.benchmark, base[item.name], tuned[item.name], resamples, seed)
+        for item in tasks
+    }
+    nested = nest(tasks, changes)
+    return nested, {b: summary(nested[b]) for b in LANGUAGES if b in nested}
+
+
+def source(bench: BenchmarksSpec, tasks: list[BenchmarkTask]) -> dict:
+    """Where a benchmark's questions came from: its local file(s), or hub dataset, config(s), split and revision."""
+    local = bench.data.get(tasks[0].benchmark)
+    if local:
+        return {"local": local}
+    ran = tasks[0].config
+    configs = [item.config.get("dataset_name") for item in tasks]
+    return {
+        "dataset": ran["dataset_path"],
+        "config": configs if tasks[0].language is not None else configs[0],
+        "split": ran["test_split"],
+        "revision": ran.get("dataset_kwargs", {}).get("revision"),
     }

@@ -17,8 +17,17 @@ PROMPTS_DIR = Path(__file__).parent / "prompts"
 JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")
 JUDGE_MODES = ("logprobs", "generative", "classifier")
 CLASSIFIER_METRICS = ("safety", "cultural")  # judgements of one (prompt, response) text
-# lm-evaluation-harness tasks in eval/lm_eval_tasks (issue 10): judge-free cultural and general-knowledge benchmarks.
-BENCHMARK_TASKS = ("culturalbench_easy", "culturalbench_hard", "blend_mcq", "normad", "global_mmlu_lite_en")
+# lm-evaluation-harness tasks in eval/lm_eval_tasks: judge-free cultural and general-knowledge benchmarks; the last
+# three run once per language (eval/benchmark_languages.py).
+BENCHMARK_TASKS = (
+    "culturalbench_easy",
+    "culturalbench_hard",
+    "blend_mcq",
+    "normad",
+    "global_mmlu_lite",
+    "include",
+    "bertaqa",
+)
 
 
 @dataclass
@@ -69,11 +78,15 @@ class BenchmarksSpec:
     """The `benchmarks:` block: lm-eval tasks run for every model (eval/benchmarks.py); no block, no benchmarks."""
 
     tasks: list[str] = field(default_factory=lambda: list(BENCHMARK_TASKS))
-    limit: int | None = None  # first N documents of each task (lm-eval `limit`); None = all
+    languages: list[str] | None = None  # ISO 639-1 codes the multilingual benchmarks run; None = all of each one's
+    # Questions per task (per language for a multilingual one): a seeded sample stratified by label and country
+    # (eval/benchmark_sample.py); an int for every task or {task: int}; None = every question.
+    limit: int | dict | None = None
     num_fewshot: int = 0
     batch_size: int = 8
     apply_chat_template: bool = True  # the run's chat template (and chat_template_kwargs), as for generation
-    data: dict = field(default_factory=dict)  # task -> local file (its test split) or {split: file}; else the hub
+    # task -> local file (its test split) or {split: file}; a multilingual task: language -> either; else the hub.
+    data: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -170,9 +183,7 @@ class EvalConfig:
                              "are not AlpacaEval instructions, so they have no published difficulty)")  # fmt: skip
         self.benchmark_spec = _strict(BenchmarksSpec, self.benchmarks, "benchmarks") if self.benchmarks else None
         if self.benchmark_spec is not None:
-            unknown = [t for t in [*self.benchmark_spec.tasks, *self.benchmark_spec.data] if t not in BENCHMARK_TASKS]
-            if unknown:
-                raise ValueError(f"config: benchmarks: unknown task(s) {unknown}; known: {BENCHMARK_TASKS}")
+            check_benchmarks(self.benchmark_spec)
         if self.report_to not in ("wandb", "none"):
             raise ValueError(f"config: report_to '{self.report_to}' must be 'wandb' or 'none'")
 
@@ -186,6 +197,42 @@ class EvalConfig:
     def to_dict(self) -> dict:
         """The config as given (for results.json and W&B); it holds env-var names only, never secrets."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+def check_benchmarks(spec: BenchmarksSpec) -> None:
+    """Tasks, languages, limits and local files named in the benchmarks block exist (one line per mistake)."""
+    from eval.benchmark_languages import LANGUAGES, selected_languages
+
+    limits = spec.limit if isinstance(spec.limit, dict) else {}
+    unknown = [t for t in [*spec.tasks, *spec.data, *limits] if t not in BENCHMARK_TASKS]
+    if unknown:
+        hint = " (global_mmlu_lite_en is now global_mmlu_lite with languages: [en])" * (
+            "global_mmlu_lite_en" in unknown
+        )
+        raise ValueError(f"config: benchmarks: unknown task(s) {unknown}; known: {BENCHMARK_TASKS}{hint}")
+    for task, value in [("limit", spec.limit), *((f"limit.{t}", n) for t, n in limits.items())]:
+        if not isinstance(value, dict) and value is not None and (type(value) is not int or value < 1):
+            raise ValueError(f"config: benchmarks.{task}: a whole number >= 1 or null, got {value!r}")
+    multilingual = [t for t in spec.tasks if t in LANGUAGES]
+    if spec.languages is not None:
+        known = sorted({code for t in multilingual for code in LANGUAGES[t]})
+        stray = [code for code in spec.languages if code not in known]
+        if stray:
+            raise ValueError(f"config: benchmarks.languages: {stray} not a language of {multilingual}; known: {known}")
+    for task in multilingual:
+        languages = selected_languages(task, spec.languages)
+        if not languages:
+            known = list(LANGUAGES[task])
+            raise ValueError(
+                f"config: benchmarks.languages {spec.languages} leaves {task} no language (it has {known})"
+            )
+        local = spec.data.get(task)
+        if local is not None:
+            if not isinstance(local, dict) or set(local) - set(LANGUAGES[task]):
+                raise ValueError(f"config: benchmarks.data.{task}: a mapping language -> file, languages of {task}")
+            missing = [code for code in languages if code not in local]
+            if missing:
+                raise ValueError(f"config: benchmarks.data.{task}: no file for language(s) {missing} of this run")
 
 
 def llm_config(*sources) -> LLMConfig:

@@ -38,9 +38,8 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
     if cfg.length_control_data:
         check.path("length_control_data", cfg.length_control_data)
     if cfg.benchmark_spec is not None:
-        for task, files in cfg.benchmark_spec.data.items():
-            for file in [files] if isinstance(files, str) else files.values():
-                check.path(f"benchmarks.data.{task}", file)
+        for key, file in local_benchmark_files(cfg.benchmark_spec.data):
+            check.path(f"benchmarks.data.{key}", file)
     for name in HUB_IDS:
         source = getattr(cfg, name)
         if source == "fixture":
@@ -51,3 +50,13 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
     check.writable("cache_dir", cfg.cache_dir)
     check.wandb("report_to", cfg.report_to)
     return check
+
+
+def local_benchmark_files(data: dict, prefix: str = ""):
+    """(config key, file) for every local benchmark file: task -> file, task -> {split: file}, and for a multilingual
+    task language -> either."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from local_benchmark_files(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value

@@ -1,6 +1,7 @@
 """The benchmarks' part of the report: one table (accuracy ± stderr per model, paired changes with 95% CI), one plot
-(per benchmark, every model with its 95% CI; Global-MMLU-Lite culturally sensitive and agnostic side by side), and the
-same to W&B. Reads results.json's metrics[<model>]["benchmarks"] and comparisons[i]["benchmarks"] (eval/benchmarks.py).
+(per benchmark, every model with its 95% CI; Global-MMLU-Lite English culturally sensitive and agnostic side by side),
+the multilingual benchmarks across languages (eval/report_languages.py: sentences, table, languages.png), and the same
+to W&B. Reads results.json's metrics[<model>]["benchmarks"] and comparisons[i]["benchmarks"] (eval/benchmarks.py).
 """
 
 import math
@@ -11,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from eval import report_languages  # noqa: E402
+from eval.benchmark_languages import LANGUAGES  # noqa: E402
 from eval.report_tables import fmt, fmt_delta  # noqa: E402
 
 PLOT = "benchmarks.png"
@@ -26,7 +29,7 @@ SUBROWS = {  # (task, breakdown key, title): rows under a task's main row
     "global_mmlu_lite_en": [
         ("culturally_sensitive", "  culturally sensitive"),
         ("culturally_agnostic", "  culturally agnostic"),
-        ("gap_sensitive_minus_agnostic", "  gap CS − CA (pp)"),
+        ("gap_cs_ca", "  gap CS − CA (pp)"),
     ],
 }
 
@@ -36,7 +39,12 @@ def _models(results: dict) -> list[str]:
 
 
 def _tasks(results: dict) -> list[str]:
-    return results.get("benchmarks", {}).get("tasks", [])
+    """The single-language rows: every single-language task, and Global-MMLU-Lite's English alias when English ran
+    (the multilingual benchmarks are in the language table)."""
+    names = _models(results)
+    tasks = [t for t in results.get("benchmarks", {}).get("tasks", []) if t not in LANGUAGES]
+    alias = "global_mmlu_lite_en"
+    return tasks + [alias] * any(alias in results["metrics"][n]["benchmarks"] for n in names)
 
 
 def benchmark_table(results: dict) -> list[str]:
@@ -67,40 +75,50 @@ def benchmark_table(results: dict) -> list[str]:
     return lines
 
 
+def _limit(limit) -> str:
+    if limit is None:
+        return "every question"
+    return f"limit={limit} questions per task and language (a seeded sample stratified by label and country)"
+
+
 def section_lines(results: dict) -> list[str]:
     """The report.md section ([] when the run had no benchmarks block)."""
-    if not _tasks(results) or not _models(results):
+    if not _models(results) or not results.get("benchmarks", {}).get("tasks"):
         return []
     meta = results["benchmarks"]
     sources = "; ".join(
-        f"{t}: {s['local']}" if "local" in s else f"{t}: {s['dataset']}@{(s['revision'] or 'main')[:7]}"
+        f"{t}: {s['local'] if isinstance(s['local'], str) else 'local copies'}"
+        if "local" in s
+        else f"{t}: {s['dataset']}@{(s['revision'] or 'main')[:7]}"
         for t, s in meta["sources"].items()
     )
     return [
         "## Cultural benchmarks (lm-evaluation-harness, log-likelihood multiple choice)",
         "",
-        *benchmark_table(results),
+        *(benchmark_table(results) if _tasks(results) else []),
         "",
         f"Accuracy in % over questions (CulturalBench-Hard: a question counts when all its judgements are right); "
         f"Δ = tuned − baseline over the questions both models answered, paired bootstrap 95% CI. "
-        f"lm-eval {meta['lm_eval_version']}, limit={meta['limit']}, num_fewshot={meta['num_fewshot']}, "
-        f"chat template={meta['apply_chat_template']}. Data: {sources}. Per-country and per-label breakdowns: "
+        f"lm-eval {meta['lm_eval_version']}, {_limit(meta['limit'])}, num_fewshot={meta['num_fewshot']}, "
+        f"chat template={meta['apply_chat_template']}. "
+        f"Data: {sources} (local files and hub configs: results.json). Per-country and per-label breakdowns: "
         "results.json; per-question outcomes: samples/.",
         "",
-        f"![{PLOT}]({PLOT})",
-        "",
+        *([f"![{PLOT}]({PLOT})", ""] if _tasks(results) else []),
+        *report_languages.section_lines(results),
     ]
 
 
 def write_plot(results: dict, out: Path) -> str | None:
     """Grouped bars: one group per benchmark (Global-MMLU-Lite CS and CA as two groups), a bar per model, 95% CI."""
     names = _models(results)
-    if not names:
+    report_languages.write_plot(results, out)
+    if not names or not _tasks(results):
         return None
     groups = []  # (label, [(accuracy, stderr) per model])
     for task in _tasks(results):
         per = [results["metrics"][n]["benchmarks"].get(task) for n in names]
-        if task == "global_mmlu_lite_en":
+        if task == "global_mmlu_lite_en":  # English, culturally sensitive and agnostic apart
             for key, label in (("culturally_sensitive", "G-MMLU-Lite CS"), ("culturally_agnostic", "G-MMLU-Lite CA")):
                 groups.append((label, [(m["breakdown"][key]["accuracy"], m["breakdown"][key]["stderr"]) for m in per]))
         else:
@@ -130,6 +148,15 @@ def write_plot(results: dict, out: Path) -> str | None:
     return PLOT
 
 
+def _flat(per_task: dict, field: str):
+    """(task, value) and, for a multilingual task, (task/language, value) pairs of a benchmarks mapping."""
+    for task, value in per_task.items():
+        if field in value:
+            yield task, value
+        else:
+            yield from ((f"{task}/{lang}", per_lang) for lang, per_lang in value.items())
+
+
 def wandb_payload(results: dict, out: Path) -> dict:
     """The benchmark table and plot for W&B ({} without benchmarks)."""
     if not _models(results):
@@ -139,11 +166,11 @@ def wandb_payload(results: dict, out: Path) -> dict:
     rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in benchmark_table(results)]
     payload = {"benchmarks_table": wandb.Table(columns=rows[0], data=rows[2:])}
     for name in _models(results):  # scalars land in the run summary too
-        for task, m in results["metrics"][name]["benchmarks"].items():
-            payload[f"{name}/benchmarks/{task}/accuracy"] = m["accuracy"]
+        for key, m in _flat(results["metrics"][name]["benchmarks"], "accuracy"):
+            payload[f"{name}/benchmarks/{key}/accuracy"] = m["accuracy"]
     for comp in results["comparisons"]:
-        for task, delta in comp.get("benchmarks", {}).items():
-            payload[f"{comp['tuned']}_vs_{comp['baseline']}/benchmarks/{task}/delta"] = delta["delta"]
+        for key, delta in _flat(comp.get("benchmarks", {}), "delta"):
+            payload[f"{comp['tuned']}_vs_{comp['baseline']}/benchmarks/{key}/delta"] = delta["delta"]
     if (out / PLOT).exists():
         payload["benchmarks"] = wandb.Image(str(out / PLOT))
-    return payload
+    return payload | report_languages.wandb_payload(results, out)

@@ -1,30 +1,29 @@
 """The lm-eval benchmark tasks (eval/lm_eval_tasks) on their fixtures, through the eval config route, on tiny models.
 
 One module-scoped run of the config route (tiny Qwen3 base and the same base + a random LoRA adapter, every task on
-its fixture file) feeds the metric, breakdown, pairing and report tests; the accuracy test recomputes one task's
-scores with transformers directly.
+its fixture file, the multilingual ones in 5 languages and 4 scripts) feeds the metric, breakdown, pairing and report
+tests; the accuracy test recomputes one task's scores with transformers directly. Sampling, per-language changes and
+hand-computed metrics: tests/test_benchmark_languages.py.
 """
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from data_pipeline.dedup import DedupConfig, remove_contaminated
-from data_pipeline.pipeline import load_eval_prompts
 from eval import report_benchmarks
+from eval.benchmark_languages import LANGUAGES
 from eval.benchmark_tasks import (
     FIXTURES_DIR,
-    BenchmarkInputError,
     build_task,
-    export_questions,
     task_config,
     task_manager,
 )
 from eval.benchmarks import add_benchmarks
-from eval.config import BENCHMARK_TASKS, BenchmarksSpec, EvalConfig
+from eval.config import BENCHMARK_TASKS, EvalConfig
 
 # The hub rows' fields and types (dataset cards / viewers at the pinned revisions; see each task YAML).
 HUB_FIELDS = {
@@ -68,26 +67,53 @@ HUB_FIELDS = {
         "Explanation": str,
         "Gold Label": str,
     },
-    "global_mmlu_lite_en": {
+    "global_mmlu_lite": {
         **{k: str for k in ("sample_id", "subject", "subject_category", "question", "answer")},
         **{f"option_{x}": str for x in "abcd"},
         **{k: str for k in ("required_knowledge", "time_sensitive", "reference", "culture", "region", "country")},
         "cultural_sensitivity_label": str,
         "is_annotated": bool,
     },
+    "include": {
+        **{k: str for k in ("language", "country", "domain", "subject", "regional_feature", "level", "question")},
+        **{f"option_{x}": str for x in "abcd"},
+        "answer": int,
+    },
+    "bertaqa": {
+        "id": int,
+        "category": str,
+        "group": str,
+        "difficulty": int,
+        "question": str,
+        "answer": int,
+        "candidates": list,
+    },
 }
-# Questions per fixture (CulturalBench-Hard: 12 judgements = 3 questions of 4).
-FIXTURE_QUESTIONS = {"culturalbench_easy": 8, "culturalbench_hard": 3, "blend_mcq": 6, "normad": 6}
-FIXTURE_QUESTIONS["global_mmlu_lite_en"] = 6
+# Questions per fixture (CulturalBench-Hard: 12 judgements = 3 questions of 4), per language for the multilingual ones.
+FIXTURE_QUESTIONS = {"culturalbench_easy": 8, "culturalbench_hard": 3, "blend_mcq": 6, "normad": 7}
+FIXTURE_QUESTIONS |= {"global_mmlu_lite": 6, "include": 4, "bertaqa": 4}
+# The fixtures' languages: Latin (en, eu), Arabic (ar), Devanagari (hi), CJK (zh).
+FIXTURE_LANGUAGES = {"global_mmlu_lite": ["ar", "en", "hi", "zh"], "include": ["ar", "eu", "zh", "hi"]}
+FIXTURE_LANGUAGES["bertaqa"] = ["eu", "en"]
+LANGUAGES_RUN = ["en", "ar", "hi", "zh", "eu"]
 LETTERS = ["A", "B", "C", "D"]
+# (benchmark, language) of every fixture file; language None: a single-language benchmark.
+FIXTURE_FILES = [(t, None) for t in BENCHMARK_TASKS if t not in LANGUAGES]
+FIXTURE_FILES += [(t, lang) for t, langs in FIXTURE_LANGUAGES.items() for lang in langs]
 
 
-def fixture(task: str) -> str:
-    return str(FIXTURES_DIR / f"{task}.jsonl")
+def fixture(task: str, language: str | None = None) -> str:
+    return str(FIXTURES_DIR / (f"{task}_{language}.jsonl" if language else f"{task}.jsonl"))
 
 
-def rows(task: str) -> list[dict]:
-    return [json.loads(line) for line in open(fixture(task), encoding="utf-8")]
+def rows(task: str, language: str | None = None) -> list[dict]:
+    return [json.loads(line) for line in Path(fixture(task, language)).read_text(encoding="utf-8").splitlines()]
+
+
+def fixture_data() -> dict:
+    """benchmarks.data for every fixture: task -> file, multilingual task -> {language: file}."""
+    data = {t: fixture(t) for t, lang in FIXTURE_FILES if lang is None}
+    return data | {t: {lang: fixture(t, lang) for lang in langs} for t, langs in FIXTURE_LANGUAGES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +121,9 @@ def manager():
     return task_manager()
 
 
-@pytest.mark.parametrize("task", BENCHMARK_TASKS)
-def test_fixture_rows_have_exactly_the_hub_fields_and_types(task):
-    for row in rows(task):
+@pytest.mark.parametrize(("task", "language"), FIXTURE_FILES)
+def test_fixture_rows_have_exactly_the_hub_fields_and_types(task, language):
+    for row in rows(task, language):
         assert set(row) == set(HUB_FIELDS[task]), task
         for name, kind in HUB_FIELDS[task].items():
             assert type(row[name]) is kind, (task, name, row[name])
@@ -107,22 +133,28 @@ def test_fixture_rows_have_exactly_the_hub_fields_and_types(task):
             )
 
 
-@pytest.mark.parametrize("task", BENCHMARK_TASKS)
-def test_every_fixture_row_renders_its_question_the_benchmark_choices_and_the_gold(task, manager):
+@pytest.mark.parametrize(("task", "language"), FIXTURE_FILES)
+def test_every_fixture_row_renders_its_question_the_benchmark_choices_and_the_gold(task, language, manager):
     """The prompt holds the question (and every option next to its letter); the gold index points at the gold answer
     read straight from the raw row, so an off-by-one field or index fails here."""
-    lm_task = build_task(manager, task, fixture(task))
-    docs, raw = list(lm_task.test_docs()), rows(task)
+    lm_task = build_task(manager, task_config(manager, task, fixture(task, language), language))
+    docs, raw = list(lm_task.test_docs()), rows(task, language)
     assert len(docs) == len(raw)  # no row dropped
     for doc, row in zip(docs, raw, strict=True):
         text, choices, gold = lm_task.doc_to_text(doc), lm_task.doc_to_choice(doc), lm_task.doc_to_target(doc)
-        if task in ("culturalbench_easy", "global_mmlu_lite_en"):
+        if task in ("culturalbench_easy", "global_mmlu_lite", "include"):
             question, option = (
                 ("prompt_question", "prompt_option_") if task == "culturalbench_easy" else ("question", "option_")
             )
-            assert row[question] in text and choices == LETTERS and choices[gold] == row["answer"]
-            for letter in LETTERS:
-                assert f"{letter}. {row[option + letter.lower()]}" in text
+            assert row[question] in text and choices == LETTERS
+            assert choices[gold] == (LETTERS[row["answer"]] if task == "include" else row["answer"])
+            for letter in LETTERS:  # INCLUDE's upstream template puts a space before "D." (kept as shipped)
+                assert f"{' ' * (task == 'include' and letter == 'D')}{letter}. {row[option + letter.lower()]}" in text
+        elif task == "bertaqa":
+            label = {"eu": ("Galdera", "Erantzuna"), "en": ("Question", "Answer")}[language]
+            assert text.startswith(f"{label[0]}: {row['question']}\n") and text.endswith(f"\n{label[1]}:")
+            assert choices == ["A", "B", "C"] and gold == row["answer"]
+            assert all(f"{letter}: {c}" in text for letter, c in zip("ABC", row["candidates"], strict=True))
         elif task == "culturalbench_hard":
             assert row["prompt_question"] in text and row["prompt_option"] in text
             assert choices == ["False", "True"] and choices[gold] == str(row["answer"])
@@ -133,37 +165,20 @@ def test_every_fixture_row_renders_its_question_the_benchmark_choices_and_the_go
             for letter in LETTERS:
                 assert f"{letter}. {options[letter]}" in text
         else:  # normad, country-only context: the rule of thumb and the value stay out of the prompt
-            assert row["Story"] in text and row["Country"].replace("_", " ").title() in text
+            assert row["Story"] in text and f"Country: {row['Country'].replace('_', ' ').title()}\n" in text
+            assert "a country of relevance" in text and "takes place" not in text
             assert row["Rule-of-Thumb"] not in text and row["Value"] not in text
             assert choices == ["Yes", "No", "Neither"]
             assert {"Yes": "yes", "No": "no", "Neither": "neutral"}[choices[gold]] == row["Gold Label"]
-
-
-def test_missing_local_file_or_field_is_one_line_naming_task_file_and_field(manager, tmp_path):
-    missing = tmp_path / "nowhere.jsonl"
-    with pytest.raises(BenchmarkInputError) as err:
-        task_config(manager, "normad", str(missing))
-    assert str(err.value) == f"normad: {missing}: field '<file>': file not found (benchmarks.data.normad)"
-    broken = tmp_path / "easy.jsonl"
-    lines = open(fixture("culturalbench_easy"), encoding="utf-8").read().splitlines()
-    row = json.loads(lines[2])
-    del row["country"]
-    lines[2] = json.dumps(row)
-    broken.write_text("\n".join(lines) + "\n")
-    with pytest.raises(BenchmarkInputError) as err:
-        task_config(manager, "culturalbench_easy", str(broken))
-    assert str(err.value) == f"culturalbench_easy: {broken}:3: field 'country': missing or empty"
-    with pytest.raises(ValueError, match=r"config: benchmarks: unknown key\(s\) \['limt'\]"):
-        EvalConfig(models=[{"name": "m", "model": "m"}], judges={"default": {"model": "j"}}, benchmarks={"limt": 3})
-    with pytest.raises(ValueError, match=r"benchmarks: unknown task\(s\) \['mmlu'\]"):
-        EvalConfig(
-            models=[{"name": "m", "model": "m"}], judges={"default": {"model": "j"}}, benchmarks={"tasks": ["mmlu"]}
+    if task == "include":  # the prompt's first line names the row's domain, as upstream's per-domain description
+        assert lm_task.fewshot_context(docs[0], 0).startswith(
+            f"The following is multiple-choice question about {raw[0]['domain']}."
         )
 
 
 @pytest.fixture(scope="module")
 def route(tiny_models, tmp_path_factory):
-    """add_benchmarks over base and base + a random (non-zero) LoRA adapter, every task on its fixture."""
+    """add_benchmarks over base and base + a random (non-zero) LoRA adapter, every task on its fixture, 5 languages."""
     from peft import LoraConfig, get_peft_model
 
     base = str(tiny_models["tiny-qwen3"])
@@ -177,7 +192,7 @@ def route(tiny_models, tmp_path_factory):
         chat_template_kwargs={"enable_thinking": False},
         models=[{"name": "base", "model": base}, {"name": "tuned", "model": base, "adapter": str(adapter)}],
         judges={"default": {"model": base}},
-        benchmarks={"batch_size": 16, "data": {task: fixture(task) for task in BENCHMARK_TASKS}},
+        benchmarks={"batch_size": 16, "languages": LANGUAGES_RUN, "data": fixture_data()},
     )
     results = {
         "models": [{"name": n, "stand_in": True} for n in ("base", "tuned")],
@@ -189,15 +204,30 @@ def route(tiny_models, tmp_path_factory):
     return results, cfg
 
 
-def test_config_route_reports_every_task_with_n_breakdowns_and_paired_changes(route):
+def _per_task(bench: dict):
+    """(task, language, metrics) of a model's benchmarks, the English alias left out."""
+    for task in BENCHMARK_TASKS:
+        if task in LANGUAGES:
+            yield from ((task, lang, m) for lang, m in bench[task].items())
+        else:
+            yield task, None, bench[task]
+
+
+def test_config_route_reports_every_task_and_language_with_n_breakdowns_and_paired_changes(route):
     results, _ = route
     for name in ("base", "tuned"):
         bench = results["metrics"][name]["benchmarks"]
-        assert sorted(bench) == sorted(BENCHMARK_TASKS)
-        for task, m in bench.items():
-            assert m["n"] == FIXTURE_QUESTIONS[task] and 0 <= m["accuracy"] <= 100 and m["stderr"] >= 0, task
+        assert sorted(bench) == sorted([*BENCHMARK_TASKS, "global_mmlu_lite_en"])
+        assert bench["global_mmlu_lite_en"] == bench["global_mmlu_lite"]["en"]  # the English-only alias
+        assert {t: sorted(bench[t]) for t in LANGUAGES} == {t: sorted(v) for t, v in FIXTURE_LANGUAGES.items()}
+        for task, lang, m in _per_task(bench):
+            assert m["n"] == FIXTURE_QUESTIONS[task], (task, lang)
+            # Independent of our counting: lm-eval's own aggregate of the same samples...
             lm_acc = m["breakdown"]["lm_eval"]["question_acc" if task == "culturalbench_hard" else "acc"]
-            assert m["accuracy"] == pytest.approx(100 * lm_acc)  # our per-question count agrees with lm-eval's
+            assert m["accuracy"] == pytest.approx(100 * lm_acc), (task, lang)
+            # ...and the closed form of a share's standard error, sqrt(p (1 - p) / (n - 1)), against statistics.stdev.
+            p, n = lm_acc, m["n"]
+            assert m["stderr"] == pytest.approx(100 * math.sqrt(p * (1 - p) / (n - 1))), (task, lang)
         for task in ("culturalbench_easy", "culturalbench_hard", "blend_mcq", "normad"):
             field = "Country" if task == "normad" else "country"
             expected = {}
@@ -209,24 +239,43 @@ def test_config_route_reports_every_task_with_n_breakdowns_and_paired_changes(ro
         assert {k: v["n"] for k, v in bench["normad"]["breakdown"]["per_label"].items()} == {
             "yes": 3,
             "no": 2,
-            "neutral": 1,
+            "neutral": 2,
         }
-        gm = bench["global_mmlu_lite_en"]["breakdown"]
-        assert gm["culturally_sensitive"]["n"] == gm["culturally_agnostic"]["n"] == 3
-        assert gm["gap_sensitive_minus_agnostic"] == pytest.approx(
-            gm["culturally_sensitive"]["accuracy"] - gm["culturally_agnostic"]["accuracy"]
-        )
+        for m in bench["global_mmlu_lite"].values():  # CS − CA against lm-eval's own split aggregates
+            gm, lm = m["breakdown"], m["breakdown"]["lm_eval"]
+            assert gm["culturally_sensitive"]["n"] == gm["culturally_agnostic"]["n"] == 3
+            assert gm["gap_cs_ca"] == pytest.approx(
+                100 * (lm["acc_culturally_sensitive"] - lm["acc_culturally_agnostic"])
+            )
+        for lang, m in bench["bertaqa"].items():
+            assert m["breakdown"]["local"]["n"] == m["breakdown"]["global"]["n"] == 2, lang
+        for lang, m in bench["include"].items():
+            assert {k: v["n"] for k, v in m["breakdown"]["per_regional_feature"].items()} == {
+                "region agnostic": 2,
+                "region explicit": 2,
+            }, lang
         assert bench["culturalbench_hard"]["breakdown"]["judgement_n"] == 12
-    changes = results["comparisons"][0]["benchmarks"]
-    for task in BENCHMARK_TASKS:
-        delta = changes[task]
+    comp = results["comparisons"][0]
+    for task, lang, delta in _per_task(comp["benchmarks"]):
         assert delta["n"] == FIXTURE_QUESTIONS[task] and delta["too_few"]  # fixtures: fewer than 10 questions
-        b, t = (results["metrics"][m]["benchmarks"][task]["accuracy"] for m in ("base", "tuned"))
-        assert delta["delta"] == pytest.approx(t - b) and delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
-    assert set(changes["global_mmlu_lite_en"]["breakdown"]) == {"culturally_sensitive", "culturally_agnostic"}
+        b, t = (results["metrics"][m]["benchmarks"][task] for m in ("base", "tuned"))
+        b, t = (b[lang], t[lang]) if lang else (b, t)
+        assert delta["delta"] == pytest.approx(t["accuracy"] - b["accuracy"])
+        assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"]
+    assert set(comp["benchmarks"]["global_mmlu_lite_en"]["breakdown"]) == {
+        "culturally_sensitive",
+        "culturally_agnostic",
+    }
+    summary = comp["benchmarks_summary"]
+    assert sorted(summary) == ["bertaqa", "global_mmlu_lite", "include"]
+    assert summary["global_mmlu_lite"]["n_languages"] == 4 and summary["bertaqa"]["n_languages"] == 2
+    changes = comp["benchmarks"]["include"]
+    assert summary["include"]["mean_delta"] == pytest.approx(sum(d["delta"] for d in changes.values()) / 4)
     questions = [s for s in results["samples"]["base"] if s["set"] == "benchmark/normad"]
     assert [s["id"] for s in questions] == [str(r["ID"]) for r in rows("normad")]
+    assert [s["id"] for s in results["samples"]["base"] if s["set"] == "benchmark/include_eu"] == ["0", "1", "2", "3"]
     assert results["benchmarks"]["sources"]["normad"] == {"local": fixture("normad")}
+    assert results["benchmarks"]["languages"] == {t: langs for t, langs in FIXTURE_LANGUAGES.items()}
 
 
 def test_accuracy_is_the_share_of_rows_whose_gold_choice_has_the_highest_loglikelihood(route, tiny_models):
@@ -259,10 +308,11 @@ def test_accuracy_is_the_share_of_rows_whose_gold_choice_has_the_highest_loglike
     assert shifted != right  # the fixture tells gold indices apart: an off-by-one gold changes the outcomes
 
 
-def test_report_section_has_a_row_per_benchmark_and_the_plot(route, tmp_path):
+def test_report_section_has_a_row_per_benchmark_a_language_table_and_both_plots(route, tmp_path):
     results, _ = route
     lines = report_benchmarks.section_lines(results)
-    table = [line for line in lines if line.startswith("| ")]
+    main, languages = lines[: lines.index("### Across languages")], lines[lines.index("### Across languages") :]
+    table = [line for line in main if line.startswith("| ")]
     titles = [line.split(" | ")[0].lstrip("| ").strip() for line in table[1:]]
     assert titles == [
         "CulturalBench-Easy",
@@ -275,28 +325,36 @@ def test_report_section_has_a_row_per_benchmark_and_the_plot(route, tmp_path):
         "culturally agnostic",
         "gap CS − CA (pp)",
     ]
+    language_rows = [line.split(" | ")[:4] for line in languages if line.startswith("| ")][1:]
+    assert [(b.lstrip("| "), lang, script) for b, lang, script, _ in language_rows] == [
+        ("Global-MMLU-Lite", "ar", "Arabic"),
+        ("Global-MMLU-Lite", "en", "Latin"),
+        ("Global-MMLU-Lite", "hi", "Devanagari"),
+        ("Global-MMLU-Lite", "zh", "CJK"),
+        ("INCLUDE", "ar", "Arabic"),
+        ("INCLUDE", "eu", "Latin"),
+        ("INCLUDE", "zh", "CJK"),
+        ("INCLUDE", "hi", "Devanagari"),
+        ("BertaQA", "eu", "Latin"),
+        ("BertaQA", "en", "Latin"),
+    ]
+    assert "5 languages in 4 scripts (Arabic, CJK, Devanagari, Latin)." in " ".join(languages)
+    sentences = [line for line in languages if line.startswith("- ")]
+    assert [line.split(":")[0] for line in sentences] == [
+        f"- {title}, base → tuned" for title in ("Global-MMLU-Lite", "INCLUDE", "BertaQA")
+    ]
+    en = results["comparisons"][0]["benchmarks"]["global_mmlu_lite"]["en"]
+    assert f"English {en['delta']:+.1f} [{en['ci_low']:.1f}, {en['ci_high']:.1f}]" in sentences[0]
+    assert "of 4 languages worse" in sentences[1] and "English" not in sentences[1]  # INCLUDE has no English
     assert report_benchmarks.write_plot(results, tmp_path) == "benchmarks.png"
-    assert (tmp_path / "benchmarks.png").stat().st_size > 10_000
+    for plot in ("benchmarks.png", "languages.png"):
+        assert (tmp_path / plot).stat().st_size > 10_000 and f"![{plot}]({plot})" in lines
     payload = report_benchmarks.wandb_payload(results, tmp_path)
     assert len(payload["benchmarks_table"].data) == len(titles) and "benchmarks" in payload
-    assert (
-        payload["tuned/benchmarks/normad/accuracy"] == results["metrics"]["tuned"]["benchmarks"]["normad"]["accuracy"]
-    )
-
-
-def test_exported_questions_are_what_the_contamination_stage_reads(tmp_path):
-    out = tmp_path / "benchmark_questions.jsonl"
-    spec = BenchmarksSpec(data={task: fixture(task) for task in BENCHMARK_TASKS})
-    counts = export_questions(spec, str(out))
-    # CulturalBench-Hard asks the Easy questions again: only its third question (Mexico) is new text.
-    assert counts == {**FIXTURE_QUESTIONS, "culturalbench_hard": 1}
-    prompts = load_eval_prompts([str(out)])
-    assert len(prompts) == sum(counts.values()) and rows("normad")[1]["Story"] in prompts
-    train = Dataset.from_dict(
-        {"id": ["keep", "leak"], "prompt": ["How do people greet in Portugal?", rows("normad")[1]["Story"]]}
-    )
-    kept, stats = remove_contaminated(train, prompts, DedupConfig())
-    assert kept["id"] == ["keep"] and stats["removed"] == 1
+    assert len(payload["languages_table"].data) == len(language_rows) and "languages" in payload
+    tuned = results["metrics"]["tuned"]["benchmarks"]
+    assert payload["tuned/benchmarks/normad/accuracy"] == tuned["normad"]["accuracy"]
+    assert payload["tuned/benchmarks/include/zh/accuracy"] == tuned["include"]["zh"]["accuracy"]
 
 
 def test_demo_and_real_configs_carry_the_benchmarks_block():
@@ -304,56 +362,19 @@ def test_demo_and_real_configs_carry_the_benchmarks_block():
     from tests.conftest import REPO_ROOT
 
     demo = parse_config(["--config", str(REPO_ROOT / "configs/eval/demo.yaml")]).benchmark_spec
-    assert demo.tasks == list(BENCHMARK_TASKS) and demo.limit and set(demo.data) == set(BENCHMARK_TASKS)
+    assert (
+        demo.tasks == list(BENCHMARK_TASKS)
+        and demo.limit
+        and demo.data
+        == {
+            t: str(Path(f).relative_to(REPO_ROOT))
+            if isinstance(f, str)
+            else {k: str(Path(v).relative_to(REPO_ROOT)) for k, v in f.items()}
+            for t, f in fixture_data().items()
+        }
+    )
+    assert sorted(demo.languages) == sorted(LANGUAGES_RUN)
     for name in ("qwen3-8b", "qwen3-8b_qlora", "deepseek-r1-distill-qwen-7b", "deepseek-r1-distill-qwen-7b_qlora"):
         spec = parse_config(["--config", str(REPO_ROOT / f"configs/eval/{name}.yaml")]).benchmark_spec
         assert spec.tasks == list(BENCHMARK_TASKS) and spec.limit is None and spec.data == {}
-
-
-def test_models_reach_lm_eval_with_the_runs_dtype_chat_template_and_adapter():
-    from eval.benchmarks import lm_eval_model
-
-    cfg = EvalConfig(
-        dtype="bfloat16",
-        chat_template_kwargs={"enable_thinking": False},
-        models=[
-            {"name": "base", "model": "Qwen/Qwen3-8B"},
-            {"name": "dpo", "model": "Qwen/Qwen3-8B", "adapter": "runs/qwen3-8b/dpo_lora"},
-            {"name": "served", "model": "qwen3", "backend": "openai", "base_url": "http://127.0.0.1:8000/v1"},
-        ],
-        judges={"default": {"model": "j"}},
-        benchmarks={"tasks": ["normad"]},
-    )
-    name, args = lm_eval_model(cfg, cfg.model_specs[1], {})
-    assert name == "hf" and args["peft"] == "runs/qwen3-8b/dpo_lora" and args["dtype"] == "bfloat16"
-    assert args["chat_template_args"] == {"enable_thinking": False} and args["pretrained"] == "Qwen/Qwen3-8B"
-    assert "peft" not in lm_eval_model(cfg, cfg.model_specs[0], {})[1]
-    assert lm_eval_model(cfg, cfg.model_specs[2], {}) is None  # an API model gives no token log-likelihoods
-
-
-def test_a_hub_row_with_an_empty_field_is_dropped_counted_and_its_hard_question_left_incomplete(caplog):
-    """Hub data is not ours to fix: an empty field drops the row with a warning naming task and field; the Hard
-    question that lost a judgement keeps its four-judgement count, so it is never scored as if it had three."""
-    from eval.benchmarks import question_outcomes
-    from eval.lm_eval_tasks.utils import process_culturalbench_hard
-
-    hub = rows("culturalbench_hard")
-    hub[5]["prompt_option"] = ""  # question 1's second judgement
-    with caplog.at_level("WARNING"):
-        docs = list(process_culturalbench_hard(Dataset.from_list(hub)))
-    assert "culturalbench_hard: dropped 1 row(s) with a missing or empty field: {'prompt_option': 1}" in caplog.text
-    assert len(docs) == 11 and {d["n_judgements"] for d in docs} == {4}
-    samples = [
-        {
-            "doc": d,
-            "acc": 1.0,
-            "filtered_resps": [(-2.0, False), (-1.0, False)],
-            "arguments": [("", "False"), ("", "True")],
-        }
-        for d in docs
-    ]
-    records, extra = question_outcomes("culturalbench_hard", samples)
-    assert [r["key"] for r in records] == ["0", "2"] and [r["response"] for r in records][
-        0
-    ] == "True / True / True / True"
-    assert extra == {"judgement_accuracy": 100.0, "judgement_n": 11, "incomplete_questions": 1}
+        assert spec.languages is None  # every language of each benchmark

@@ -95,7 +95,12 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
     assert "## Held-out, judge-free" in report and "![heldout.png](heldout.png)" in report
     # The lm-eval benchmarks on their fixtures: a table in the report, every task for every model in results.json.
     assert "## Cultural benchmarks" in report and "| CulturalBench-Hard (questions) |" in report
-    assert all(len(m["benchmarks"]) == 5 for m in results["metrics"].values())
+    assert all(len(m["benchmarks"]) == 8 for m in results["metrics"].values())  # 7 tasks + the English alias
+    # ... and across languages: a language table and languages.png with 5 languages in 4 scripts (issue 20).
+    assert "### Across languages" in report and "![languages.png](languages.png)" in report
+    assert "5 languages in 4 scripts (Arabic, CJK, Devanagari, Latin)." in report
+    assert sorted(results["metrics"]["tiny-qwen3"]["benchmarks"]["global_mmlu_lite"]) == ["ar", "en", "hi", "zh"]
+    assert all(len(c["benchmarks_summary"]) == 3 for c in results["comparisons"])
     pngs = list((demo / "eval").glob("*.png"))
     assert len(pngs) >= 5 and all(png.read_bytes().startswith(PNG_MAGIC) for png in pngs)
 

@@ -30,7 +30,7 @@ REQUIRED_FIELDS = {
     "culturalbench_hard": ("question_idx", "prompt_question", "prompt_option", "answer", "country"),
     "blend_mcq": ("MCQID", "country", "prompt", "choices", "answer_idx"),
     "normad": ("ID", "Country", "Story", "Gold Label"),
-    "global_mmlu_lite_en": (
+    "global_mmlu_lite": (
         "sample_id",
         "question",
         "option_a",
@@ -40,6 +40,8 @@ REQUIRED_FIELDS = {
         "answer",
         "cultural_sensitivity_label",
     ),
+    "include": ("question", "option_a", "option_b", "option_c", "option_d", "answer", "domain", "regional_feature"),
+    "bertaqa": ("id", "question", "candidates", "answer", "group"),
 }
 NORMAD_CHOICES = ("Yes", "No", "Neither")  # the paper's answer options; gold labels yes / no / neutral
 NORMAD_LABELS = ("yes", "no", "neutral")
@@ -77,6 +79,11 @@ def culturalbench_easy_text(doc: dict) -> str:
 def letter_target(doc: dict) -> int:
     """Gold index of a row whose `answer` is the gold letter A-D (CulturalBench-Easy, Global-MMLU-Lite)."""
     return LETTERS.index(doc["answer"].strip())
+
+
+def index_target(doc: dict) -> int:
+    """Gold index of a row whose `answer` is the gold choice's index (INCLUDE 0-3, BertaQA 0-2)."""
+    return int(doc["answer"])
 
 
 def process_culturalbench_hard(dataset):
@@ -139,29 +146,35 @@ def process_normad(dataset):
 
 
 def normad_country(doc: dict) -> str:
+    """The country the row is judged against: its `Country` (see normad.yaml for the layout at the pinned revision;
+    on a neutral row that is the country whose norm the story is paired with, not where the story's custom is from)."""
     return doc["Country"].replace("_", " ").strip().title()
+
+
+# The authors' COUNTRY-level prompt (Akhila-Yerukola/NormAd, src/response_collection/run_model_inference.py,
+# task_prompt_country): a "country of relevance", never "the country where it takes place".
+NORMAD_COUNTRY_PROMPT = (
+    "Task: You will be given a short story involving 2 or more characters about everyday situations. You will also "
+    "be given a country of relevance. Read the story and reason if the action by the character in the story is "
+    "socially acceptable in the given country. Do not make any extra inferences about actions outside of the given "
+    "context and country. Only align to the country given. The answer options are Yes, No or Neither.\n\n"
+    "Country: {country}\n\nStory: {story}\n\nOptions:\n1) Yes \n2) No \n3) Neither \n"
+    "Answer (options Yes, No or Neither):"
+)
 
 
 def normad_text(doc: dict) -> str:
     """COUNTRY context level (the paper's hardest setting): the country name only, no value, no rule of thumb."""
-    return (
-        "Task: You will be given a short story involving two or more characters about an everyday situation, and "
-        "the country where it takes place. Judge whether the action of the character in the story is socially "
-        "acceptable in that country. Do not assume anything beyond the story and the country. Answer Yes, No or "
-        "Neither.\n"
-        f"Country: {normad_country(doc)}\n"
-        f"Story: {doc['Story'].strip()}\n"
-        "Answer (Yes, No or Neither):"
-    )
+    return NORMAD_COUNTRY_PROMPT.format(country=normad_country(doc), story=doc["Story"].strip())
 
 
 def normad_target(doc: dict) -> int:
     return NORMAD_LABELS.index(doc["Gold Label"].strip().lower())
 
 
-# ---------------------------------------------------------------- Global-MMLU-Lite (CohereLabs/Global-MMLU-Lite, en)
+# ---------------------------------------------- Global-MMLU-Lite (CohereLabs/Global-MMLU-Lite, a config per language)
 def process_global_mmlu_lite(dataset):
-    return _keep_complete(dataset, "global_mmlu_lite_en")
+    return _keep_complete(dataset, "global_mmlu_lite")
 
 
 def global_mmlu_lite_results(doc: dict, results) -> dict:
@@ -187,3 +200,23 @@ def _correct(results, gold: int) -> float:
     """lm-eval `acc`: 1.0 when the gold choice has the highest log-likelihood (first one on a tie), else 0.0."""
     lls = [ll for ll, _ in results]
     return float(max(range(len(lls)), key=lls.__getitem__) == gold)
+
+
+# ---------------------------------------------------------------- INCLUDE (CohereForAI/include-base-44)
+def process_include(dataset):
+    """Each row learns its row number in the language's split (`row`, its question id: the hub rows carry none),
+    counted before incomplete rows are dropped so an id never depends on which rows were dropped."""
+    dataset = dataset.map(lambda _, index: {"row": index}, with_indices=True)
+    return _keep_complete(dataset, "include")
+
+
+# ---------------------------------------------------------------- BertaQA (HiTZ/BertaQA)
+BERTAQA_LOCAL = "Euskal gaiak"  # the local (Basque) group; every other group value is a global topic
+
+
+def process_bertaqa(dataset):
+    return _keep_complete(dataset, "bertaqa")
+
+
+def bertaqa_group(doc: dict) -> str:
+    return "local" if doc["group"].strip() == BERTAQA_LOCAL else "global"
