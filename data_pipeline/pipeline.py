@@ -16,7 +16,7 @@ from pathlib import Path
 from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 from rich.console import Console
 
-from core.llm import LLM, build_llm, llm_progress, llm_stats, stats_since
+from core.llm import LLM, build_llm, llm_progress, llm_stats, share_vllm_engines, stats_since
 from core.publish import abandon_build, begin_build, commit_build
 from data_pipeline.classify import build_classifier, classify_dataset
 from data_pipeline.config import STAGES, ConfigError, PipelineConfig, secret_free
@@ -103,21 +103,32 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     that fails or is killed leaves the previous build untouched, and the call cache keeps every finished call."""
     _check_stages(cfg)
     staging = begin_build(cfg.output_dir)
+    llms: dict[str, LLM] = {}
     try:
-        stats = _build(cfg, staging)
+        stats = _build(cfg, staging, llms)
     except BaseException:
         abandon_build(staging)
         raise
+    finally:
+        close(llms, list(llms))
     commit_build(cfg.output_dir, staging)
     return stats
 
 
-def _build(cfg: PipelineConfig, output_dir: Path) -> dict:
-    """Every stage, with all outputs written under ``output_dir`` (the staging folder)."""
+def close(llms: dict[str, LLM], roles: list[str]) -> None:
+    """Free the models of ``roles`` (kept in ``llms`` for the stats); a vLLM engine stops with its last role."""
+    for role in roles:
+        if role in llms:
+            llms[role].close()
+
+
+def _build(cfg: PipelineConfig, output_dir: Path, llms: dict[str, LLM]) -> dict:
+    """Every stage, with all outputs written under ``output_dir`` (the staging folder); the LLM of each role is
+    built when first needed (roles on one vLLM model share its engine) and freed after its last stage."""
     stage = Stages([name for name in STAGES if name in cfg.stages])
     calls_before = llm_stats()
     stats: dict = {}
-    llms: dict[str, LLM] = {}
+    share_vllm_engines(list(cfg.llm_configs.values()))
 
     def llm(role: str) -> LLM:
         if role not in llms:
@@ -147,6 +158,7 @@ def _build(cfg: PipelineConfig, output_dir: Path) -> dict:
                 eval_prompts, cfg.seed,
             )  # fmt: skip
             stage.rows["expand"] = len(ds)
+    close(llms, ["classifier", "expander"])  # no later stage calls them
     if "dedup" in cfg.stages:
         with stage("dedup"):
             ds, stats["dedup"] = dedup(ds, cfg.dedup_config, progress=True)

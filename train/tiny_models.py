@@ -110,9 +110,13 @@ def deepseek_r1_distill_tokenizer() -> PreTrainedTokenizerFast:
 def tiny_config_kwargs(tokenizer: PreTrainedTokenizerFast) -> dict:
     """Shapes small enough for a CPU test, with the real models' structure (GQA, untied embeddings). head_dim is the
     real models' 64-or-more kind: vLLM's CPU attention refuses head_dim 16, and both families must run through
-    transformers and vLLM alike (hidden_size / heads = head_dim, as Qwen2 derives it)."""
+    transformers and vLLM alike (hidden_size / heads = head_dim, as Qwen2 derives it). The embedding has exactly one
+    row per token: real checkpoints pad theirs (Qwen3-8B: 151,936 rows for 151,669 tokens) with rows training drives to
+    near-zero probability, but random padding rows would carry real probability mass, and lm-eval's hf model with
+    `peft=` drops every row past len(tokenizer) before loading an adapter, so its log-likelihoods would not be the
+    model's that vLLM and our transformers backend score."""
     return dict(
-        vocab_size=((len(tokenizer) + 63) // 64) * 64,
+        vocab_size=len(tokenizer),
         hidden_size=128,
         num_hidden_layers=2,
         num_attention_heads=2,
