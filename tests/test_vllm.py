@@ -99,9 +99,12 @@ def test_sampling_is_reproducible_and_seeded_per_conversation(family):
     sampling = Sampling(temperature=1.0, max_new_tokens=12, seed=7)
     cfg = configs(family["name"], family["path"], {"base": None, "other": family["adapters"]["sft"]},
                   **family["kwargs"])["base"]  # fmt: skip
-    first = build_llm(cfg, None, "vllm:sampled").generate(CONVERSATIONS[:2], sampling, n=2)
+    first_llm = build_llm(cfg, None, "vllm:sampled")
     again_llm = build_llm(cfg, None, "vllm:sampled-again")  # its own in-memory cache: the model answers again
+    first = first_llm.generate(CONVERSATIONS[:2], sampling, n=2)
     again = again_llm.generate(CONVERSATIONS[:2], sampling, n=2)
+    first_llm.close()
+    again_llm.close()
     assert [[c.text for c in row] for row in first] == [[c.text for c in row] for row in again]
     assert not any(c.cached for row in again for c in row)
     assert first[0][0].text != first[1][0].text  # two prompts, candidate 0

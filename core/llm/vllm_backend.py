@@ -35,6 +35,7 @@ from core.llm.base import (
     adapter_fingerprint,
     first_token_ids,
     row_seed,
+    share_vllm_engines,
 )
 
 SHUTDOWN_WAIT_S = 30  # after vLLM's own shutdown (which force-kills after 5 s), how long to wait for its processes
@@ -65,13 +66,13 @@ def open_engines() -> int:
 def _start(cfg: LLMConfig) -> Engine:
     import vllm
 
+    lora = {"enable_lora": True, "max_lora_rank": cfg.max_lora_rank} if cfg.max_lora_rank else {}
     llm = vllm.LLM(
         model=cfg.model,
         dtype=cfg.dtype,
-        enable_lora=cfg.max_lora_rank > 0,
-        max_lora_rank=cfg.max_lora_rank or None,
         enable_prefix_caching=True,
         disable_log_stats=False,  # per-request metrics: each response's own latency
+        **lora,
     )
     return Engine(llm, one_at_a_time=not batches_prompt_logprobs(cfg.max_lora_rank > 0))
 
@@ -118,8 +119,8 @@ class VLLMBackend:
                 "backend 'vllm' needs the vllm package: pip install -r requirements-gpu.txt (GPU), or on CPU "
                 "`make setup` (vLLM's CPU build, requirements-cpu.txt)"
             ) from err
-        if cfg.adapter and cfg.max_lora_rank < 1:
-            raise ValueError(f"LLMConfig.max_lora_rank: 0 with adapter {cfg.adapter}; share_vllm_engines sets it")
+        if cfg.adapter and not cfg.max_lora_rank:
+            share_vllm_engines([cfg])  # an LLM on its own: the engine takes its adapter's rank
         self.cfg = cfg
         self._vllm = vllm
         self.key = engine_key(cfg)
