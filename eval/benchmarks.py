@@ -66,11 +66,23 @@ def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict
         rank = same_base[0].max_lora_rank
         lora = {"lora_local_path": adapters[0], "max_lora_rank": rank} if adapters else {}
         batch_size = cfg.benchmark_spec.batch_size if batches_prompt_logprobs(bool(adapters)) else 1
-        engines[key] = get_model("vllm").create_from_arg_obj({**common, **lora}, {"batch_size": batch_size})
+        engines[key] = get_model("vllm").create_from_arg_obj(vllm_args(common) | lora, {"batch_size": batch_size})
     engine = engines[key]
     adapter = cfg.model_llm_config(spec).adapter
     engine.lora_request = LoRARequest(spec.name, cfg.model_specs.index(spec) + 1, adapter) if adapter else None
     return engine
+
+
+def vllm_args(common: dict) -> dict:
+    """lm-eval's VLLM takes `enable_thinking` as its own argument: lm-eval 0.4.13 drops it from chat_template_args
+    (popped, then overwritten), so Qwen3's thinking-off template would silently render with thinking on."""
+    template = dict(common["chat_template_args"])
+    args = {**common, "chat_template_args": template}
+    if "enable_thinking" in template:
+        args["enable_thinking"] = template.pop("enable_thinking")
+        if args["enable_thinking"]:
+            args["think_end_token"] = "</think>"  # required by lm-eval with thinking on
+    return args
 
 
 def run_model(cfg: EvalConfig, spec: ModelSpec, task_configs: list[dict], manager, engines: dict) -> dict | None:

@@ -69,6 +69,10 @@ def runs(tiny_models, trained_adapters, tmp_path_factory):
             config = eval_config(root / f"{backend}.yaml", backend, tiny_models, adapters, data, root / backend)
             eval_main(["--config", config])
             results[backend] = json.loads((root / backend / "results.json").read_text())
+            results[backend]["samples"] = {  # samples/<model>.jsonl: every response and benchmark question
+                name: [json.loads(line) for line in (root / backend / "samples" / f"{name}.jsonl").open()]
+                for name in ("base", "sft", "dpo")
+            }
     return {"results": results, "alive_at_start": alive_at_start, "left": set(live_engine_cores()) - before}
 
 
