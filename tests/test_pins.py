@@ -58,9 +58,8 @@ def test_the_readme_gpu_install_keeps_every_pin(tmp_path):
     env = {**os.environ, "PIP_CONFIG_FILE": os.devnull}
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    resolved = {
-        i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.loads(report.read_text())["install"]
-    }
+    installs = json.loads(report.read_text())["install"]
+    resolved = {canonical(i["metadata"]["name"]): i["metadata"]["version"] for i in installs}
     wanted = {**pins("requirements.txt"), **pins("requirements-gpu.txt")}
     moved = {name: (str(v), resolved.get(name)) for name, v in wanted.items() if public(resolved.get(name, "0")) != v}
     assert not moved, f"pins the GPU install would change (pin, resolved): {moved}"
