@@ -20,6 +20,7 @@ import functools
 import importlib.util
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import urllib.error
@@ -185,8 +186,8 @@ class Preflight:
                 port = urlparse(cfg.base_url).port or 80
                 self.add("info", f"{name}.base_url", f"{cfg.base_url}: served inside the SLURM data job "
                          f"(vllm serve {cfg.model} --port {port}, slurm/serve_local_llms.py)")  # fmt: skip
-                vllm = os.environ.get("AC_VLLM", "vllm")
-                if shutil.which(vllm) or importlib.util.find_spec("vllm"):
+                vllm = os.environ.get("AC_VLLM", "vllm")  # the executable slurm/serve_local_llms.py runs
+                if shutil.which(shlex.split(vllm)[0]):
                     self.add("ok", f"{name} server", f"{vllm} found (serves {cfg.model} in the job)")
                 else:
                     reason = f"the data job serves {cfg.model} with `{vllm} serve`; '{vllm}' is not installed"

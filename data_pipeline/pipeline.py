@@ -18,7 +18,7 @@ from datasets import Dataset, DatasetDict, Value, concatenate_datasets
 from rich.console import Console
 
 from core.digests import sha256_file
-from core.llm import LLM, build_llm, llm_progress, llm_stats, stats_since
+from core.llm import LLM, build_llm, llm_progress, llm_stats, share_vllm_engines, stats_since
 from core.publish import publishing
 from data_pipeline.classify import build_classifier, classify_dataset
 from data_pipeline.config import STAGES, ConfigError, PipelineConfig, secret_free
@@ -105,16 +105,28 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     output_dir and replaces the previous build whole, only once complete: a run that fails or is killed leaves the
     previous build untouched, and the call cache (output_dir/llm_cache, not part of the build) keeps every call."""
     _check_stages(cfg)
-    with publishing(cfg.output_dir, last=("manifest.json",)) as staging:
-        return _build(cfg, staging)
+    llms: dict[str, LLM] = {}
+    try:
+        with publishing(cfg.output_dir, last=("manifest.json",)) as staging:
+            return _build(cfg, staging, llms)
+    finally:
+        close(llms, list(llms))
 
 
-def _build(cfg: PipelineConfig, output_dir: Path) -> dict:
-    """Every stage, with all outputs written under ``output_dir`` (the staging folder)."""
+def close(llms: dict[str, LLM], roles: list[str]) -> None:
+    """Free the models of ``roles`` (kept in ``llms`` for the stats); a vLLM engine stops with its last role."""
+    for role in roles:
+        if role in llms:
+            llms[role].close()
+
+
+def _build(cfg: PipelineConfig, output_dir: Path, llms: dict[str, LLM]) -> dict:
+    """Every stage, with all outputs written under ``output_dir`` (the staging folder); the LLM of each role is
+    built when first needed (roles on one vLLM model share its engine) and freed after its last stage."""
     stage = Stages([name for name in STAGES if name in cfg.stages])
     calls_before = llm_stats()
     stats: dict = {}
-    llms: dict[str, LLM] = {}
+    share_vllm_engines(list(cfg.llm_configs.values()))
 
     def llm(role: str) -> LLM:
         if role not in llms:
@@ -144,6 +156,7 @@ def _build(cfg: PipelineConfig, output_dir: Path) -> dict:
                 eval_prompts, cfg.seed,
             )  # fmt: skip
             stage.rows["expand"] = len(ds)
+    close(llms, ["classifier", "expander"])  # no later stage calls them
     if "dedup" in cfg.stages:
         with stage("dedup"):
             ds, stats["dedup"] = dedup(ds, cfg.dedup_config, progress=True)

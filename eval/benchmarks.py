@@ -2,11 +2,12 @@
 
 For each model of the eval config (base, +SFT adapter, +SFT+DPO adapter) one `lm_eval.simple_evaluate` call runs the
 `benchmarks:` block's tasks (eval/lm_eval_tasks; a multilingual benchmark as one task per language): the `hf` model
-with `peft=<adapter>` (CPU or GPU) or the `vllm` model with the adapter as a LoRA request (GPU), with the run's dtype
-and chat template (chat_template_kwargs), as the rest of the eval generates. Which questions run is decided once for
-all models (eval/benchmark_sample.py: ids checked unique, `limit` as a seeded stratified sample). lm-eval's logged
-samples give one outcome per question, from which come accuracy, stderr, n and the breakdowns, and every baseline ->
-tuned change, paired per question with the eval's bootstrap (eval/benchmark_outcomes.py).
+with `peft=<adapter>` or the `vllm` model with the adapter as a LoRA request (tests/test_vllm_eval.py holds the two
+against each other), with the run's dtype and chat template (chat_template_kwargs), as the rest of the eval generates;
+the vLLM engines stop when the benchmarks end. Which questions run is decided once for all models
+(eval/benchmark_sample.py: ids checked unique, `limit` as a seeded stratified sample). lm-eval's logged samples give
+one outcome per question, from which come accuracy, stderr, n and the breakdowns, and every baseline -> tuned change,
+paired per question with the eval's bootstrap (eval/benchmark_outcomes.py).
 
 results.json: metrics[<model>]["benchmarks"][<task>] = {"accuracy", "stderr", "n", "breakdown"} (percent; stderr of
 the mean, as lm-eval's); a multilingual benchmark nests one such dict per language ([<task>][<lang>]), and
@@ -18,10 +19,8 @@ few-shot, chat template, lm-eval version).
 """
 
 import gc
-import json
 import logging
 from importlib.metadata import version
-from pathlib import Path
 
 from eval.benchmark_languages import LANGUAGES, summary
 from eval.benchmark_outcomes import change_with_breakdown, question_outcomes, task_metrics
@@ -50,23 +49,40 @@ def lm_eval_model(cfg: EvalConfig, spec: ModelSpec, engines: dict):
 def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict):
     """One lm-eval vLLM engine per base model serves the base and all its adapters (the weights load once, and no
     second engine waits for the first one's GPU memory): lm-eval's VLLM sends its `lora_request` with every call, so
-    each model gets its adapter as the request, the base model none."""
+    each model gets its adapter as the request, the base model none. On vLLM's CPU build an engine with LoRA on takes
+    one request per call (core.llm.vllm_backend.batches_prompt_logprobs: its CPU LoRA kernel cannot batch them)."""
     from lm_eval.api.registry import get_model
     from vllm.lora.request import LoRARequest
 
+    from core.llm import share_vllm_engines
+    from core.llm.vllm_backend import batches_prompt_logprobs
+
     key = (common["pretrained"], common["dtype"])
     if key not in engines:
-        same_base = [cfg.model_llm_config(s) for s in cfg.model_specs]
-        adapters = [c.adapter for c in same_base if c.backend == "vllm" and (c.model, c.dtype) == key and c.adapter]
-        ranks = [json.loads((Path(a) / "adapter_config.json").read_text())["r"] for a in adapters]
-        lora = {"lora_local_path": adapters[0], "max_lora_rank": max([8, *ranks])} if adapters else {}
-        engines[key] = get_model("vllm").create_from_arg_obj(
-            {**common, **lora}, {"batch_size": cfg.benchmark_spec.batch_size}
-        )
+        configs = [cfg.model_llm_config(s) for s in cfg.model_specs]
+        share_vllm_engines(configs)
+        same_base = [c for c in configs if c.backend == "vllm" and (c.model, c.dtype) == key]
+        adapters = [c.adapter for c in same_base if c.adapter]
+        rank = same_base[0].max_lora_rank
+        lora = {"lora_local_path": adapters[0], "max_lora_rank": rank} if adapters else {}
+        batch_size = cfg.benchmark_spec.batch_size if batches_prompt_logprobs(bool(adapters)) else 1
+        engines[key] = get_model("vllm").create_from_arg_obj(vllm_args(common) | lora, {"batch_size": batch_size})
     engine = engines[key]
     adapter = cfg.model_llm_config(spec).adapter
     engine.lora_request = LoRARequest(spec.name, cfg.model_specs.index(spec) + 1, adapter) if adapter else None
     return engine
+
+
+def vllm_args(common: dict) -> dict:
+    """lm-eval's VLLM takes `enable_thinking` as its own argument: lm-eval 0.4.13 drops it from chat_template_args
+    (popped, then overwritten), so Qwen3's thinking-off template would silently render with thinking on."""
+    template = dict(common["chat_template_args"])
+    args = {**common, "chat_template_args": template}
+    if "enable_thinking" in template:
+        args["enable_thinking"] = template.pop("enable_thinking")
+        if args["enable_thinking"]:
+            args["think_end_token"] = "</think>"  # required by lm-eval with thinking on
+    return args
 
 
 def run_model(cfg: EvalConfig, spec: ModelSpec, tasks: list[BenchmarkTask], samples: dict, manager, engines: dict):
@@ -140,15 +156,22 @@ def run_benchmarks(cfg: EvalConfig) -> tuple[dict, dict, list[BenchmarkTask]]:
     records: dict = {}
     per_model: dict = {}
     engines: dict = {}  # vLLM engines by base model, shared by its adapters
-    for spec in cfg.model_specs:
-        runs = run_model(cfg, spec, tasks, samples, manager, engines)
-        if runs is None:
-            continue
-        records[spec.name], per_model[spec.name] = {}, {}
-        for name, run in runs.items():
-            recs, extra = question_outcomes(benchmark_of[name], run["samples"])
-            records[spec.name][name] = recs
-            per_model[spec.name][name] = task_metrics(benchmark_of[name], recs, extra, run["lm_eval"])
+    try:
+        for spec in cfg.model_specs:
+            runs = run_model(cfg, spec, tasks, samples, manager, engines)
+            if runs is None:
+                continue
+            records[spec.name], per_model[spec.name] = {}, {}
+            for name, run in runs.items():
+                recs, extra = question_outcomes(benchmark_of[name], run["samples"])
+                records[spec.name][name] = recs
+                per_model[spec.name][name] = task_metrics(benchmark_of[name], recs, extra, run["lm_eval"])
+    finally:
+        if engines:
+            from core.llm.vllm_backend import stop_engine
+
+            for engine in engines.values():
+                stop_engine(engine.model)
     return records, per_model, tasks
 
 

@@ -1,10 +1,11 @@
 """One eval run: generate with each model, judge every response, compute metrics and baseline -> tuned changes.
 
-Models are loaded one at a time (each freed before the next); judges are loaded once. Per-prompt verdicts are kept
-as arrays (NaN = failed judgement) so the same arrays give the point metrics and the paired bootstrap CIs.
+Models generate first, one load at a time (eval.generation.model_groups: a vLLM engine serves a base model and its
+adapters, then stops), then the judges are loaded once and judge every model, then the benchmarks run: one model or
+engine is loaded at any time. Per-prompt verdicts are kept as arrays (NaN = failed judgement) so the same arrays give
+the point metrics and the paired bootstrap CIs.
 """
 
-import gc
 import json
 import logging
 from datetime import UTC, datetime
@@ -17,8 +18,8 @@ from eval import heldout, length_control, metrics, samples
 from eval.benchmarks import add_benchmarks
 from eval.config import EvalConfig, ModelSpec
 from eval.dpo_reference import dpo_runs
-from eval.generation import build_model_llm, generate_responses
-from eval.judges import Judge, build_judges
+from eval.generation import build_model_llm, generate_responses, model_groups
+from eval.judges import Judge, build_judges, close_judges
 from eval.reasoning import ThinkReader
 from eval.testsets import ALPACA_EVAL_VERSION, load_test_sets, source_of
 
@@ -113,8 +114,9 @@ def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, sp
         out.update(cultural_failure_rate=float("nan"), per_subdomain={}, per_failure_type={})
     everything = [r for rs in responses.values() for r in rs]
     efficiency = metrics.generation_efficiency(
-        [r["output_tokens"] for r in everything], [r["latency_s"] for r in everything]
+        *([r[key] for r in everything] for key in ("output_tokens", "latency_s", "wall_s"))
     )
+    efficiency["latency_per"] = run["latency_per"]
     efficiency["cached_responses"] = sum(r["cached"] for r in everything)
     efficiency.update(samples.efficiency_split(everything, run["token_split"]))
     efficiency["training"] = (
@@ -201,31 +203,52 @@ def leakage(sets: dict[str, Dataset], train: Dataset | None, tau: int) -> dict:
     return out
 
 
+def generate_group(cfg: EvalConfig, group: list[ModelSpec], sets: dict, heldout_data: dict | None) -> dict:
+    """Responses and held-out scores of the models loaded together (eval.generation.model_groups); the model (or
+    vLLM engine) is freed when the group is done, before the next one loads."""
+    llms = {spec.name: build_model_llm(cfg, spec) for spec in group}
+    out = {}
+    try:
+        for spec in group:
+            decoding, llm = cfg.decodings[spec.name], llms[spec.name]
+            reader = ThinkReader.for_model(spec, decoding)
+            responses = {name: generate_responses(llm, ds, cfg, decoding, reader) for name, ds in sets.items()}
+            held = heldout.model_scores(cfg, spec, llm, heldout_data) if heldout_data is not None else None
+            out[spec.name] = {"responses": responses, "reader": reader, "heldout_scores": held}
+    finally:
+        for llm in llms.values():
+            llm.close()
+    return out
+
+
 def run_eval(cfg: EvalConfig) -> dict:
     sets, train = load_test_sets(cfg)
     limit = cfg.max_prompts_per_set
     heldout_data = heldout.load_heldout(cfg.heldout_data, cfg.heldout_split, limit) if cfg.heldout_data else None
-    judges = build_judges(cfg)
     glm = length_control.glm_data_of(cfg)
     subdomains = list(sets["culturax"]["subdomains"]) if "culturax" in sets else []
+    generated: dict[str, dict] = {}
+    for group in model_groups(cfg):
+        generated.update(generate_group(cfg, group, sets, heldout_data))
+    judges = build_judges(cfg)
     runs: dict[str, dict] = {}
-    for spec in cfg.model_specs:
-        decoding = cfg.decodings[spec.name]
-        reader = ThinkReader.for_model(spec, decoding)
-        k = decoding.samples_per_prompt
-        llm = build_model_llm(cfg, spec)
-        responses = {name: generate_responses(llm, ds, cfg, decoding, reader) for name, ds in sets.items()}
-        held = heldout.model_scores(cfg, spec, llm, heldout_data) if heldout_data is not None else None
-        del llm  # free the weights before the next model loads
-        gc.collect()
-        expanded = {name: samples.repeat_rows(ds, k) for name, ds in sets.items()}  # one row per response
-        sample_scores = samples.judge_answered(judge_responses, judges, expanded, responses)
-        scores = samples.collapse_to_prompts(sample_scores, k)
-        run = {"samples_per_prompt": k, "sample_scores": sample_scores, "token_split": reader.token_split, "glm": glm}
-        run["helpful_annotations"] = helpful_annotations(scores["helpfulness"], responses, sets, glm)
-        runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains, "expanded": expanded}
-        runs[spec.name].update(run, prompt_opens_think=reader.prompt_opens, heldout_scores=held)
-        runs[spec.name]["metrics"] = {**model_metrics(scores, responses, subdomains, spec, run), "heldout": None}
+    try:
+        for spec in cfg.model_specs:
+            responses, reader = generated[spec.name]["responses"], generated[spec.name]["reader"]
+            k = cfg.decodings[spec.name].samples_per_prompt
+            expanded = {name: samples.repeat_rows(ds, k) for name, ds in sets.items()}  # one row per response
+            sample_scores = samples.judge_answered(judge_responses, judges, expanded, responses)
+            scores = samples.collapse_to_prompts(sample_scores, k)
+            run = {"samples_per_prompt": k, "sample_scores": sample_scores, "token_split": reader.token_split}
+            run["glm"] = glm
+            run["helpful_annotations"] = helpful_annotations(scores["helpfulness"], responses, sets, glm)
+            run["latency_per"] = "batch" if cfg.model_llm_config(spec).backend == "transformers" else "request"
+            runs[spec.name] = {"responses": responses, "scores": scores, "subdomains": subdomains}
+            runs[spec.name].update(run, expanded=expanded, prompt_opens_think=reader.prompt_opens)
+            runs[spec.name]["heldout_scores"] = generated[spec.name]["heldout_scores"]
+            runs[spec.name]["metrics"] = {**model_metrics(scores, responses, subdomains, spec, run), "heldout": None}
+    finally:
+        close_judges(judges)
     if heldout_data is not None:
         heldout.attach_heldout(runs, dpo_runs(cfg))
     leak = leakage(sets, train, cfg.leakage_tau)

@@ -3,7 +3,7 @@
 For every evaluated model, reference responses are teacher-forced under the model's chat template exactly as
 training renders them (``chat_template_kwargs``, e.g. thinking off for Qwen3), with the evaluated model's own
 backend: batched forward passes of the transformers backend's model (PEFT adapter applied), or vLLM's prompt
-logprobs on GPU:
+logprobs (adapter as a LoRA request; tests/test_vllm.py holds the two against each other):
 
 - held-out NLL = sum over responses of -log p(response tokens) / number of response tokens, on the SFT view's
   assistant turns (nats per token; lower is better);
@@ -120,28 +120,21 @@ def response_logprobs(backend, items: list[tuple], template_kwargs: dict, max_le
 
 def vllm_response_logprobs(backend, items: list[tuple], template_kwargs: dict, max_length: int, desc: str):
     """The same (n, 2) array from vLLM's prompt logprobs: each whole sequence is a prompt, and vLLM returns the
-    log-probability of every prompt token given the ones before (``prompt_logprobs=0``: the actual token only).
-    UNTESTED HERE (vllm needs a CUDA GPU; see core/llm/vllm_backend.py)."""
-    eos_ids = {backend.tokenizer.eos_token_id}
+    log-probability of every prompt token given the ones before (exact; core/llm/vllm_backend.py)."""
     sequences, lengths = [], []
     for prompt, answer in items:
-        prompt_ids, answer_ids = encode_pair(backend.tokenizer, prompt, answer, template_kwargs, eos_ids)
+        prompt_ids, answer_ids = encode_pair(backend.tokenizer, prompt, answer, template_kwargs, backend.eos_ids)
         answer_ids = answer_ids[: max_length - 1]
         sequences.append(prompt_ids[-(max_length - len(answer_ids)) :] + answer_ids)
         lengths.append(len(answer_ids))
-    params = backend._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
     log.info("%s: %d sequences through vLLM prompt logprobs", desc, len(sequences))
-    outputs = backend._run(sequences, [params] * len(sequences))
-    out = np.zeros((len(items), 2))
-    for index, (ids, length, output) in enumerate(zip(sequences, lengths, outputs, strict=True)):
-        positions = range(len(ids) - length, len(ids))
-        out[index] = (sum(float(output.prompt_logprobs[k][ids[k]].logprob) for k in positions), length)
-    return out
+    scored = backend.prompt_logprobs(sequences)
+    return np.array([(sum(row[len(row) - n :]), n) for row, n in zip(scored, lengths, strict=True)], dtype=float)
 
 
 def score_model(backend, data: dict, template_kwargs: dict, max_length: int, name: str) -> dict:
     """Per-response (logprob sum, tokens) on the SFT view and per-pair summed logprobs of chosen and rejected."""
-    score = vllm_response_logprobs if hasattr(backend, "engine") else response_logprobs
+    score = vllm_response_logprobs if hasattr(backend, "prompt_logprobs") else response_logprobs
     sft = score(backend, data["sft"], template_kwargs, max_length, f"held-out NLL: {name}")
     pairs = [(p, c) for p, c, _ in data["dpo"]] + [(p, r) for p, _, r in data["dpo"]]
     both = score(backend, pairs, template_kwargs, max_length, f"held-out pairs: {name}")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from core.llm import LLM, LLMRequestError, Sampling, build_llm
+from core.llm import LLM, LLMRequestError, Sampling, build_llm, share_vllm_engines
 from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec, llm_config
 from eval.verdicts import parse_verdict
 
@@ -199,7 +199,14 @@ def build_judges(cfg: EvalConfig) -> dict[str, Judge]:
         key = repr(llm_cfg)
         configs[key] = llm_cfg
         sharing.setdefault(key, []).append(metric)
+    share_vllm_engines(list(configs.values()))  # in-process vLLM judges of one model: one engine
     for key, metrics in sharing.items():
         llms[key] = build_llm(configs[key], cfg.cache_dir, role="judge:" + "+".join(metrics))
     by_metric = {metric: llms[key] for key, metrics in sharing.items() for metric in metrics}
     return {metric: Judge(metric, spec, by_metric.get(metric)) for metric, spec in cfg.judge_specs.items()}
+
+
+def close_judges(judges: dict[str, Judge]) -> None:
+    """Free every judge's model (shared ones once)."""
+    for llm in {id(j.llm): j.llm for j in judges.values() if j.llm is not None}.values():
+        llm.close()

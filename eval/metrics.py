@@ -154,21 +154,25 @@ def mean_stat(values: np.ndarray) -> np.ndarray:
     return values.mean(axis=-1)
 
 
-def generation_efficiency(output_tokens: Sequence[int], latency_s: Sequence[float]) -> dict:
+def generation_efficiency(
+    output_tokens: Sequence[int], latency_s: Sequence[float | None], wall_s: Sequence[float | None]
+) -> dict:
     """Inference efficiency under the model's decoding (shared by a base model and its tuned versions).
 
-    output_tokens_per_response = mean tokens; latency_s_per_response = mean wall time per response;
-    tokens_per_s = sum(tokens) / sum(latency) (throughput, a ratio of sums so long answers weigh by their length).
+    output_tokens_per_response = mean tokens; latency_s_per_response = mean seconds from request to response (what
+    the backend measured per response; NaN, not reported, if any response has none); tokens_per_s = sum(tokens) /
+    sum(wall_s), the throughput of the model calls as a whole (each response carries its share of its call's wall
+    time; NaN if any response has none).
     """
-    same_length(output_tokens=output_tokens, latency_s=latency_s)
+    same_length(output_tokens=output_tokens, latency_s=latency_s, wall_s=wall_s)
     tokens = np.asarray(output_tokens, dtype=float)
-    latency = np.asarray(latency_s, dtype=float)
-    total_latency = float(latency.sum())
+    latency = np.asarray(latency_s, dtype=float)  # None -> NaN
+    total_wall = float(np.asarray(wall_s, dtype=float).sum())
     return {
         "responses": int(tokens.size),
         "output_tokens_per_response": float(tokens.mean()) if tokens.size else float("nan"),
         "latency_s_per_response": float(latency.mean()) if latency.size else float("nan"),
-        "tokens_per_s": float(tokens.sum() / total_latency) if total_latency > 0 else float("nan"),
+        "tokens_per_s": float(tokens.sum() / total_wall) if total_wall > 0 else float("nan"),
     }
 
 

@@ -137,8 +137,11 @@ def write_report_md(results: dict, out: Path) -> None:
         )
     lines += [
         "",
-        "Latency is the backend's wall time per response (its batch's, when batched; cached responses keep "
-        "the latency measured when generated); tokens/s = total output tokens / total latency.",
+        "Latency is per response, from request to response: its own request's with vLLM (vLLM's per-request "
+        "metrics: arrival to last token) and an API (the HTTP call), its batch's with transformers (a static batch "
+        "returns all its responses together); results.json says which (`efficiency.latency_per`). Tokens/s is the "
+        "throughput of the model calls as a whole: total output tokens / the wall time the calls took. Cached "
+        "responses keep what was measured when they were generated.",
         "",
     ]
     leak = results["metrics"][names[0]]["leakage"]

@@ -122,14 +122,14 @@ def per_prompt(responses: dict[str, list[dict]], key: str, reduce: Callable = np
         for record in records:
             if record["sample"] == 0:
                 groups.append([])
-            groups[-1].append(float(record[key]))
+            groups[-1].append(np.nan if record[key] is None else float(record[key]))
         out.extend(reduce(group) for group in groups)
     return np.array(out, dtype=float)
 
 
 def efficiency_deltas(base: dict[str, list[dict]], tuned: dict[str, list[dict]], n_resamples: int, seed: int) -> dict:
     """tuned − baseline per-prompt efficiency with paired bootstrap CIs (prompts resampled, each prompt's value the
-    mean over its samples; tokens/s is a ratio of per-prompt sums)."""
+    mean over its samples; tokens/s is a ratio of per-prompt sums of tokens and wall-time shares)."""
     boot = {"n_resamples": n_resamples, "seed": seed}
     deltas = {}
     for key, field in (
@@ -145,6 +145,6 @@ def efficiency_deltas(base: dict[str, list[dict]], tuned: dict[str, list[dict]],
         if field == "final_answer":
             b, t = 1.0 - b, 1.0 - t
         deltas[key] = metrics.paired_bootstrap_delta(b, t, **boot)  # percentage points
-    totals = [(per_prompt(m, "output_tokens", np.sum), per_prompt(m, "latency_s", np.sum)) for m in (base, tuned)]
+    totals = [(per_prompt(m, "output_tokens", np.sum), per_prompt(m, "wall_s", np.sum)) for m in (base, tuned)]
     deltas["tokens_per_s"] = metrics.paired_bootstrap_ratio_of_sums(totals[0], totals[1], **boot)
     return deltas

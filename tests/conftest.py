@@ -8,6 +8,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache per vLLM engine on CPU: plenty for tiny models
 
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -24,6 +25,27 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     from train.tiny_models import build
 
     return build(tmp_path_factory.mktemp("tiny_models"))
+
+
+@pytest.fixture(scope="session")
+def trained_adapters(tiny_models, tmp_path_factory) -> dict[str, dict[str, Path]]:
+    """{family: {"sft": dir, "dpo": dir}}: LoRA adapters from real tiny runs of train.sft then train.dpo (the tiny
+    recipes, one process, a few steps) for both model families, built once per test run (about 45 s)."""
+    from tests._train_fixtures import run_module, write_training_data
+
+    root = tmp_path_factory.mktemp("trained")
+    data = write_training_data(root / "data")
+    out: dict[str, dict[str, Path]] = {}
+    for family in ("tiny-qwen3", "tiny-qwen2"):
+        recipes = REPO_ROOT / "configs" / "train" / family
+        sft, dpo = root / family / "sft", root / family / "dpo"
+        common = ["--model_name_or_path", str(tiny_models[family]), "--report_to", "none"]
+        run_module(["-m", "train.sft", "--config", str(recipes / "sft_lora.yaml"), *common,
+                    "--dataset_name", str(data / "sft"), "--output_dir", str(sft)])  # fmt: skip
+        run_module(["-m", "train.dpo", "--config", str(recipes / "dpo_lora.yaml"), *common, "--sft_adapter", str(sft),
+                    "--dataset_name", str(data / "dpo"), "--output_dir", str(dpo)])  # fmt: skip
+        out[family] = {"sft": sft, "dpo": dpo}
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -132,7 +132,7 @@ def test_cache_hit_miss_counts_and_identical_outputs(qwen3, qwen3_cfg, tmp_path)
     assert not changed[0][0].cached
     # Values are plain completion JSON.
     value = json.loads(files[0].read_text())
-    assert set(value) == {"text", "output_tokens", "latency_s"}
+    assert set(value) == {"text", "output_tokens", "latency_s", "wall_s"}
 
 
 def test_duplicate_conversations_in_one_call_make_one_model_call(qwen3, qwen3_cfg, tmp_path):

@@ -43,13 +43,16 @@ def test_cultural_failure_rates_overall_per_subdomain_and_type():
 
 
 def test_generation_and_training_efficiency():
-    eff = metrics.generation_efficiency([10, 30], [0.5, 1.5])
+    # Two responses of one batch that took 1.0 s: each waited for it (latency), each carries half its wall time.
+    eff = metrics.generation_efficiency([10, 30], [1.0, 1.0], [0.5, 0.5])
     assert eff == {
         "responses": 2,
         "output_tokens_per_response": 20.0,
         "latency_s_per_response": 1.0,
-        "tokens_per_s": 20.0,
+        "tokens_per_s": 40.0,  # 40 tokens in the 1.0 s the batch took, not 40 / (1.0 + 1.0)
     }
+    unmeasured = metrics.generation_efficiency([10, 30], [1.0, None], [0.5, None])  # e.g. an older cache entry
+    assert math.isnan(unmeasured["latency_s_per_response"]) and math.isnan(unmeasured["tokens_per_s"])
     train = metrics.training_efficiency(
         [
             {"train_tokens": 1000, "train_runtime": 10, "gpu_hours": 0.5},
@@ -115,7 +118,7 @@ def test_metric_functions_refuse_inputs_of_unequal_length():
     with pytest.raises(ValueError, match="unequal length"):
         metrics.cultural_failure_rates(["none", "refusal"], [[11]])
     with pytest.raises(ValueError, match="unequal length"):
-        metrics.generation_efficiency([10, 20], [1.0])
+        metrics.generation_efficiency([10, 20], [1.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="same prompts"):
         metrics.paired_bootstrap_ratio_of_sums(([1.0, 2.0], [1.0, 1.0]), ([1.0], [1.0]))
 

@@ -4,6 +4,7 @@ keys, and the SLURM chain's preflight at submission (roles the data job serves, 
 import contextlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from data_pipeline.config import parse_config as parse_data_config
 from data_pipeline.preflight import check_pipeline
 from eval.config import parse_config as parse_eval_config
 from eval.preflight import check_eval
+from tests._vllm_fixtures import require_vllm
 from tests.conftest import REPO_ROOT
 from train.preflight import check_training
 from train.recipes import dpo_parser, parse_for_check, sft_parser
@@ -63,11 +65,16 @@ def test_llm_role_items_fail_with_their_reason(monkeypatch):
     assert len(check.failures()) == 6  # a, b, c, d, e's key, f
 
 
-def test_vllm_hub_paths_outputs_and_wandb_items(tmp_path, monkeypatch):
+def hide_vllm(monkeypatch) -> None:
+    """Make vllm unimportable for the preflight (whether or not vLLM's build is installed here)."""
     import importlib.util
 
-    if importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vllm is installed here: its missing-package message cannot be shown")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else find_spec(name, *a))
+
+
+def test_vllm_hub_paths_outputs_and_wandb_items(tmp_path, monkeypatch):
+    hide_vllm(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -140,20 +147,31 @@ def test_training_items_dataset_splits_and_manifest(tmp_path, tiny_models):
 
 
 # ---------------------------------------------------------------------------- every shipped config, endpoints faked
+def produced_by_the_chains() -> dict[str, str]:
+    """What the shipped chains write before a later stage reads it: every data and training config's output_dir,
+    and the demo's stage folders as the Makefile's demo target writes them (a path outside these is not produced)."""
+    out = {}
+    for path in sorted((CONFIGS / "data").glob("*.yaml")) + sorted((CONFIGS / "train").glob("*/*.yaml")):
+        out[str(REPO_ROOT / yaml.safe_load(path.read_text())["output_dir"])] = f"{path.relative_to(REPO_ROOT)}"
+    makefile = (REPO_ROOT / "Makefile").read_text()
+    demo = re.search(r"^DEMO := (\S+)$", makefile, re.MULTILINE).group(1)
+    for folder in re.findall(r"--output_dir \$\(DEMO\)/(\w+)", makefile):
+        out[str(REPO_ROOT / demo / folder)] = "make demo"
+    return out
+
+
 @pytest.fixture
 def faked_world(tmp_path, monkeypatch, tiny_models):
-    """Dummy key variables, an importable stand-in vllm package, W&B offline, the tiny models where the demo
-    configs expect `runs/tiny_models`, and everything a config writes under runs/ counted as written by an earlier
-    stage (the dataset before training, the SFT adapter before DPO and eval)."""
+    """Dummy key variables, W&B offline, the tiny models where the demo configs expect `runs/tiny_models`, and what
+    the chains' earlier stages write (produced_by_the_chains) counted as written. vllm is the real one (vLLM's CPU
+    build in CI), so a config whose vllm check fails fails here."""
+    require_vllm()
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setenv("OPENAI_API_KEY", "dummy-key")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
-    (tmp_path / "site" / "vllm").mkdir(parents=True)
-    (tmp_path / "site" / "vllm" / "__init__.py").write_text("")
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
     tiny = {f"runs/tiny_models/{name}": str(path) for name, path in tiny_models.items()}
-    return {"upstream": {"runs": "an earlier stage"}, "tiny": tiny}
+    return {"upstream": produced_by_the_chains(), "tiny": tiny}
 
 
 @contextlib.contextmanager
@@ -254,6 +272,26 @@ def test_every_eval_config_passes_its_preflight(path, faked_world):
         report = check.report()
     print(report)
     assert not check.failures(), report
+
+
+def test_the_faked_world_fails_a_path_no_stage_writes_and_a_missing_vllm(faked_world, monkeypatch):
+    """The control for the three tests above: their world still fails an adapter path that no chain writes (a typo
+    under runs/) and a vllm backend without vllm."""
+    cfg = parse_eval_config(["--config", str(CONFIGS / "eval" / "qwen3-8b.yaml")])
+    cfg.model_specs[1].adapter = "runs/qwen3-8b/sft_lorra"
+    hide_vllm(monkeypatch)
+    with serve_openai_roles([*cfg.model_specs, *cfg.judge_specs.values()]):
+        check = check_eval(cfg, Preflight("qwen3-8b.yaml", upstream=faked_world["upstream"]))
+        report = check.report()
+    print(report)
+    failed = [item.name for item in check.failures()]
+    assert "models.qwen3-8b+sft.adapter" in failed, report
+    assert any(name.endswith(".backend") for name in failed), report
+    sft_check = Preflight("dpo_lora.yaml", upstream=faked_world["upstream"])
+    path = CONFIGS / "train" / "qwen3-8b" / "dpo_lora.yaml"
+    check_training(*parse_for_check(dpo_parser, ["--config", str(path), "--sft_adapter", "runs/qwen3-8b/sft"],
+                                    sft_check), sft_check)  # fmt: skip
+    assert "sft_adapter" in [item.name for item in sft_check.failures()], sft_check.report()
 
 
 # ----------------------------------------------------------------------------------------------- the SLURM chain

@@ -137,7 +137,8 @@ def test_metrics_average_over_samples_per_prompt():
 def test_efficiency_split_by_hand():
     def rec(sample, thinking, answer, latency, has_thinking, final=True):
         return {"sample": sample, "thinking_tokens": thinking, "answer_tokens": answer, "latency_s": latency,
-                "output_tokens": thinking + answer, "has_thinking": has_thinking, "final_answer": final}  # fmt: skip
+                "wall_s": latency, "output_tokens": thinking + answer, "has_thinking": has_thinking,
+                "final_answer": final}  # fmt: skip
 
     base = {"s": [rec(0, 10, 2, 1.0, True), rec(1, 30, 0, 3.0, True, False), rec(0, 0, 4, 1.0, False)]}
     split = samples.efficiency_split(base["s"], "tokenizer")

@@ -17,6 +17,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -172,21 +173,18 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
     tiny = str(tiny_models["tiny-qwen3"])
     prompts = root / "prompts.jsonl"
     prompts.write_text("".join(SEED_PROMPTS.read_text().splitlines(keepends=True)[:40]))
-    llm = {"backend": "transformers", "model": tiny, "batch_size": 16, "dtype": "float32"}
-    llm["chat_template_kwargs"] = {"enable_thinking": False}
-    # The generator talks to an OpenAI-compatible server on 127.0.0.1 that the data job must start (vLLM on a
-    # cluster; here a stand-in `vllm` that runs the repo's local server with the tiny model).
+    # The generator talks to an OpenAI-compatible server on 127.0.0.1 that the data job starts itself: real vLLM (its
+    # CPU build here) through slurm/serve_local_llms.py. The judge stays in process: a random-weight model's score
+    # digits are not among the top 20 tokens an API returns, so over the API every judgement would be unparsable.
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    generator = {"backend": "openai", "model": tiny, "base_url": f"http://127.0.0.1:{port}/v1", "max_concurrency": 4}
-    generator["chat_template_kwargs"] = {"enable_thinking": False}
-    fake_vllm = root / "vllm"
-    fake_vllm.write_text(
-        "#!/usr/bin/env bash\n# stand-in for: vllm serve MODEL --host H --port P ...\n"
-        'exec python -m core.llm.local_server --model "$2" --name "$2" --port "$6"\n'
-    )
-    fake_vllm.chmod(0o755)
+    served = {"backend": "openai", "model": tiny, "base_url": f"http://127.0.0.1:{port}/v1", "max_concurrency": 4}
+    served["chat_template_kwargs"] = {"enable_thinking": False}
+    judge = {"backend": "transformers", "model": tiny, "batch_size": 16, "dtype": "float32"}
+    judge["chat_template_kwargs"] = {"enable_thinking": False}
+    vllm = {"AC_VLLM": str(Path(sys.executable).with_name("vllm"))}
+    vllm["AC_VLLM_ARGS"] = "--dtype float32 --max-model-len 2048"  # CPU: float32 kernels
     data = root / "data"
     data_config = write_yaml(
         root / "data.yaml",
@@ -194,7 +192,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
             "output_dir": str(data),
             "stages": ["import", "dedup", "split", "generate", "judge", "views"],
             "sources": [{"format": "jsonl", "path": str(prompts)}],
-            "llm": {"generator": generator, "judge": llm},
+            "llm": {"generator": served, "judge": judge},
             "generate": {"k": 2, "max_new_tokens": 8},
             "judge": {
                 "mode": "logprob",
@@ -255,7 +253,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
             "--sbatch-args",
             f"--output={root}/%j.out",
         ],  # fmt: skip
-        env={**job_env, "AC_VLLM": str(fake_vllm), "AC_SERVE_LOG_DIR": str(root)},
+        env={**job_env, **vllm, "AC_SERVE_LOG_DIR": str(root)},
     )
     assert proc.returncode == 0, proc.stderr + cluster.nodes_report()
     jobs = dict(line.split(": job ")[0:2] for line in proc.stdout.splitlines() if ": job " in line)
@@ -263,7 +261,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
     cluster.jobs.extend(jobs.values())
     pending = {stage: cluster.job(job) for stage, job in jobs.items()}
     cluster.run(["scontrol", "release", gate])
-    final = {stage: cluster.wait(job, timeout=420) for stage, job in jobs.items()}
+    final = {stage: cluster.wait(job, timeout=900 if stage == "data" else 420) for stage, job in jobs.items()}
     return {"root": root, "jobs": jobs, "pending": pending, "final": final, "gate": gate, "sft_out": sft_out} | {
         "dpo_out": dpo_out,
         "base_model": tiny,
@@ -292,11 +290,14 @@ def test_pipeline_runs_end_to_end(chain):
         assert (record["JobState"], record["ExitCode"]) == ("COMPLETED", "0:0"), (stage, log_of(root, record["JobId"]))
     manifest = json.loads((root / "data" / "manifest.json").read_text())
     assert manifest["leakage"]["cross_split_pairs"] == 0
-    # the data job served the generator's endpoint itself, and the pipeline's generator calls went to it
+    # the data job served the generator's endpoint itself with vLLM, and the generator's calls went to it
     port, data_log = chain["port"], log_of(root, chain["jobs"]["data"])
     assert f"port {port} is up" in data_log, data_log
-    assert f"at http://127.0.0.1:{port}/v1" in (root / f"{chain['jobs']['data']}-vllm-{port}.log").read_text()
-    assert json.loads((root / "data" / "stats.json").read_text())["llm_calls"]["generator"]["new"] > 0
+    server_log = (root / f"{chain['jobs']['data']}-vllm-{port}.log").read_text()
+    assert f"{Path(sys.executable).with_name('vllm')} serve {chain['base_model']}" in data_log, data_log
+    assert "POST /v1/chat/completions" in server_log, server_log[-2000:]
+    calls = json.loads((root / "data" / "stats.json").read_text())["llm_calls"]
+    assert calls["generator"]["new"] > 0 and calls["generator"]["failures"] == 0, calls
     assert (root / "dpo_lora" / "adapter_model.safetensors").is_file()
     results = json.loads((root / "eval" / "results.json").read_text())
     # the eval job scored the chain's own adapters on the chain's base model, not the config's runs/demo paths

@@ -19,7 +19,14 @@ from pathlib import Path
 import torch
 import trl
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from core.cli import Command, run_command
 
@@ -110,7 +117,8 @@ def deepseek_r1_distill_tokenizer() -> PreTrainedTokenizerFast:
 def tiny_config_kwargs(tokenizer: PreTrainedTokenizerFast) -> dict:
     """Shapes small enough for a CPU test, with the real models' structure (GQA, untied embeddings). head_dim is the
     real models' 64-or-more kind: vLLM's CPU attention refuses head_dim 16, and both families must run through
-    transformers and vLLM alike (hidden_size / heads = head_dim, as Qwen2 derives it)."""
+    transformers and vLLM alike (hidden_size / heads = head_dim, as Qwen2 derives it). The vocabulary is padded to a
+    multiple of 64 as the real checkpoints' is; ``build`` then drops the padding rows (see there)."""
     return dict(
         vocab_size=((len(tokenizer) + 63) // 64) * 64,
         hidden_size=128,
@@ -139,11 +147,20 @@ def build(out_dir: Path, seed: int = 0) -> dict[str, Path]:
         config = config_cls(**tiny_config_kwargs(tokenizer))
         config.rope_parameters = {"rope_type": "default", "rope_theta": rope_theta}
         model = model_cls(config)
+        path = out_dir / name
+        tokenizer.save_pretrained(path)
+        config.save_pretrained(path)  # the tokenizer loads by the model type (Qwen2's adds <|endoftext|>)
+        # One embedding row per token of the tokenizer as it loads (transformers adds Qwen's <|endoftext|> to the
+        # DeepSeek one). Real checkpoints pad theirs (Qwen3-8B: 151,936 rows for 151,669 tokens) with rows training
+        # drives to negligible probability; random padding rows carry real probability mass, and lm-eval's hf model
+        # with `peft=` resizes the embedding to len(tokenizer) before loading an adapter, so its log-likelihoods would
+        # not be the model's that vLLM and our transformers backend score. Initialised padded and then cut (the RNG
+        # state kept for the next model), the real tokens' weights are those of the padded model.
+        with torch.random.fork_rng():
+            model.resize_token_embeddings(len(AutoTokenizer.from_pretrained(path)))
         model.generation_config.eos_token_id = tokenizer.eos_token_id
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-        path = out_dir / name
         model.save_pretrained(path)
-        tokenizer.save_pretrained(path)
         paths[name] = path
     return paths
 

@@ -6,8 +6,9 @@
     probabilities = llm.next_token_logprobs(conversations, options=["Yes", "No"])
 
 Backends (chosen per role by config): ``openai`` (any OpenAI-compatible endpoint), ``transformers`` (local weights,
-optional PEFT adapter) and ``vllm`` (in-process engine on GPU machines). The backend modules are imported only
-when selected, so importing this package pulls in neither torch nor vllm.
+optional PEFT adapter) and ``vllm`` (in-process engine; vLLM's CPU build on CPU machines). The backend modules are
+imported only when selected, so importing this package pulls in neither torch nor vllm. ``LLM.close()`` frees the
+model when a stage or model is done (a vLLM engine shared by several LLMs stops with the last of them).
 
 Every call goes through the content-addressed ``CallCache`` under this interface: a finished call is written the
 moment it finishes, so a crashed or repeated run repeats no finished call and returns identical output.
@@ -26,12 +27,13 @@ from core.llm.base import (
     candidate_seed,
     check_conversations,
     sha256_hex,
+    share_vllm_engines,
 )
 from core.llm.cache import CallCache
 from core.llm.stats import call_progress, count, llm_progress, llm_stats, stats_since
 
 __all__ = ["LLM", "Completion", "LLMConfig", "LLMRequestError", "Sampling", "build_llm", "call_counts", "llm_progress",
-           "llm_stats", "stats_since"]  # fmt: skip
+           "llm_stats", "share_vllm_engines", "stats_since"]  # fmt: skip
 
 
 def _count_stored(role: str, slots: int) -> None:
@@ -72,6 +74,12 @@ class LLM:
         server-reported prompt/completion tokens and HTTP requests."""
         return {**self._usage, **getattr(self.backend, "usage", {})}
 
+    def close(self) -> None:
+        """Free the backend's model (a vLLM engine stops once no LLM uses it). The LLM is unusable after."""
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            close()
+
     def _key(self, **fields) -> str:
         return sha256_hex({**self._key_base, **fields})
 
@@ -99,7 +107,7 @@ class LLM:
 
         def store(key: str, slots: list[tuple[int, int]], completion: Completion) -> None:
             self.cache.put(key, {"text": completion.text, "output_tokens": completion.output_tokens,
-                                 "latency_s": completion.latency_s})  # fmt: skip
+                                 "latency_s": completion.latency_s, "wall_s": completion.wall_s})  # fmt: skip
             for i, k in slots:
                 results[i][k] = completion
             self._usage["calls"] += 1

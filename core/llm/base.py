@@ -28,12 +28,15 @@ class LLMConfig:
     batch_size: int = 8  # sequences per forward pass (transformers)
     dtype: str = "auto"  # torch dtype name for local weights ("auto", "bfloat16", "float32", ...)
     chat_template_kwargs: dict = field(default_factory=dict)  # e.g. {"enable_thinking": False} for Qwen3
+    # vllm: the largest LoRA rank the model's engine accepts (0 = LoRA off). share_vllm_engines sets it from the
+    # adapters, the same for a base model and its adapters, so they share one engine.
+    max_lora_rank: int = 0
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"LLMConfig.backend: {self.backend!r} is not one of {BACKENDS}")
-        if self.max_concurrency < 1 or self.batch_size < 1 or self.max_retries < 0:
-            raise ValueError("LLMConfig: max_concurrency and batch_size must be >= 1, max_retries >= 0")
+        if self.max_concurrency < 1 or self.batch_size < 1 or self.max_retries < 0 or self.max_lora_rank < 0:
+            raise ValueError("LLMConfig: max_concurrency and batch_size must be >= 1, max_retries, max_lora_rank >= 0")
         if self.timeout_s <= 0 or self.deadline_s <= 0:
             raise ValueError(
                 f"LLMConfig: timeout_s and deadline_s must be > 0, got {self.timeout_s}, {self.deadline_s}"
@@ -73,8 +76,13 @@ class Sampling:
 class Completion:
     text: str
     output_tokens: int
-    latency_s: float  # seconds the call (local backends: its batch) took when made; as stored for cached ones
+    # Seconds from request to this response, when made (as stored for cached ones): its own request's (openai: the
+    # HTTP call; vllm: vLLM's per-request metrics) or, for transformers' static batches, its batch's; None: unknown.
+    latency_s: float | None
     cached: bool
+    # This response's share of the model calls' wall time: the shares of a call add up to its wall time, so
+    # tokens / sum(wall_s) is the throughput of the calls as a whole. None: not measured (older cache entries).
+    wall_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,34 @@ def adapter_fingerprint(adapter: str | None) -> str | None:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts (besides 1)
+
+
+def adapter_rank(adapter: str) -> int:
+    """The LoRA rank ``r`` of a PEFT adapter folder (adapter_config.json)."""
+    path = Path(adapter) / "adapter_config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: adapter_config.json not found (adapter: a PEFT adapter folder)")
+    rank = json.loads(path.read_text(encoding="utf-8")).get("r")
+    if not isinstance(rank, int) or rank < 1:
+        raise ValueError(f"{path}: field 'r': expected a positive integer, got {rank!r}")
+    return rank
+
+
+def share_vllm_engines(configs: list[LLMConfig]) -> None:
+    """Give every vllm config of the same (model, dtype) the same ``max_lora_rank``: the largest of their adapters'
+    ranks, rounded up to a value vLLM accepts (0 when none has an adapter), so one engine serves them all."""
+    ranks: dict[tuple, int] = {}
+    for cfg in configs:
+        if cfg.backend == "vllm":
+            rank = adapter_rank(cfg.adapter) if cfg.adapter else 0
+            ranks[(cfg.model, cfg.dtype)] = max(ranks.get((cfg.model, cfg.dtype), 0), rank)
+    for cfg in configs:
+        if cfg.backend == "vllm":
+            rank = ranks[(cfg.model, cfg.dtype)]
+            cfg.max_lora_rank = next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else 0
 
 
 def first_token_ids(tokenizer, options: list[str]) -> list[int]:

@@ -233,6 +233,10 @@ class OpenAIBackend:
             raise
 
     def generate(self, requests: list[GenerationRequest], on_done: Callable[[int, Completion], None]) -> None:
+        """Concurrent requests; each response's wall_s is the time since the call's previous response finished
+        (since the call began for the first), so the shares add up to the call's wall time."""
+        last_done = [time.perf_counter()]
+
         async def one(client, index: int, request: GenerationRequest) -> None:
             start = time.perf_counter()
             response = await self._create(
@@ -248,8 +252,9 @@ class OpenAIBackend:
             choice = response.choices[0]
             tokens = response.usage.completion_tokens if response.usage is not None else 0
             text = choice.message.content or ""
-            on_done(index, Completion(text=text, output_tokens=tokens, latency_s=time.perf_counter() - start,
-                                      cached=False))  # fmt: skip
+            done = time.perf_counter()
+            wall_s, last_done[0] = done - last_done[0], done
+            on_done(index, Completion(text, tokens, latency_s=done - start, cached=False, wall_s=wall_s))
 
         self._run(self._all(requests, one))
 

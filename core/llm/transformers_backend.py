@@ -6,6 +6,7 @@ candidate k of a conversation is the same token sequence whatever else shares it
 between padded shapes), which is what makes per-candidate caching and crash-resume give identical output.
 """
 
+import gc
 import time
 from collections.abc import Callable
 
@@ -90,6 +91,13 @@ class TransformersBackend:
         enc = self._encode([[{"role": "user", "content": "Hello"}]])
         self.model(**enc, logits_to_keep=1)
 
+    def close(self) -> None:
+        """Drop the weights (freed once nothing else refers to the model)."""
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def key_fields(self) -> dict:
         return {"adapter_sha256": adapter_fingerprint(self.cfg.adapter)}
 
@@ -137,7 +145,7 @@ class TransformersBackend:
         for index, tokens in zip(indices, new_tokens, strict=True):
             length = next((pos + 1 for pos, token in enumerate(tokens) if token in self.eos_ids), len(tokens))
             text = self.tokenizer.decode(tokens[:length], skip_special_tokens=True)
-            on_done(index, Completion(text=text, output_tokens=length, latency_s=latency, cached=False))
+            on_done(index, Completion(text, length, latency_s=latency, cached=False, wall_s=latency / len(indices)))
 
     @torch.inference_mode()
     def next_token_log_softmax(self, conversations: list[list[dict]]) -> torch.Tensor:

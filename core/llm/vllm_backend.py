@@ -1,19 +1,31 @@
-"""The in-process vLLM engine, for GPU machines (``pip install -r requirements-gpu.txt``).
+"""The in-process vLLM engine: GPU machines install vLLM's CUDA build (requirements-gpu.txt), CPU machines (CI,
+laptops) the same version's CPU build (requirements-cpu.txt); tests/test_vllm*.py run every path here on the CPU
+build against the transformers backend.
 
-UNTESTED HERE: vllm needs a CUDA GPU and is not installed on the CPU machines the test suite runs on; no test
-imports this module. It is imported only when a config selects ``backend: vllm``. The code follows vLLM's stable
-offline API: ``LLM(model)``, ``LLM.generate`` on token-id prompts, ``SamplingParams(n, seed, prompt_logprobs)``
-and ``LoRARequest`` for a PEFT adapter.
+Engines are shared: a process holds one ``vllm.LLM`` per (model, dtype, LoRA rank), however many roles or eval
+models use it, each with its own ``LoRARequest`` (rank: ``LLMConfig.max_lora_rank``, set by ``share_vllm_engines``
+so a base model and its adapters agree). An engine stops when the last LLM using it is closed: its EngineCore and
+worker processes are shut down and waited for by PID, so the next model's engine never starts beside it.
 
 The chat template is applied with the model's own Hugging Face tokenizer (the same call, with the same
 ``chat_template_kwargs``, as the transformers backend), so both backends see identical prompts. Each candidate is
-its own request with ``seed=candidate_seed(sampling.seed, k)``: vLLM seeds per request, so candidate k is
-reproducible and cached on its own. ``next_token_logprobs`` is exact for every option: the option's first token
-is appended to the prompt and vLLM returns that token's prompt logprob (prefix caching shares the prompt work).
+its own request, seeded like the transformers backend: ``row_seed(conversation, candidate_seed(seed, k))``, so two
+conversations never share sampling noise and candidate k is reproducible and cached on its own. A response's
+latency is its own request's, from vLLM's per-request metrics (arrival to last token); its ``wall_s`` is an equal
+share of the engine call's wall time, so throughput is the batch's as a whole.
+
+Log-probabilities of given tokens (judges' options, held-out responses) come from vLLM's prompt logprobs, exact
+over the whole vocabulary. vLLM skips its prefix cache for requests that ask for prompt logprobs, so their values
+do not depend on what ran before (prefix caching stays on for generation). vLLM's CPU build cannot batch prompt
+logprobs on an engine with LoRA enabled: its CPU LoRA kernel (``vllm/lora/punica_wrapper/punica_cpu.py``) takes one
+adapter index per request, where prompt logprobs pass one row per token, and a batch of two or more requests kills
+the engine (``einsum(): subscript b has size 3 ... 7``); a single request broadcasts its index and is exact. On CPU
+such an engine therefore gets those requests one at a time (tests/test_vllm.py checks both facts).
 """
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from core.chat_templates import chat_prompt
 from core.llm.base import (
@@ -22,31 +34,119 @@ from core.llm.base import (
     LLMConfig,
     adapter_fingerprint,
     first_token_ids,
+    row_seed,
+    share_vllm_engines,
 )
 
-MAX_LORA_RANK = 64  # adapters trained by train.sft / train.dpo use r <= 64
+SHUTDOWN_WAIT_S = 30  # after vLLM's own shutdown (which force-kills after 5 s), how long to wait for its processes
+
+
+@dataclass
+class Engine:
+    """One ``vllm.LLM`` and who uses it."""
+
+    llm: object
+    users: int = 0
+    lora_ids: dict[str, int] = field(default_factory=dict)  # adapter path -> vLLM's integer id for it
+    one_at_a_time: bool = False  # prompt-logprob requests go singly (batches_prompt_logprobs)
+
+
+_ENGINES: dict[tuple, Engine] = {}
+
+
+def engine_key(cfg: LLMConfig) -> tuple:
+    return (cfg.model, cfg.dtype, cfg.max_lora_rank)
+
+
+def open_engines() -> int:
+    """Engines alive in this process (tests check the eval never holds two)."""
+    return len(_ENGINES)
+
+
+def _start(cfg: LLMConfig) -> Engine:
+    import vllm
+
+    lora = {"enable_lora": True, "max_lora_rank": cfg.max_lora_rank} if cfg.max_lora_rank else {}
+    llm = vllm.LLM(
+        model=cfg.model,
+        dtype=cfg.dtype,
+        enable_prefix_caching=True,
+        disable_log_stats=False,  # per-request metrics: each response's own latency
+        **lora,
+    )
+    return Engine(llm, one_at_a_time=not batches_prompt_logprobs(cfg.max_lora_rank > 0))
+
+
+def engine_processes(llm) -> list:
+    """A ``vllm.LLM``'s processes (psutil): its EngineCore processes and everything they started (the workers)."""
+    import psutil
+
+    manager = llm.llm_engine.engine_core.resources.engine_manager
+    cores = [psutil.Process(p.pid) for p in manager.processes if p.pid is not None]
+    return cores + [child for core in cores for child in core.children(recursive=True)]
+
+
+def stop_engine(llm) -> None:
+    """Shut a ``vllm.LLM`` down: vLLM's own shutdown (it force-kills what has not exited after 5 s), then wait for
+    every process the engine started to be gone (EngineCore processes reaped, so no zombies stay behind), killing by
+    PID what is left. Also for engines made elsewhere (lm-eval's vllm model)."""
+    import psutil
+
+    try:
+        processes = engine_processes(llm)
+    except psutil.NoSuchProcess:  # an engine that died (EngineDeadError) may have lost some already
+        processes = []
+    llm.llm_engine.engine_core.shutdown()
+    _, alive = psutil.wait_procs(processes, timeout=SHUTDOWN_WAIT_S)
+    for process in alive:
+        process.kill()
+    psutil.wait_procs(alive, timeout=SHUTDOWN_WAIT_S)
+
+
+def batches_prompt_logprobs(lora_enabled: bool) -> bool:
+    """Whether an engine can batch prompt-logprob requests: not vLLM's CPU build with LoRA on (see above)."""
+    from vllm.platforms import current_platform
+
+    return not (lora_enabled and current_platform.is_cpu())
 
 
 class VLLMBackend:
     def __init__(self, cfg: LLMConfig):
         try:
             import vllm
-            from vllm.lora.request import LoRARequest
         except ImportError as err:
             raise ImportError(
-                "backend 'vllm' needs the vllm package (GPU machines): pip install -r requirements-gpu.txt"
+                "backend 'vllm' needs the vllm package: pip install -r requirements-gpu.txt (GPU), or on CPU "
+                "`make setup` (vLLM's CPU build, requirements-cpu.txt)"
             ) from err
+        if cfg.adapter and not cfg.max_lora_rank:
+            share_vllm_engines([cfg])  # an LLM on its own: the engine takes its adapter's rank
         self.cfg = cfg
         self._vllm = vllm
-        self.engine = vllm.LLM(
-            model=cfg.model,
-            dtype=cfg.dtype,
-            enable_lora=cfg.adapter is not None,
-            max_lora_rank=MAX_LORA_RANK,
-            enable_prefix_caching=True,
-        )
+        self.key = engine_key(cfg)
+        if self.key not in _ENGINES:
+            _ENGINES[self.key] = _start(cfg)
+        self._engine = _ENGINES[self.key]
+        self._engine.users += 1
+        self.engine = self._engine.llm
         self.tokenizer = self.engine.get_tokenizer()
-        self.lora_request = LoRARequest("adapter", 1, cfg.adapter) if cfg.adapter else None
+        self.eos_ids = end_of_turn_ids(cfg.model, self.tokenizer)
+        self.lora_request = None
+        if cfg.adapter:
+            from vllm.lora.request import LoRARequest
+
+            lora_id = self._engine.lora_ids.setdefault(cfg.adapter, len(self._engine.lora_ids) + 1)
+            self.lora_request = LoRARequest(f"adapter-{lora_id}", lora_id, cfg.adapter)
+
+    def close(self) -> None:
+        """Release the engine; the last user shuts it down. Idempotent."""
+        if self._engine is None:
+            return
+        self._engine.users -= 1
+        if self._engine.users == 0:
+            del _ENGINES[self.key]
+            stop_engine(self._engine.llm)
+        self._engine, self.engine = None, None
 
     def key_fields(self) -> dict:
         return {"adapter_sha256": adapter_fingerprint(self.cfg.adapter)}
@@ -56,12 +156,14 @@ class VLLMBackend:
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _run(self, prompts: list[list[int]], params: list) -> list:
+        if self.engine is None:
+            raise RuntimeError(f"vllm backend for {self.cfg.model}: used after close()")
         token_prompts = [{"prompt_token_ids": ids} for ids in prompts]
-        return self.engine.generate(token_prompts, params, lora_request=self.lora_request, use_tqdm=True)
+        return self.engine.generate(token_prompts, params, lora_request=self.lora_request, use_tqdm=len(prompts) > 1)
 
     def generate(self, requests: list[GenerationRequest], on_done: Callable[[int, Completion], None]) -> None:
-        """One engine call for the whole list (vLLM schedules it continuously); results stored as a block, so
-        very long lists are cut into chunks of ``batch_size * 64`` to bound the work lost to a crash."""
+        """One engine call per chunk (vLLM schedules it continuously); results stored as a block, so very long
+        lists are cut into chunks of ``batch_size * 64`` to bound the work lost to a crash."""
         chunk = self.cfg.batch_size * 64
         for start in range(0, len(requests), chunk):
             part = requests[start : start + chunk]
@@ -70,29 +172,61 @@ class VLLMBackend:
                     n=1,
                     temperature=r.sampling.temperature,
                     top_p=r.sampling.top_p,
-                    top_k=r.sampling.top_k or -1,  # vLLM: -1 = all tokens
+                    top_k=r.sampling.top_k,  # 0 = off, in vLLM as here
                     max_tokens=r.sampling.max_new_tokens,
-                    seed=r.seed,
+                    seed=row_seed(r.messages, r.seed),
                 )
                 for r in part
             ]
             began = time.perf_counter()
             outputs = self._run([self._prompt_ids(r.messages) for r in part], params)
-            latency = time.perf_counter() - began
+            wall_share = (time.perf_counter() - began) / len(part)
             for offset, output in enumerate(outputs):
                 best = output.outputs[0]
-                on_done(start + offset, Completion(best.text, len(best.token_ids), latency, cached=False))
+                completion = Completion(best.text, len(best.token_ids), request_latency(output), False, wall_share)
+                on_done(start + offset, completion)
+
+    def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float | None]]:
+        """log p(token k | tokens before k) for every token of every sequence (None for the first), exact."""
+        params = self._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
+        if self._engine.one_at_a_time:
+            outputs = [self._run([ids], [params])[0] for ids in sequences]
+        else:
+            outputs = self._run(sequences, [params] * len(sequences))
+        return [
+            [None] + [float(output.prompt_logprobs[k][ids[k]].logprob) for k in range(1, len(ids))]
+            for ids, output in zip(sequences, outputs, strict=True)
+        ]
 
     def next_token_logprobs(self, conversations, options, on_done) -> None:
+        """Exact log-probabilities: each option's first token is appended to the prompt and scored as its last
+        prompt token. Options sharing a first token get the same value."""
         first_tokens = first_token_ids(self.tokenizer, options)
-        prompts, params = [], self._vllm.SamplingParams(max_tokens=1, prompt_logprobs=0)
-        for messages in conversations:
-            ids = self._prompt_ids(messages)
-            prompts.extend(ids + [token] for token in first_tokens)
-        outputs = self._run(prompts, [params] * len(prompts))
+        sequences = [self._prompt_ids(messages) + [token] for messages in conversations for token in first_tokens]
+        scored = self.prompt_logprobs(sequences)
         for index in range(len(conversations)):
-            scores = {}
-            for j, (option, token) in enumerate(zip(options, first_tokens, strict=True)):
-                last = outputs[index * len(options) + j].prompt_logprobs[-1]
-                scores[option] = float(last[token].logprob)
-            on_done(index, scores)
+            rows = scored[index * len(options) : (index + 1) * len(options)]
+            on_done(index, {option: row[-1] for option, row in zip(options, rows, strict=True)})
+
+
+def end_of_turn_ids(model: str, tokenizer) -> set[int]:
+    """The ids that end a reply, read as the transformers backend reads them: the model's generation config
+    (its model config when it has none), else the tokenizer's EOS."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        eos = GenerationConfig.from_pretrained(model).eos_token_id
+    except OSError:
+        eos = AutoConfig.from_pretrained(model).eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos])
+
+
+def request_latency(output) -> float | None:
+    """Seconds from the request's arrival to its last token, from vLLM's per-request metrics (None without them):
+    the time to the first token as vLLM's front end measured it, plus first to last token in the engine."""
+    metrics = output.metrics
+    if metrics is None or not metrics.first_token_ts:
+        return None
+    return metrics.first_token_latency + (metrics.last_token_ts - metrics.first_token_ts)
