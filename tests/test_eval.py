@@ -244,12 +244,15 @@ def test_full_eval_writes_results_report_and_plots(first_run):
         assert m["per_failure_type"]["stereotyping"] == 20.0 and m["per_failure_type"]["erasure"] == 20.0
         responses = 3 * PER_SET + len(TEST_PROMPTS)
         assert m["efficiency"]["responses"] == responses
-        # On the StepClock every response took 1.0 s (the one cache hit kept its 1.0 s); each has 8 new tokens, the
-        # max_new_tokens cap (greedy random weights never emit EOS that early: a mean of 8.0 means all 8), so the
-        # throughput is 20 * 8 tokens / (20 * 1.0 s) = 8 tokens/s.
+        # On the StepClock every batch takes 1.0 s, and each response's latency is its batch's 1.0 s (the one cache
+        # hit kept its 1.0 s); each has 8 new tokens, the max_new_tokens cap (greedy random weights never emit EOS
+        # that early: a mean of 8.0 means all 8). Throughput is tokens over the calls' wall time, each response
+        # carrying its share of its batch: 4 sets of 5 prompts are 4 one-second batches, except that the CULTURAX
+        # prompt copying an HHH prompt is a cache hit carrying its original share (1.0 s / 5) while its set's other
+        # 4 share their batch's 1.0 s: 20 * 8 tokens / (3 * 1.0 + 1.0 + 0.2) s = 160 / 4.2 tokens/s.
         assert m["efficiency"]["latency_s_per_response"] == 1.0 and m["efficiency"]["latency_s_median"] == 1.0
         assert m["efficiency"]["output_tokens_per_response"] == 8.0
-        assert m["efficiency"]["tokens_per_s"] == pytest.approx(8.0)
+        assert m["efficiency"]["tokens_per_s"] == pytest.approx(160 / 4.2)
     assert results["metrics"]["base"]["efficiency"]["training"] is None
     training = results["metrics"]["tuned"]["efficiency"]["training"]
     assert training["train_tokens_per_s"] == pytest.approx(500.0) and training["gpu_hours"] == 0.0
