@@ -55,7 +55,7 @@ def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict
     from vllm.lora.request import LoRARequest
 
     from core.llm import share_vllm_engines
-    from core.llm.vllm_backend import batches_prompt_logprobs
+    from core.llm.vllm_backend import batches_prompt_logprobs, default_cpu_kv_cache
 
     key = (common["pretrained"], common["dtype"])
     if key not in engines:
@@ -66,6 +66,7 @@ def vllm_with_lora(cfg: EvalConfig, spec: ModelSpec, common: dict, engines: dict
         rank = same_base[0].max_lora_rank
         lora = {"lora_local_path": adapters[0], "max_lora_rank": rank} if adapters else {}
         batch_size = cfg.benchmark_spec.batch_size if batches_prompt_logprobs(bool(adapters)) else 1
+        default_cpu_kv_cache()
         engines[key] = get_model("vllm").create_from_arg_obj(vllm_args(common) | lora, {"batch_size": batch_size})
     engine = engines[key]
     adapter = cfg.model_llm_config(spec).adapter

@@ -23,6 +23,8 @@ the engine (``einsum(): subscript b has size 3 ... 7``); a single request broadc
 such an engine therefore gets those requests one at a time (tests/test_vllm.py checks both facts).
 """
 
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +41,8 @@ from core.llm.base import (
 )
 
 SHUTDOWN_WAIT_S = 30  # after vLLM's own shutdown (which force-kills after 5 s), how long to wait for its processes
+CPU_KV_CACHE_GIB = "1"  # vLLM's CPU build: KV cache per engine when VLLM_CPU_KVCACHE_SPACE is unset
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,9 +67,22 @@ def open_engines() -> int:
     return len(_ENGINES)
 
 
+def default_cpu_kv_cache() -> None:
+    """On vLLM's CPU build, a KV cache of CPU_KV_CACHE_GIB per engine unless VLLM_CPU_KVCACHE_SPACE says otherwise:
+    without it vLLM sizes the cache as a share of the machine's memory (``gpu_memory_utilization``, 0.92 of a NUMA
+    node's) and refuses to start when that much is not free, as on a laptop that runs anything else. The CUDA build
+    is left alone. Engines started after this (ours, lm-eval's) inherit it."""
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu() and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = CPU_KV_CACHE_GIB
+        log.info("vLLM CPU build: KV cache %s GiB per engine (set VLLM_CPU_KVCACHE_SPACE to change)", CPU_KV_CACHE_GIB)
+
+
 def _start(cfg: LLMConfig) -> Engine:
     import vllm
 
+    default_cpu_kv_cache()
     lora = {"enable_lora": True, "max_lora_rank": cfg.max_lora_rank} if cfg.max_lora_rank else {}
     llm = vllm.LLM(
         model=cfg.model,
