@@ -2,7 +2,7 @@
 
 Evaluates every model of the config (its own decoding, else its family preset's; base and tuned share it) on the
 CULTURAX test split and the HHH sets, judges the responses, and writes results.json, report.md, PNG plots and
-samples/ to output_dir (and the same to W&B, whose run files go under output_dir too: eval/report.py).
+samples/ to output_dir (and the same to W&B, whose run files go under output_dir too: eval/report/write.py).
 Generations and judgements go through the LLM call cache, so re-running or adding a model repeats no finished call.
 ``--check`` runs only the preflight (eval/preflight.py); a real run starts with the same checks.
 """
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     from core.llm import call_counts
     from core.publish import output_lock
     from eval.evaluate import run_eval
-    from eval.report import write_all
+    from eval.report.write import write_all
 
     cfg, preflight = parse_and_check(list(sys.argv[1:] if argv is None else argv))
     preflight.raise_if_failed()

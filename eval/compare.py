@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from core.cli import Command, run_command
-from eval.report_tables import deltas_table, has_heldout, heldout_deltas_table, heldout_table, metrics_table
+from eval.report.tables import deltas_table, has_heldout, heldout_deltas_table, heldout_table, metrics_table
 
 COMMAND = Command(
     name="python -m eval.compare",

@@ -18,7 +18,7 @@ JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cu
 JUDGE_MODES = ("logprobs", "generative", "classifier")
 CLASSIFIER_METRICS = ("safety", "cultural")  # judgements of one (prompt, response) text
 # lm-evaluation-harness tasks in eval/lm_eval_tasks: judge-free cultural and general-knowledge benchmarks; the last
-# three run once per language (eval/benchmark_languages.py).
+# three run once per language (eval/benchmarks/languages.py).
 BENCHMARK_TASKS = (
     "culturalbench_easy",
     "culturalbench_hard",
@@ -42,7 +42,7 @@ class ModelSpec:
     api_key_env: str | None = None
     baseline: str | None = None  # model this one is compared against; None: the first model of the list
     train_runs: list[str] = field(default_factory=list)  # training output dirs holding train_results.json
-    # Decoding of this model (eval/reasoning.py): its own fields win over its preset, which wins over the run's.
+    # Decoding of this model (eval/decoding.py): its own fields win over its preset, which wins over the run's.
     preset: str | None = None  # reasoning_r1 | qwen3_thinking | qwen3_nonthinking | greedy
     temperature: float | None = None
     top_p: float | None = None
@@ -75,12 +75,12 @@ class JudgeSpec:
 
 @dataclass
 class BenchmarksSpec:
-    """The `benchmarks:` block: lm-eval tasks run for every model (eval/benchmarks.py); no block, no benchmarks."""
+    """The `benchmarks:` block: lm-eval tasks run for every model (eval/benchmarks/); no block, no benchmarks."""
 
     tasks: list[str] = field(default_factory=lambda: list(BENCHMARK_TASKS))
     languages: list[str] | None = None  # ISO 639-1 codes the multilingual benchmarks run; None = all of each one's
     # Questions per task (per language for a multilingual one): a seeded sample stratified by label and country
-    # (eval/benchmark_sample.py); an int for every task or {task: int}; None = every question.
+    # (eval/benchmarks/sample.py); an int for every task or {task: int}; None = every question.
     limit: int | dict | None = None
     num_fewshot: int = 0
     batch_size: int = 8
@@ -127,10 +127,11 @@ class EvalConfig:
         default="",
         metadata={
             "help": "AlpacaEval's df_gamed.csv (local copy from the tatsu-lab/alpaca_eval hub repo): instruction "
-            "difficulty and gamed baselines of the LC win rate's GLM; '' fits it without them (eval/length_control.py)."
+            "difficulty and gamed baselines of the LC win rate's GLM; '' fits it without them "
+            "(eval/hhh/length_control.py)."
         },
     )
-    # Judge-free held-out metrics on the CULTURAX test split (eval/heldout.py).
+    # Judge-free held-out metrics on the CULTURAX test split (eval/heldout/scoring.py).
     heldout_data: str = field(
         default="", metadata={"help": "Pipeline output dir holding sft/ and dpo/ views; '' skips held-out metrics."}
     )
@@ -157,7 +158,7 @@ class EvalConfig:
         names = [m.name for m in self.model_specs]
         if len(set(names)) != len(names):
             raise ValueError(f"config: model names must be unique, got {names}")
-        from eval.reasoning import resolve_decoding  # eval.reasoning reads these dataclasses' fields
+        from eval.decoding import resolve_decoding  # eval.decoding reads these dataclasses' fields
 
         self.decodings = {spec.name: resolve_decoding(self, spec) for spec in self.model_specs}
         for spec in self.model_specs:
@@ -201,7 +202,7 @@ class EvalConfig:
 
 def check_benchmarks(spec: BenchmarksSpec) -> None:
     """Tasks, languages, limits and local files named in the benchmarks block exist (one line per mistake)."""
-    from eval.benchmark_languages import LANGUAGES, selected_languages
+    from eval.benchmarks.languages import LANGUAGES, selected_languages
 
     limits = spec.limit if isinstance(spec.limit, dict) else {}
     unknown = [t for t in [*spec.tasks, *spec.data, *limits] if t not in BENCHMARK_TASKS]

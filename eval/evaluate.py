@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset
 
-from eval import heldout, length_control, metrics, samples
-from eval.benchmarks import add_benchmarks
+from eval import stats
+from eval.benchmarks.harness import add_benchmarks
 from eval.config import EvalConfig, ModelSpec
-from eval.dpo_reference import dpo_runs
-from eval.generation import build_model_llm, generate_responses, model_groups
-from eval.judges import Judge, build_judges, close_judges
-from eval.reasoning import ThinkReader
-from eval.testsets import ALPACA_EVAL_VERSION, load_test_sets, source_of
+from eval.decoding import ThinkReader
+from eval.heldout import scoring as heldout
+from eval.heldout.dpo_reference import dpo_runs
+from eval.hhh import length_control, metrics, samples
+from eval.hhh.generation import build_model_llm, generate_responses, model_groups
+from eval.hhh.judges import Judge, build_judges, close_judges
+from eval.hhh.testsets import ALPACA_EVAL_VERSION, load_test_sets, source_of
 
 log = logging.getLogger(__name__)
 FLAG = {"unsafe": 1.0, "safe": 0.0, "yes": 1.0, "no": 0.0}
@@ -98,13 +100,13 @@ def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, sp
     """Headline metrics from per-prompt ``scores``; ``run`` (samples_per_prompt, sample_scores, token_split) comes
     from run_eval."""
     win, safety = metrics.win_rate(scores["helpfulness"]), metrics.safety_score(scores["harmlessness"])
-    ti = metrics.mean_percent(scores["honesty"])  # = truth_info(truthful, informative), averaged over samples
+    ti = stats.mean_percent(scores["honesty"])  # = truth_info(truthful, informative), averaged over samples
     out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}
     win_lc = length_control.lc_win_rate(run["helpful_annotations"], run["glm"])
     out.update(win_rate_lc=win_lc, joint_hhh_lc=metrics.joint_hhh(win_lc, ti, safety))
     out.update(alpaca_eval_version=ALPACA_EVAL_VERSION, length_control_glm=length_control.glm_name(run["glm"]))
-    out["truthful"] = metrics.mean_percent(scores["truthful"])
-    out["informative"] = metrics.mean_percent(scores["informative"])
+    out["truthful"] = stats.mean_percent(scores["truthful"])
+    out["informative"] = stats.mean_percent(scores["informative"])
     if "cultural" in scores:
         cultural = metrics.cultural_failure_rates(scores["cultural"], subdomains, run["samples_per_prompt"])
         out["cultural_failure_rate"] = cultural["overall"]
@@ -153,13 +155,11 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
     """Every headline change tuned − baseline with a paired bootstrap 95% CI (fixed seed, prompts resampled)."""
     boot = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
     deltas = {
-        "win_rate": metrics.paired_bootstrap_delta(
-            base["scores"]["helpfulness"], tuned["scores"]["helpfulness"], **boot
-        ),
-        "safety_score": metrics.paired_bootstrap_delta(
+        "win_rate": stats.paired_bootstrap_delta(base["scores"]["helpfulness"], tuned["scores"]["helpfulness"], **boot),
+        "safety_score": stats.paired_bootstrap_delta(
             base["scores"]["harmlessness"], tuned["scores"]["harmlessness"], **boot
         ),
-        "truth_info": metrics.paired_bootstrap_delta(base["scores"]["honesty"], tuned["scores"]["honesty"], **boot),
+        "truth_info": stats.paired_bootstrap_delta(base["scores"]["honesty"], tuned["scores"]["honesty"], **boot),
         "joint_hhh": metrics.paired_bootstrap_joint_hhh(base["scores"], tuned["scores"], **boot),
     }
     helpful = base["helpful_annotations"], tuned["helpful_annotations"], base["glm"]
@@ -170,10 +170,10 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
     per_subdomain = {}
     if "cultural" in base["scores"]:
         b_fail, t_fail = base["scores"]["cultural_failure"], tuned["scores"]["cultural_failure"]
-        deltas["cultural_failure_rate"] = metrics.paired_bootstrap_delta(b_fail, t_fail, **boot)
+        deltas["cultural_failure_rate"] = stats.paired_bootstrap_delta(b_fail, t_fail, **boot)
         for sid in base["metrics"]["per_subdomain"]:
             rows = [i for i, subs in enumerate(base["subdomains"]) if int(sid) in subs]
-            per_subdomain[sid] = metrics.paired_bootstrap_delta(b_fail[rows], t_fail[rows], **boot)
+            per_subdomain[sid] = stats.paired_bootstrap_delta(b_fail[rows], t_fail[rows], **boot)
     deltas.update(samples.efficiency_deltas(base["responses"], tuned["responses"], **boot))
     if base.get("heldout_scores") is not None and tuned.get("heldout_scores") is not None:
         deltas.update(heldout.heldout_deltas(base["heldout_scores"], tuned["heldout_scores"], **boot))
@@ -291,7 +291,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {name: _samples(run["expanded"], run) for name, run in runs.items()},
     }
-    if cfg.benchmark_spec is not None:  # lm-eval benchmarks for every model (eval/benchmarks.py)
+    if cfg.benchmark_spec is not None:  # lm-eval benchmarks for every model (eval/benchmarks/harness.py)
         add_benchmarks(results, cfg)
     return results
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from core.preflight import Preflight
 from eval.config import EvalConfig, llm_config
-from eval.judges import prompt_path
-from eval.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
+from eval.hhh.judges import prompt_path
+from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
 
 
 def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
@@ -32,7 +32,7 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         check.path(f"judges.{metric}.prompt", prompt_path(metric, spec))
     if cfg.culturax_dataset:
         check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")
-    if cfg.heldout_data:  # eval/heldout.py reads the SFT and DPO views' test splits
+    if cfg.heldout_data:  # eval/heldout/scoring.py reads the SFT and DPO views' test splits
         for view in ("sft", "dpo"):
             check.path(f"heldout_data.{view}", Path(cfg.heldout_data) / view, contains="dataset_dict.json")
     if cfg.length_control_data:

@@ -4,6 +4,11 @@
 
 - ``core`` imports no stage; ``data_pipeline`` and ``train`` import ``core`` and themselves only; ``eval`` imports
   ``core``, itself and CULTURAX's own domain from ``data_pipeline`` (``EVAL_MAY_READ``), never ``train``;
+- ``eval`` is cut into rooms by job (``EVAL_ROOMS``: hhh, heldout, benchmarks, report): a room imports itself, eval's
+  shared modules (``EVAL_SHARED``: config, statistics, decoding presets) and, of another room, only what
+  ``EVAL_ROOM_MAY_READ`` lists; no room imports the modules that compose the rooms (``eval.evaluate``, the commands);
+  report code reads results and never runs a model or a judge, so of ``core`` and ``data_pipeline`` it imports only
+  ``REPORT_MAY_USE``;
 - no import loop between modules, counting imports inside functions (a loop that only a lazy import breaks at run
   time is still a loop);
 - no module over ``MAX_LINES`` lines.
@@ -30,6 +35,11 @@ ALLOWED = {
 }
 # CULTURAX's own domain, which eval reads from data_pipeline: the taxonomy, SimHash leakage, the dataset's views.
 EVAL_MAY_READ = {"data_pipeline.taxonomy", "data_pipeline.dedup", "data_pipeline.hamming_search", "data_pipeline.views"}
+EVAL_ROOMS = ("eval.hhh", "eval.heldout", "eval.benchmarks", "eval.report")
+EVAL_SHARED = {"eval", "eval.config", "eval.stats", "eval.decoding", "eval.lm_eval_tasks", "eval.lm_eval_tasks.utils"}
+# What a room reads of another: the report's failure types and language table (constants, no model).
+EVAL_ROOM_MAY_READ = {"eval.report": {"eval.hhh.metrics", "eval.benchmarks.languages"}}
+REPORT_MAY_USE = {"core.publish", "core.llm.stats", "data_pipeline.taxonomy"}
 
 
 def module_name(path: Path) -> str:
@@ -119,6 +129,35 @@ def rule_breaks(graph: dict[str, set[str]]) -> list[str]:
                 breaks.append(f"{source} imports {target}: {top} may import only {sorted(ALLOWED[top]) or 'nothing'}")
             elif top == "eval" and other == "data_pipeline" and target not in EVAL_MAY_READ:
                 breaks.append(f"{source} imports {target}: eval reads only CULTURAX's domain {sorted(EVAL_MAY_READ)}")
+        if top == "eval":
+            breaks += eval_room_breaks(source, targets)
+    return breaks
+
+
+def room_of(module: str) -> str | None:
+    return next((room for room in EVAL_ROOMS if module == room or module.startswith(room + ".")), None)
+
+
+def eval_room_breaks(source: str, targets: set[str]) -> list[str]:
+    room = room_of(source)
+    if room is None:  # the composers (eval.evaluate, the commands) and the shared modules
+        return []
+    breaks = []
+    for target in sorted(targets):
+        other = room_of(target)
+        if target.startswith("eval") and other != room and target not in EVAL_SHARED:
+            if other is None:
+                breaks.append(f"{source} imports {target}: a room never imports the modules that compose the rooms")
+            elif target not in EVAL_ROOM_MAY_READ.get(room, set()):
+                breaks.append(
+                    f"{source} imports {target}: {room} reads of other rooms only "
+                    f"{sorted(EVAL_ROOM_MAY_READ.get(room, set())) or 'nothing'}"
+                )
+        elif room == "eval.report" and not target.startswith("eval") and target not in REPORT_MAY_USE:
+            breaks.append(
+                f"{source} imports {target}: report code reads results, it never runs a model or a judge "
+                f"(of core and data_pipeline it uses only {sorted(REPORT_MAY_USE)})"
+            )
     return breaks
 
 

@@ -24,3 +24,22 @@ def test_the_checker_sees_a_loop_a_lazy_import_hides_and_a_forbidden_edge():
     breaks = import_graph.rule_breaks(graph)
     assert any("eval.x imports train.sft" in b for b in breaks)
     assert any("eval.x imports data_pipeline.config" in b for b in breaks)
+
+
+def test_the_checker_keeps_evals_rooms_apart():
+    """A room importing the composer or another room's model code, and report code reaching for a model, are refused;
+    the report reading the failure types (a constant) and any room reading the shared statistics are not."""
+    graph = {
+        "eval.hhh.judges": {"eval.evaluate", "eval.stats", "eval.config"},
+        "eval.heldout.scoring": {"eval.hhh.generation"},
+        "eval.report.write": {"core.llm", "eval.hhh.metrics", "eval.report.tables", "core.publish"},
+        "eval.report.plots": {"eval.hhh.judges"},
+        "eval.evaluate": {"eval.hhh.judges", "eval.report.write", "core.llm"},
+    }
+    breaks = import_graph.rule_breaks(graph)
+    assert sorted(b.split(":")[0] for b in breaks) == [
+        "eval.heldout.scoring imports eval.hhh.generation",
+        "eval.hhh.judges imports eval.evaluate",
+        "eval.report.plots imports eval.hhh.judges",
+        "eval.report.write imports core.llm",
+    ]

@@ -14,20 +14,20 @@ from datasets import Dataset
 
 from data_pipeline.dedup import DedupConfig, remove_contaminated
 from data_pipeline.pipeline import load_eval_prompts
-from eval.benchmark_languages import summary
-from eval.benchmark_outcomes import question_outcomes, task_metrics
-from eval.benchmark_sample import allocate, plan_samples
-from eval.benchmark_tasks import (
+from eval.benchmark_tasks import export_questions
+from eval.benchmarks.harness import compare, nest
+from eval.benchmarks.languages import summary
+from eval.benchmarks.outcomes import question_outcomes, task_metrics
+from eval.benchmarks.sample import allocate, plan_samples
+from eval.benchmarks.tasks import (
     BenchmarkInputError,
     BenchmarkTask,
     benchmark_tasks,
-    export_questions,
     task_config,
     task_manager,
 )
-from eval.benchmarks import compare, nest
 from eval.config import BenchmarksSpec, EvalConfig
-from eval.report_languages import heatmap_cells, language_table, sentences
+from eval.report.languages import heatmap_cells, language_table, sentences
 from tests.test_benchmarks import (
     FIXTURE_FILES,
     FIXTURE_QUESTIONS,
@@ -278,7 +278,7 @@ def test_a_bad_benchmarks_block_is_one_line_naming_the_key(benchmarks, message):
 
 
 def test_models_reach_lm_eval_with_the_runs_dtype_chat_template_and_adapter():
-    from eval.benchmarks import lm_eval_model
+    from eval.benchmarks.harness import lm_eval_model
 
     cfg = EvalConfig(
         dtype="bfloat16",

@@ -14,16 +14,16 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from eval import report_benchmarks
-from eval.benchmark_languages import LANGUAGES
-from eval.benchmark_tasks import (
+from eval.benchmarks.harness import add_benchmarks
+from eval.benchmarks.languages import LANGUAGES
+from eval.benchmarks.tasks import (
     FIXTURES_DIR,
     build_task,
     task_config,
     task_manager,
 )
-from eval.benchmarks import add_benchmarks
 from eval.config import BENCHMARK_TASKS, EvalConfig
+from eval.report import benchmarks as report_benchmarks
 
 # The hub rows' fields and types (dataset cards / viewers at the pinned revisions; see each task YAML).
 HUB_FIELDS = {

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from eval.config import parse_config
-from eval.testsets import FIXTURE_FIELDS, FIXTURES_DIR, EvalInputError, load_test_sets, read_fixture
+from eval.hhh.testsets import FIXTURE_FIELDS, FIXTURES_DIR, EvalInputError, load_test_sets, read_fixture
 from tests.conftest import REPO_ROOT
 
 CONFIGS = sorted((REPO_ROOT / "configs" / "eval").glob("*.yaml"))
@@ -104,7 +104,7 @@ def test_real_configs_pin_revisions_and_measure_heldout():
         if cfg.helpfulness == "tatsu-lab/alpaca_eval":
             assert cfg.helpfulness_revision and cfg.harmlessness_revision and cfg.honesty_revision, path.stem
             assert cfg.heldout_data == "runs/culturax/data", path.stem
-            # The DPO model's reference (its SFT adapter, eval/dpo_reference.py) is evaluated too.
+            # The DPO model's reference (its SFT adapter, eval/heldout/dpo_reference.py) is evaluated too.
             adapters = [spec.adapter or "" for spec in cfg.model_specs]
             assert any("/dpo_" in a for a in adapters) and any("/sft_" in a for a in adapters), path.stem
 
@@ -121,7 +121,7 @@ def test_local_hub_sets_config_reads_every_hhh_set_from_a_hub_schema_file():
 def test_a_presets_chat_template_reaches_heldout_scoring_and_the_benchmarks():
     """qwen3-8b.yaml sets thinking off only through its preset: lm-eval's prompts and the held-out scoring must render
     the same template as the generations (and as training), not the template's thinking-on default."""
-    from eval import benchmarks
+    from eval.benchmarks import harness as benchmarks
 
     path = REPO_ROOT / "configs" / "eval" / "qwen3-8b.yaml"
     cfg = parse_config(["--config", str(path), "--backend", "transformers"])

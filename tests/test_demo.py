@@ -119,10 +119,10 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
 
 def dpo_training_margin(checkout) -> float:
     """Mean β·[(log π − log π_ref)(chosen) − (...)(rejected)] of the demo's DPO model on the DPO train pairs."""
-    from eval import heldout
     from eval.config import parse_config
-    from eval.dpo_reference import dpo_runs
-    from eval.generation import build_model_llm
+    from eval.heldout import scoring as heldout
+    from eval.heldout.dpo_reference import dpo_runs
+    from eval.hhh.generation import build_model_llm
 
     previous = os.getcwd()
     os.chdir(checkout)  # the demo config's paths are relative to its checkout

@@ -21,8 +21,8 @@ from data_pipeline.schema import make_row, rows_to_dataset
 from data_pipeline.taxonomy import RELEASE_IDS
 from eval import compare
 from eval.__main__ import main as eval_main
-from eval.plots import subdomains_to_plot
-from eval.testsets import FIXTURES_DIR
+from eval.hhh.testsets import FIXTURES_DIR
+from eval.report.plots import subdomains_to_plot
 
 PER_MODEL_KEYS = {
     "win_rate",
@@ -375,7 +375,7 @@ def test_classifier_judge_maps_labels(tiny_models, tmp_path):
     from transformers import AutoConfig, AutoTokenizer, Qwen3ForSequenceClassification
 
     from eval.config import JudgeSpec
-    from eval.judges import Judge
+    from eval.hhh.judges import Judge
 
     config = AutoConfig.from_pretrained(
         tiny_models["tiny-qwen3"], num_labels=2, id2label={0: "SAFE", 1: "UNSAFE"}, label2id={"SAFE": 0, "UNSAFE": 1}
@@ -406,7 +406,7 @@ def test_classifier_judge_maps_labels(tiny_models, tmp_path):
 def test_missing_nan_and_infinite_values_render_as_na_everywhere(first_run, tmp_path):
     """A change with no value (one model's judgements all failed; an infinite throughput) used to crash the report
     after results.json was written. Now results.json holds null, report.md and eval.compare show n/a."""
-    from eval.report import write_all
+    from eval.report.write import write_all
 
     root, _ = first_run
     results = json.loads((root / "run_a" / "results.json").read_text())

@@ -1,4 +1,4 @@
-"""eval.report.write_all replaces results.json and report.md only once everything is written, and reports LLM calls.
+"""write_all replaces results.json and report.md only once everything is written, and reports LLM calls.
 
 The report's and plots' content is tested in tests/test_eval.py; here they are stubbed so that a failure can be
 injected at the last step before the swap.
@@ -12,7 +12,7 @@ from core.llm import Sampling, build_llm
 from core.llm.base import LLMConfig
 from core.llm.local_server import Faults, LocalOpenAIServer
 from core.publish import PUBLISHED
-from eval import report
+from eval.report import write as report
 
 
 def results(run: int) -> dict:

@@ -1,4 +1,4 @@
-"""Judge-free held-out metrics (eval/heldout.py, eval/dpo_reference.py): hand-computed metric math, how a DPO
+"""Judge-free held-out metrics (eval/heldout/): hand-computed metric math, how a DPO
 model's reference is found, and teacher-forced log-probabilities on the tiny models checked against a direct,
 unbatched forward pass over the same tokens."""
 
@@ -13,9 +13,9 @@ from trl.chat_template_utils import get_training_chat_template
 
 from core.llm.base import LLMConfig, adapter_fingerprint
 from core.llm.transformers_backend import TransformersBackend
-from eval import heldout
 from eval.config import ModelSpec
-from eval.dpo_reference import DpoRun, dpo_runs
+from eval.heldout import scoring as heldout
+from eval.heldout.dpo_reference import DpoRun, dpo_runs
 from train.data import prepare_conversations
 
 KW = {"enable_thinking": False}
@@ -71,7 +71,7 @@ def test_metrics_by_hand():
 
 
 def test_dpo_reference_is_the_evaluated_model_with_the_sft_adapters_content(tmp_path):
-    """eval/dpo_reference.py reads train/dpo.py's record; the reference is found by the SFT adapter's sha256, so a
+    """dpo_reference.py reads train/dpo.py's record; the reference is found by the SFT adapter's sha256, so a
     copy of the adapter under another path still matches; TRL's last eval rewards come from trainer_state.json."""
     sft, dpo, copy = tmp_path / "sft", tmp_path / "dpo", tmp_path / "elsewhere" / "sft"
     for folder, weights in ((sft, b"sft"), (dpo, b"dpo"), (copy, b"sft")):

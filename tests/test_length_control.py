@@ -1,4 +1,4 @@
-"""The length-controlled win rate (eval/length_control.py) against alpaca_eval's own implementation, and the two
+"""The length-controlled win rate (eval/hhh/length_control.py) against alpaca_eval's own implementation, and the two
 properties the LC win rate exists for.
 
 The annotations are synthetic and deterministic (no random generator, so the library run and this test build the
@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pytest
 
-from eval import length_control as lc
+from eval.hhh import length_control as lc
 
 PHI, ROOT2 = (math.sqrt(5) - 1) / 2, math.sqrt(2) - 1
 N = 805

@@ -1,11 +1,12 @@
-"""Metric math on hand-computed inputs (eval/metrics.py)."""
+"""Metric math on hand-computed inputs (eval/hhh/metrics.py)."""
 
 import math
 
 import numpy as np
 import pytest
 
-from eval import metrics
+from eval import stats
+from eval.hhh import metrics
 
 nan = float("nan")
 
@@ -66,17 +67,17 @@ def test_generation_and_training_efficiency():
 def test_paired_bootstrap_is_deterministic_and_brackets_the_delta():
     base = np.array([0, 0, 1, 0, 1, 0, 0, 1, 0, 0], dtype=float)  # 30 %
     tuned = np.array([1, 0, 1, 1, 1, 0, 1, 1, 0, 1], dtype=float)  # 70 %
-    first = metrics.paired_bootstrap_delta(base, tuned, n_resamples=2000, seed=7)
-    again = metrics.paired_bootstrap_delta(base, tuned, n_resamples=2000, seed=7)
+    first = stats.paired_bootstrap_delta(base, tuned, n_resamples=2000, seed=7)
+    again = stats.paired_bootstrap_delta(base, tuned, n_resamples=2000, seed=7)
     assert first == again  # fixed seed: no noise in a reported number
     assert first["delta"] == pytest.approx(40.0)
     assert first["ci_low"] < 40.0 < first["ci_high"]
     # Paired: the per-prompt difference is 0 or +1 (never -1), so no resample can show a decrease.
     assert first["ci_low"] >= 0.0
-    same = metrics.paired_bootstrap_delta(base, base, n_resamples=500, seed=0)
+    same = stats.paired_bootstrap_delta(base, base, n_resamples=500, seed=0)
     assert same == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 10, "too_few": False}
     with pytest.raises(ValueError, match="same prompts"):
-        metrics.paired_bootstrap_delta(base, tuned[:5])
+        stats.paired_bootstrap_delta(base, tuned[:5])
 
 
 def test_joint_hhh_and_throughput_bootstrap_point_estimates():
@@ -90,12 +91,12 @@ def test_joint_hhh_and_throughput_bootstrap_point_estimates():
     # baseline honesty 100 vs tuned 100 on prompt 1: joint HHH (50 + 100 - 0)/3 -> (100 + 100 - 50)/3 = +0.
     tuned_failed = {**tuned, "honesty": np.array([nan, 1.0])}
     assert metrics.paired_bootstrap_joint_hhh(base, tuned_failed, n_resamples=300, seed=1)["delta"] == pytest.approx(0)
-    thr = metrics.paired_bootstrap_ratio_of_sums(
+    thr = stats.paired_bootstrap_ratio_of_sums(
         (np.array([10.0, 10.0]), np.array([1.0, 1.0])), (np.array([20.0, 40.0]), np.array([1.0, 2.0])), n_resamples=100
     )
     assert thr["delta"] == pytest.approx(10.0)  # 60/3 - 20/2
     # Cached responses with zero latency: an infinite throughput is no value (NaN, rendered n/a), not a crash.
-    inf = metrics.paired_bootstrap_ratio_of_sums(
+    inf = stats.paired_bootstrap_ratio_of_sums(
         (np.array([10.0, 10.0]), np.array([1.0, 1.0])), (np.array([20.0, 40.0]), np.array([0.0, 0.0])), n_resamples=50
     )
     assert math.isnan(inf["delta"]) and inf["n"] == 2
@@ -103,12 +104,12 @@ def test_joint_hhh_and_throughput_bootstrap_point_estimates():
 
 def test_paired_change_rests_on_jointly_valid_prompts():
     # The issue's case: baseline failed on prompt 0 only. Unpaired, it read as -25 [-75, 0]; paired it is 0 on 3.
-    out = metrics.paired_bootstrap_delta([nan, 1, 1, 1], [0, 1, 1, 1], n_resamples=500, seed=3)
+    out = stats.paired_bootstrap_delta([nan, 1, 1, 1], [0, 1, 1, 1], n_resamples=500, seed=3)
     assert out == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 3, "too_few": True}
     # One prompt is not a certainty: n=1 is shown and marked too few (MIN_PAIRED_N = 10).
-    assert metrics.paired_bootstrap_delta([1.0], [0.0])["too_few"] is True
-    assert metrics.paired_bootstrap_delta(np.ones(10), np.zeros(10))["too_few"] is False
-    none = metrics.paired_bootstrap_delta([nan, 1.0], [0.0, nan])
+    assert stats.paired_bootstrap_delta([1.0], [0.0])["too_few"] is True
+    assert stats.paired_bootstrap_delta(np.ones(10), np.zeros(10))["too_few"] is False
+    none = stats.paired_bootstrap_delta([nan, 1.0], [0.0, nan])
     assert none["n"] == 0 and math.isnan(none["delta"]) and math.isnan(none["ci_low"])
 
 
@@ -120,7 +121,7 @@ def test_metric_functions_refuse_inputs_of_unequal_length():
     with pytest.raises(ValueError, match="unequal length"):
         metrics.generation_efficiency([10, 20], [1.0], [1.0, 1.0])
     with pytest.raises(ValueError, match="same prompts"):
-        metrics.paired_bootstrap_ratio_of_sums(([1.0, 2.0], [1.0, 1.0]), ([1.0], [1.0]))
+        stats.paired_bootstrap_ratio_of_sums(([1.0, 2.0], [1.0, 1.0]), ([1.0], [1.0]))
 
 
 def test_bootstrap_ci_covers_a_known_change_in_92_to_98_percent_of_seeds():
@@ -132,14 +133,14 @@ def test_bootstrap_ci_covers_a_known_change_in_92_to_98_percent_of_seeds():
         rng = np.random.default_rng(10_000 + seed)
         base = (rng.random(400) < 0.5).astype(float)
         tuned = np.where(rng.random(400) < 0.7, base, (rng.random(400) < 5 / 6).astype(float))
-        out = metrics.paired_bootstrap_delta(base, tuned, n_resamples=1000, seed=seed)
+        out = stats.paired_bootstrap_delta(base, tuned, n_resamples=1000, seed=seed)
         covered += out["ci_low"] <= 10.0 <= out["ci_high"]
         if seed == 0:
             # Failures for one model only: the change is exactly the one on the jointly valid prompts.
             base_failed, tuned_failed = base.copy(), tuned.copy()
             base_failed[:30], tuned_failed[30:50] = nan, nan
-            expected = metrics.paired_bootstrap_delta(base[50:], tuned[50:], n_resamples=1000, seed=seed)
-            assert metrics.paired_bootstrap_delta(base_failed, tuned_failed, n_resamples=1000, seed=seed) == expected
+            expected = stats.paired_bootstrap_delta(base[50:], tuned[50:], n_resamples=1000, seed=seed)
+            assert stats.paired_bootstrap_delta(base_failed, tuned_failed, n_resamples=1000, seed=seed) == expected
             assert expected["n"] == 350
     assert 184 <= covered <= 196, covered
 

@@ -14,10 +14,11 @@ from transformers import AutoTokenizer
 from core.llm.base import candidate_seed
 from core.llm.local_server import LocalOpenAIServer
 from data_pipeline.schema import make_row, rows_to_dataset
-from eval import metrics, samples
+from eval import stats
 from eval.__main__ import main as eval_main
 from eval.config import EvalConfig, ModelSpec
-from eval.reasoning import ABSENT, CLOSED, UNCLOSED, ThinkReader, prompt_opens_think, resolve_decoding, split_think
+from eval.decoding import ABSENT, CLOSED, UNCLOSED, ThinkReader, prompt_opens_think, resolve_decoding, split_think
+from eval.hhh import metrics, samples
 
 JUDGE = {"backend": "transformers", "model": "unused-judge"}
 
@@ -125,7 +126,7 @@ def test_unanswered_responses_never_reach_a_judge_and_score_as_the_docs_say():
 
 def test_metrics_average_over_samples_per_prompt():
     # 2 prompts x 2 samples: prompt 0 wins once, prompt 1 has one failed judgement -> its one valid sample counts.
-    assert metrics.prompt_means([1.0, 0.0, np.nan, 1.0], 2).tolist() == [0.5, 1.0]
+    assert stats.prompt_means([1.0, 0.0, np.nan, 1.0], 2).tolist() == [0.5, 1.0]
     labels = ["none", metrics.NO_ANSWER, "stereotyping", "stereotyping"]
     rates = metrics.cultural_failure_rates(labels, [[11], [12]], 2)
     assert rates["overall"] == pytest.approx(75.0)  # (0.5 + 1.0) / 2 prompts
@@ -252,7 +253,7 @@ def expected_base(prompts: list[str]) -> dict:
 
 
 def test_reasoning_eval_counts_no_final_answer_and_scores_it(reasoning_run):
-    from eval.testsets import load_hhh_set
+    from eval.hhh.testsets import load_hhh_set
 
     root, results = reasoning_run
     prompts = {name: list(load_hhh_set(name, "fixture")["prompt"][:PER_SET]) for name in ("helpfulness", "honesty")}

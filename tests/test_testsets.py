@@ -1,4 +1,4 @@
-"""Hub test sets (eval/testsets.py) read from files in the hub datasets' own schema, by the real loader functions:
+"""Hub test sets (eval/hhh/testsets.py) read from files in the hub datasets' own schema, by the real loader functions:
 through the local-path route (JSON, JSONL, parquet, save_to_disk) and through the hub route with load_dataset
 patched to return the same rows. Fixtures: eval/fixtures/hub/ (12 AlpacaEval 2.0 rows in the layout of
 alpaca_eval_gpt4_baseline.json, 16 BeaverTails QA pairs of which 12 distinct prompts have an unsafe response, 12
@@ -9,8 +9,8 @@ import json
 import pytest
 from datasets import Dataset, DatasetDict
 
-from eval import testsets
-from eval.testsets import EvalInputError, load_culturax, load_hhh_set
+from eval.hhh import testsets
+from eval.hhh.testsets import EvalInputError, load_culturax, load_hhh_set
 
 HUB = testsets.FIXTURES_DIR / "hub"
 FILES = {

@@ -1,4 +1,4 @@
-"""Judge replies -> verdicts (eval/verdicts.py parse_verdict; eval/judges.py pick_option; the openai backend's
+"""Judge replies -> verdicts (eval/hhh/verdicts.py parse_verdict; eval/hhh/judges.py pick_option; the openai backend's
 option_logprobs).
 
 Each table row is a realistic judge reply and the verdict a careful human reads from it, or None where the reply
@@ -14,8 +14,8 @@ import math
 import pytest
 
 from core.llm.openai_backend import option_logprobs
-from eval.judges import KINDS, pick_option
-from eval.verdicts import parse_verdict
+from eval.hhh.judges import KINDS, pick_option
+from eval.hhh.verdicts import parse_verdict
 
 PAIRWISE = ["A", "B", "tie"]
 SAFETY = ["safe", "unsafe"]

@@ -15,7 +15,7 @@ from transformers import AutoModelForCausalLM
 
 from core.chat_templates import chat_prompt
 from core.llm import LLMConfig, Sampling, build_llm, share_vllm_engines
-from eval import heldout
+from eval.heldout import scoring as heldout
 from tests._train_fixtures import BAD, GOOD, PROMPTS
 from tests._vllm_fixtures import live_engine_cores, require_vllm
 
@@ -162,7 +162,7 @@ def heldout_data() -> dict:
 
 @pytest.mark.parametrize("tag", ["base", "sft"])
 def test_heldout_scores_equal_the_transformers_path_in_any_order(family, tag):
-    """eval.heldout.score_model through vLLM prompt logprobs vs batched transformers forward passes: NLL per token
+    """score_model through vLLM prompt logprobs vs batched transformers forward passes: NLL per token
     within 1e-3, the same scored tokens (through the same end-of-turn token), the same values for the requests in
     reverse order and after generation has filled the prefix cache (vLLM skips it for prompt logprobs)."""
     data = heldout_data()

@@ -23,7 +23,7 @@ from core.llm import LLMConfig, build_llm
 from core.llm.openai_backend import TOP_LOGPROBS, option_logprobs
 from data_pipeline.classify import ClassifyConfig, LLMClassifier
 from eval.config import JudgeSpec
-from eval.judges import KINDS, Judge, pick_option, prompt_path
+from eval.hhh.judges import KINDS, Judge, pick_option, prompt_path
 from tests._train_fixtures import GOOD, PROMPTS
 from tests._vllm_fixtures import require_vllm
 

@@ -101,7 +101,7 @@ def main(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: 
     return 0
 
 
-REFERENCE_RECORD = "dpo_reference.json"  # read by eval/dpo_reference.py
+REFERENCE_RECORD = "dpo_reference.json"  # read by eval/heldout/dpo_reference.py
 
 
 def write_reference_record(script_args: DPOScriptArguments, training_args: DPOConfig, model_args: ModelConfig):

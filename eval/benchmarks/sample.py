@@ -14,7 +14,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from eval.benchmark_tasks import QUESTION_KEY, BenchmarkInputError, BenchmarkTask, build_task
+from eval.benchmarks.tasks import QUESTION_KEY, BenchmarkInputError, BenchmarkTask, build_task
 from eval.config import BenchmarksSpec
 from eval.lm_eval_tasks.utils import bertaqa_group
 

@@ -1,6 +1,6 @@
 """Responses of an evaluated model to a test set, through the data pipeline's LLM interface (cached per call).
 
-Every model gets the same conversation format; its decoding is its resolved Decoding (eval/reasoning.py: the
+Every model gets the same conversation format; its decoding is its resolved Decoding (eval/decoding.py: the
 model's own settings, its family preset, or the run default), shared by a base model and its tuned versions. With
 ``samples_per_prompt`` k > 1 each prompt is answered k times (candidate seeds 0..k-1, each cached on its own) and
 the records come prompt-major: prompt 0's k samples, then prompt 1's, ...
@@ -17,7 +17,7 @@ from datasets import Dataset
 
 from core.llm import LLM, Sampling, build_llm, share_vllm_engines
 from eval.config import EvalConfig, ModelSpec
-from eval.reasoning import Decoding, ThinkReader
+from eval.decoding import Decoding, ThinkReader
 
 
 def build_model_llm(cfg: EvalConfig, spec: ModelSpec) -> LLM:

@@ -5,27 +5,27 @@ For each model of the eval config (base, +SFT adapter, +SFT+DPO adapter) one `lm
 with `peft=<adapter>` or the `vllm` model with the adapter as a LoRA request (tests/test_vllm_eval.py holds the two
 against each other), with the run's dtype and chat template (chat_template_kwargs), as the rest of the eval generates;
 the vLLM engines stop when the benchmarks end. Which questions run is decided once for all models
-(eval/benchmark_sample.py: ids checked unique, `limit` as a seeded stratified sample). lm-eval's logged samples give
+(eval/benchmarks/sample.py: ids checked unique, `limit` as a seeded stratified sample). lm-eval's logged samples give
 one outcome per question, from which come accuracy, stderr, n and the breakdowns, and every baseline -> tuned change,
-paired per question with the eval's bootstrap (eval/benchmark_outcomes.py).
+paired per question with the eval's bootstrap (eval/benchmarks/outcomes.py).
 
 results.json: metrics[<model>]["benchmarks"][<task>] = {"accuracy", "stderr", "n", "breakdown"} (percent; stderr of
 the mean, as lm-eval's); a multilingual benchmark nests one such dict per language ([<task>][<lang>]), and
 "global_mmlu_lite_en" repeats ["global_mmlu_lite"]["en"]. comparisons[i]["benchmarks"][<task>] (or [<task>][<lang>]) =
 {"delta", "ci_low", "ci_high", "n", "too_few"}; comparisons[i]["benchmarks_summary"][<task>] = {"mean_delta",
-"worst_language", "worst_delta", "languages_worse", "n_languages"} per multilingual benchmark (eval/
-benchmark_languages.summary). results["benchmarks"] = what ran (tasks, languages, data sources and revisions, limit,
-few-shot, chat template, lm-eval version).
+"worst_language", "worst_delta", "languages_worse", "n_languages"} per multilingual benchmark (languages.py
+summary). results["benchmarks"] = what ran (tasks, languages, data sources and revisions, limit, few-shot, chat
+template, lm-eval version).
 """
 
 import gc
 import logging
 from importlib.metadata import version
 
-from eval.benchmark_languages import LANGUAGES, summary
-from eval.benchmark_outcomes import change_with_breakdown, question_outcomes, task_metrics
-from eval.benchmark_sample import plan_samples
-from eval.benchmark_tasks import BenchmarkInputError, BenchmarkTask, benchmark_tasks, task_manager
+from eval.benchmarks.languages import LANGUAGES, summary
+from eval.benchmarks.outcomes import change_with_breakdown, question_outcomes, task_metrics
+from eval.benchmarks.sample import plan_samples
+from eval.benchmarks.tasks import BenchmarkInputError, BenchmarkTask, benchmark_tasks, task_manager
 from eval.config import BenchmarksSpec, EvalConfig, ModelSpec
 
 log = logging.getLogger(__name__)

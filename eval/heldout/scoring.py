@@ -12,7 +12,7 @@ logprobs (adapter as a LoRA request; tests/test_vllm.py holds the two against ea
   log-likelihood of chosen and of rejected, d = log p(chosen)/|chosen| − log p(rejected)/|rejected|; pairwise
   preference accuracy (%) = 100 · share of pairs with d > 0, pairwise log-prob margin = mean d (nats per token);
 - for a DPO model, the reward DPO optimises, against its own reference (the SFT policy it started from, found by
-  eval/dpo_reference.py): per pair r = β · [(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log
+  eval/heldout/dpo_reference.py): per pair r = β · [(log π(chosen) − log π_ref(chosen)) − (log π(rejected) − log
   π_ref(rejected))], log-probabilities summed over the response tokens (Rafailov et al., 2023, eq. 5; TRL's
   rewards/margins per pair); DPO reward accuracy (%) = 100 · share of pairs with r > 0 (TRL's rewards/accuracies),
   DPO reward margin = mean r, shown beside TRL's own numbers on the validation pairs logged during training.
@@ -28,7 +28,7 @@ from datasets import load_from_disk
 from tqdm.auto import tqdm
 
 from core.chat_templates import always_thinks, chat_prompt, think_block, training_chat_template
-from eval import metrics
+from eval import stats
 
 log = logging.getLogger(__name__)
 
@@ -167,20 +167,20 @@ def heldout_metrics(scored: dict, dpo: dict | None = None) -> dict:
         "nll": nll,
         "n_responses": int(len(scored["tokens"])),
         "n_pairs": int(len(scored["chosen"])),
-        "pairwise_preference_accuracy": metrics.mean_percent(differences > 0) if differences.size else float("nan"),
+        "pairwise_preference_accuracy": stats.mean_percent(differences > 0) if differences.size else float("nan"),
         "pairwise_logp_margin": float(differences.mean()) if differences.size else float("nan"),
         **(dpo or {}),
     }
 
 
 def dpo_metrics(scored: dict, reference: dict | None, run) -> dict:
-    """A DPO model's reward accuracy and margin against its reference (``run``: eval/dpo_reference.py DpoRun; null
-    when its reference was not evaluated), with TRL's validation numbers beside them."""
+    """A DPO model's reward accuracy and margin against its reference (``run``: dpo_reference.DpoRun; null when
+    its reference was not evaluated), with TRL's validation numbers beside them."""
     rewards = dpo_rewards(scored, reference, run.beta) if reference is not None else np.array([])
     return {
         "dpo_reference": run.reference,
         "dpo_beta": run.beta,
-        "dpo_reward_accuracy": metrics.mean_percent(rewards > 0) if rewards.size else None,
+        "dpo_reward_accuracy": stats.mean_percent(rewards > 0) if rewards.size else None,
         "dpo_reward_margin": float(rewards.mean()) if rewards.size else None,
         "dpo_trl_validation": run.trl_validation,
     }
@@ -192,14 +192,14 @@ def heldout_deltas(base: dict, tuned: dict, n_resamples: int, seed: int) -> dict
     boot = {"n_resamples": n_resamples, "seed": seed}
     base_d, tuned_d = pairwise_logp_differences(base), pairwise_logp_differences(tuned)
     return {
-        "heldout_nll": metrics.paired_bootstrap_ratio_of_sums(
+        "heldout_nll": stats.paired_bootstrap_ratio_of_sums(
             (base["nll_sum"], base["tokens"]), (tuned["nll_sum"], tuned["tokens"]), **boot
         ),
-        "heldout_pairwise_preference_accuracy": metrics.paired_bootstrap_delta(
+        "heldout_pairwise_preference_accuracy": stats.paired_bootstrap_delta(
             (base_d > 0).astype(float), (tuned_d > 0).astype(float), **boot
         ),
-        "heldout_pairwise_logp_margin": metrics.paired_bootstrap_delta(
-            base_d, tuned_d, statistic=metrics.mean_stat, **boot
+        "heldout_pairwise_logp_margin": stats.paired_bootstrap_delta(
+            base_d, tuned_d, statistic=stats.mean_stat, **boot
         ),
     }
 
@@ -217,7 +217,7 @@ def model_scores(cfg, spec, llm, data: dict) -> dict | None:
 
 
 def attach_heldout(runs: dict, dpo: dict) -> None:
-    """Fill each run's metrics["heldout"]; a DPO model (``dpo``: eval/dpo_reference.py dpo_runs) gets its reward
+    """Fill each run's metrics["heldout"]; a DPO model (``dpo``: eval/heldout/dpo_reference.py dpo_runs) gets its reward
     metrics against its reference's scores."""
     for name, run in runs.items():
         scored = run["heldout_scores"]

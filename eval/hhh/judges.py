@@ -9,7 +9,7 @@ Modes (JudgeSpec.mode):
 - "generative": the judge writes text and the verdict is the option right after "Verdict:" (or at the start of a
   reply without that marker), whatever reason follows it; a verdict position with no option, two options, "N/A", a
   negated or hedged option is unparsable and retried with a new sampling seed (temperature 0.7) up to max_attempts
-  (eval/verdicts.py).
+  (eval/hhh/verdicts.py).
 - "classifier": a transformers sequence-classification model; its top label is mapped through ``label_map``.
 
 Judgements that still fail are returned as None and counted; no score is invented for them. LLM judgements are
@@ -25,7 +25,7 @@ from string import Template
 
 from core.llm import LLM, LLMRequestError, Sampling, build_llm, share_vllm_engines
 from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec, llm_config
-from eval.verdicts import parse_verdict
+from eval.hhh.verdicts import parse_verdict
 
 log = logging.getLogger(__name__)
 RETRY_TEMPERATURE = 0.7

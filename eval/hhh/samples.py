@@ -1,7 +1,7 @@
 """From sampled responses to per-prompt values: responses without a final answer, k samples per prompt, efficiency.
 
 - :func:`judge_answered` sends only responses with a final answer to the judges and fills the others with the
-  no-answer outcome documented in eval/metrics.py (loss, not truthful/informative, ``no_answer`` failure; left out
+  no-answer outcome documented in eval/hhh/metrics.py (loss, not truthful/informative, ``no_answer`` failure; left out
   of the safety score), so unfinished reasoning is never scored as if it were an answer.
 - :func:`collapse_to_prompts` turns per-sample arrays into per-prompt means: metrics average over the samples and
   the paired bootstrap resamples prompts.
@@ -14,7 +14,8 @@ from collections.abc import Callable
 import numpy as np
 from datasets import Dataset
 
-from eval import metrics
+from eval import stats
+from eval.hhh import metrics
 
 # Per-sample score arrays -> the value a response without a final answer gets (NaN: not scored, counted apart).
 NO_ANSWER_SCORES = {"helpfulness": 0.0, "harmlessness": float("nan"), "truthful": 0.0, "informative": 0.0}
@@ -73,7 +74,7 @@ def failed_judgements(sample_scores: dict, responses: dict[str, list[dict]]) -> 
 def collapse_to_prompts(sample_scores: dict, samples_per_prompt: int) -> dict:
     """Per-prompt arrays (mean over each prompt's samples); cultural labels stay per sample, with their per-prompt
     failure shares under "cultural_failure"."""
-    scores = {key: metrics.prompt_means(sample_scores[key], samples_per_prompt) for key in PROMPT_ARRAYS}
+    scores = {key: stats.prompt_means(sample_scores[key], samples_per_prompt) for key in PROMPT_ARRAYS}
     if "cultural" in sample_scores:
         scores["cultural"] = sample_scores["cultural"]
         scores["cultural_failure"] = metrics.prompt_failure_indicators(sample_scores["cultural"], samples_per_prompt)
@@ -83,8 +84,8 @@ def collapse_to_prompts(sample_scores: dict, samples_per_prompt: int) -> dict:
 def no_final_answer_rates(responses: dict[str, list[dict]]) -> dict:
     """% of responses without a final answer, per test set and overall (every prompt has the same k samples, so
     this is also the mean over prompts of each prompt's no-answer share)."""
-    rates = {name: metrics.mean_percent([not r["final_answer"] for r in rs]) for name, rs in responses.items()}
-    rates["overall"] = metrics.mean_percent([not r["final_answer"] for rs in responses.values() for r in rs])
+    rates = {name: stats.mean_percent([not r["final_answer"] for r in rs]) for name, rs in responses.items()}
+    rates["overall"] = stats.mean_percent([not r["final_answer"] for rs in responses.values() for r in rs])
     return rates
 
 
@@ -108,7 +109,7 @@ def efficiency_split(records: list[dict], token_split: str) -> dict:
         "answer_tokens_median": median("answer_tokens"),
         "output_tokens_median": median("output_tokens"),
         "latency_s_median": median("latency_s"),
-        "thinking_share": metrics.mean_percent([r["has_thinking"] for r in records]),
+        "thinking_share": stats.mean_percent([r["has_thinking"] for r in records]),
         "token_split": token_split,  # "tokenizer": measured with the model's tokenizer; "char_share": estimated
     }
 
@@ -139,12 +140,12 @@ def efficiency_deltas(base: dict[str, list[dict]], tuned: dict[str, list[dict]],
         ("latency_s_per_response", "latency_s"),
     ):
         b, t = per_prompt(base, field), per_prompt(tuned, field)
-        deltas[key] = metrics.paired_bootstrap_delta(b, t, metrics.mean_stat, **boot)
+        deltas[key] = stats.paired_bootstrap_delta(b, t, stats.mean_stat, **boot)
     for key, field in (("thinking_share", "has_thinking"), ("no_final_answer_rate", "final_answer")):
         b, t = per_prompt(base, field), per_prompt(tuned, field)
         if field == "final_answer":
             b, t = 1.0 - b, 1.0 - t
-        deltas[key] = metrics.paired_bootstrap_delta(b, t, **boot)  # percentage points
+        deltas[key] = stats.paired_bootstrap_delta(b, t, **boot)  # percentage points
     totals = [(per_prompt(m, "output_tokens", np.sum), per_prompt(m, "wall_s", np.sum)) for m in (base, tuned)]
-    deltas["tokens_per_s"] = metrics.paired_bootstrap_ratio_of_sums(totals[0], totals[1], **boot)
+    deltas["tokens_per_s"] = stats.paired_bootstrap_ratio_of_sums(totals[0], totals[1], **boot)
     return deltas

@@ -1,7 +1,7 @@
 """The benchmarks' part of the report: one table (accuracy ± stderr per model, paired changes with 95% CI), one plot
 (per benchmark, every model with its 95% CI; Global-MMLU-Lite English culturally sensitive and agnostic side by side),
-the multilingual benchmarks across languages (eval/report_languages.py: sentences, table, languages.png), and the same
-to W&B. Reads results.json's metrics[<model>]["benchmarks"] and comparisons[i]["benchmarks"] (eval/benchmarks.py).
+the multilingual benchmarks across languages (eval/report/languages.py: sentences, table, languages.png), and the same
+to W&B. Reads results.json's metrics[<model>]["benchmarks"] and comparisons[i]["benchmarks"] (eval/benchmarks/).
 """
 
 import math
@@ -12,9 +12,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from eval import report_languages  # noqa: E402
-from eval.benchmark_languages import LANGUAGES  # noqa: E402
-from eval.report_tables import fmt, fmt_delta  # noqa: E402
+from eval.benchmarks.languages import LANGUAGES  # noqa: E402
+from eval.report import languages as report_languages  # noqa: E402
+from eval.report.tables import fmt, fmt_delta  # noqa: E402
 
 PLOT = "benchmarks.png"
 TITLES = {

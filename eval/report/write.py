@@ -4,8 +4,8 @@ results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth
 cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements, heldout),
 "comparisons" (baseline -> tuned deltas, each {delta, ci_low, ci_high, n, too_few}), "judges" (which judge, mode and
 prompt file produced each metric), "test_sets", "decoding", "config", "created_at". A value that does not exist
-(NaN, infinite) is written as null and shown as n/a. With a benchmarks block, "benchmarks" (eval/benchmarks.py;
-the report section: eval/report_benchmarks.py).
+(NaN, infinite) is written as null and shown as n/a. With a benchmarks block, "benchmarks" (eval/benchmarks/harness.py;
+the report section: eval/report/benchmarks.py).
 """
 
 import json
@@ -13,11 +13,11 @@ import math
 import os
 from pathlib import Path
 
-from eval import report_benchmarks
-from eval.metrics import FAILURE_TYPES, MIN_PAIRED_N
-from eval.plots import plots_written, write_plots
-from eval.report_reasoning import reasoning_sections
-from eval.report_tables import (
+from eval.hhh.metrics import FAILURE_TYPES
+from eval.report import benchmarks as report_benchmarks
+from eval.report.plots import plots_written, write_plots
+from eval.report.reasoning import reasoning_sections
+from eval.report.tables import (
     COLUMNS,
     TOO_FEW,
     deltas_table,
@@ -30,6 +30,7 @@ from eval.report_tables import (
     subdomain_label,
     value_of,
 )
+from eval.stats import MIN_PAIRED_N
 
 STAND_IN_NOTE = (
     "> **These numbers show the plumbing, not alignment quality.** The evaluated models and/or judges are tiny "
@@ -64,10 +65,10 @@ def write_report_md(results: dict, out: Path) -> None:
     lines += [
         f"Win rate: AlpacaEval {first.get('alpaca_eval_version', '?')} protocol against the reference answers "
         f"({results['test_sets']['helpfulness']['source']}). LC win rate: its length-controlled win rate "
-        f"(Dubois et al., 2024; GLM `{first.get('length_control_glm', '?')}`, `eval/length_control.py`), the win "
+        f"(Dubois et al., 2024; GLM `{first.get('length_control_glm', '?')}`, `eval/hhh/length_control.py`), the win "
         "rate had every answer the reference's length. Safety score and cultural failure rate: lower is better. "
         "Joint HHH = (win rate + Truth×Info − safety score) / 3, the paper's definition; Joint HHH (LC) uses the "
-        "LC win rate instead. Definitions with sources: `eval/metrics.py`.",
+        "LC win rate instead. Definitions with sources: `eval/hhh/metrics.py`.",
         "",
     ]
     if results["comparisons"]:
@@ -91,7 +92,7 @@ def write_report_md(results: dict, out: Path) -> None:
             "model's implicit reward β·[(log π − log π_ref)(chosen) − (log π − log π_ref)(rejected)] against its "
             "own reference (the SFT policy it started from), on the same held-out pairs, beside TRL's last logged "
             "eval_rewards/accuracies and eval_rewards/margins on the validation pairs. Definitions: "
-            "`eval/heldout.py`, `eval/dpo_reference.py`.",
+            "`eval/heldout/scoring.py`, `eval/heldout/dpo_reference.py`.",
             "",
         ]
     lines += report_benchmarks.section_lines(results)
@@ -230,8 +231,7 @@ def write_all(results: dict, output_dir: str) -> Path:
     """Everything is written to a staging folder beside output_dir and swapped in whole only when all of it is written
     (core/publish.py: output_dir locked, report.md and results.json last), so a failed or killed run leaves the previous
     output whole, and no sample file or plot of the previous output is left beside the new ones."""
-    from core.llm import llm_stats
-    from core.llm.stats import llm_calls_section
+    from core.llm.stats import llm_calls_section, llm_stats
     from core.publish import output_lock, publishing
 
     out = Path(output_dir)

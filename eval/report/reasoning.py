@@ -2,7 +2,7 @@
 efficiency split (thinking vs answer tokens), no final answer per test set, and a plain statement of what tuning did
 to reasoning and, alongside, to the other metrics. Reads the cleaned results dict (NaN already None)."""
 
-from eval.report_tables import fmt, fmt_delta
+from eval.report.tables import fmt, fmt_delta
 
 EFFICIENCY_SPLIT_HEADER = (
     "| Model | think tok mean | think tok median | answer tok mean | answer tok median | total tok mean | "
@@ -29,7 +29,7 @@ def decoding_section(results: dict) -> list[str]:
     lines = [
         "## Decoding per model",
         "",
-        "Each model decodes with its own settings, else its family preset (`eval/reasoning.py`), else the run default.",
+        "Each model decodes with its own settings, else its family preset (`eval/decoding.py`), else the run default.",
         "",
         "| Model | preset | temperature | top-p | top-k | max new tokens | system prompt | samples/prompt | "
         "chat template kwargs | think block opened by the prompt |",
@@ -128,7 +128,7 @@ def reasoning_sections(results: dict) -> list[str]:
         "Tokens per response over every sampled response; thinking = tokens of the think block (all tokens of a "
         "response whose block never closed), answer = the rest. Thinking share = % of responses with a non-empty "
         "think block. No final answer = % of responses whose think block never closed: never judged, scored as a "
-        "loss / not truthful-informative / `no_answer` cultural failure (`eval/metrics.py`).",
+        "loss / not truthful-informative / `no_answer` cultural failure (`eval/hhh/metrics.py`).",
         "",
     ]
     if results["comparisons"]:

@@ -8,7 +8,7 @@ Think blocks. Two chat-template families are in use:
 A response is parsed into (thinking, answer, state) with state one of
 - ``closed``: a ``</think>`` is present; the answer is the text after the last one (the Qwen3 card's parsing rule);
 - ``unclosed``: the block was opened (by the response or by the prompt) and never closed, e.g. the response ran out
-  of ``max_new_tokens`` while reasoning: there is **no final answer**; it is never judged (see eval/samples.py);
+  of ``max_new_tokens`` while reasoning: there is **no final answer**; it is never judged (see eval/hhh/samples.py);
 - ``absent``: no block at all and the prompt left none open: the whole text is the answer.
 Whether the prompt opens the block is read from the model's own chat template (:func:`prompt_opens_think`).
 

@@ -12,8 +12,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from eval import metrics
-from eval.benchmark_tasks import QUESTION_KEY, QUESTION_TEXT
+from eval import stats
+from eval.benchmarks.tasks import QUESTION_KEY, QUESTION_TEXT
 from eval.lm_eval_tasks.utils import bertaqa_group
 
 COUNTRY_FIELD = {"culturalbench_easy": "country", "culturalbench_hard": "country", "blend_mcq": "country"}
@@ -104,7 +104,7 @@ def task_metrics(benchmark: str, records: list[dict], extra: dict, lm_eval_resul
 
 def paired_change(base: list[dict], tuned: list[dict], resamples: int, seed: int, label: str | None = None) -> dict:
     """tuned − baseline accuracy over the questions both answered (matched by question id, unique per task: checked
-    before the run, eval/benchmark_sample.py), paired bootstrap 95% CI; `label` keeps that label's questions only."""
+    before the run, eval/benchmarks/sample.py), paired bootstrap 95% CI; `label` keeps that label's questions only."""
     if label is not None:
         base, tuned = [r for r in base if r["label"] == label], [r for r in tuned if r["label"] == label]
     base_by_key = {r["key"]: r["correct"] for r in base}
@@ -112,7 +112,7 @@ def paired_change(base: list[dict], tuned: list[dict], resamples: int, seed: int
     keys = list(dict.fromkeys([*base_by_key, *tuned_by_key]))  # every question either answered, in order
     b = np.array([base_by_key.get(k, np.nan) for k in keys], dtype=float)
     t = np.array([tuned_by_key.get(k, np.nan) for k in keys], dtype=float)
-    return metrics.paired_bootstrap_delta(b, t, n_resamples=resamples, seed=seed)
+    return stats.paired_bootstrap_delta(b, t, n_resamples=resamples, seed=seed)
 
 
 def change_with_breakdown(benchmark: str, base: list[dict], tuned: list[dict], resamples: int, seed: int) -> dict:

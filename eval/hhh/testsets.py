@@ -28,7 +28,7 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
-FIXTURES_DIR = Path(__file__).parent / "fixtures"
+FIXTURES_DIR = Path(__file__).parents[1] / "fixtures"
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 FIXTURE_FILES = {"helpfulness": "helpfulness.jsonl", "harmlessness": "harmful.jsonl", "honesty": "truthfulqa.jsonl"}
 FIXTURE_FIELDS = {

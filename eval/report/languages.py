@@ -1,7 +1,7 @@
 """The multilingual benchmarks in the report: one sentence per comparison, a language table, and `languages.png`, a
 language × comparison heatmap of the paired changes (colour = change in accuracy points, "*" where the 95% CI
 excludes 0). Reads metrics[<model>]["benchmarks"][<task>][<lang>], comparisons[i]["benchmarks"][<task>][<lang>] and
-comparisons[i]["benchmarks_summary"][<task>] (eval/benchmarks.py).
+comparisons[i]["benchmarks_summary"][<task>] (eval/benchmarks/harness.py).
 """
 
 import math
@@ -12,8 +12,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from eval.benchmark_languages import LANGUAGES, SCRIPT_OF  # noqa: E402
-from eval.report_tables import fmt, fmt_delta, is_number  # noqa: E402
+from eval.benchmarks.languages import LANGUAGES, SCRIPT_OF  # noqa: E402
+from eval.report.tables import fmt, fmt_delta, is_number  # noqa: E402
 
 PLOT = "languages.png"
 TITLES = {"global_mmlu_lite": "Global-MMLU-Lite", "include": "INCLUDE", "bertaqa": "BertaQA"}

@@ -12,10 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from data_pipeline import taxonomy  # noqa: E402
-from eval import report_benchmarks  # noqa: E402
-from eval.metrics import FAILURE_TYPES  # noqa: E402
-from eval.report_reasoning import write_split_plot  # noqa: E402
-from eval.report_tables import fmt, is_number, subdomain_label  # noqa: E402
+from eval.hhh.metrics import FAILURE_TYPES  # noqa: E402
+from eval.report import benchmarks as report_benchmarks  # noqa: E402
+from eval.report.reasoning import write_split_plot  # noqa: E402
+from eval.report.tables import fmt, is_number, subdomain_label  # noqa: E402
 
 PLOTS = ("hhh.png", "cultural_per_subdomain.png", "failure_types.png", "efficiency.png", "efficiency_split.png")
 HELDOUT_PLOT = "heldout.png"

@@ -7,7 +7,7 @@ Per model, a logistic GLM of the judge's preference for the model's answer over 
 
 with Δ_i = len(reference_i) − len(answer_i) in characters (alpaca_eval's ``std_delta_len``; sd with ddof 1 over the
 model's prompts), d_i the instruction's difficulty and θ the model's own term (``not_gamed_baseline``; there is no
-separate intercept). The prompt's pairwise score (eval/metrics.py ``pairwise_score``: 1 won, 0 lost, ties half) is
+separate intercept). The prompt's pairwise score (eval/hhh/metrics.py ``pairwise_score``: 1 won, 0 lost, ties half) is
 the label, fitted as a probability with the log loss, as alpaca_eval does. With AlpacaEval's ``df_gamed.csv``
 (instruction difficulties and the annotations of two length-gamed baselines), d_i is the published difficulty of the
 instruction and the gamed baselines' annotations join the fit at weight λ/2 = 0.1 each (their θ feature is 0): the
@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eval import metrics
+from eval import stats
 
 RIDGE = 1e-4
 GAMED_WEIGHT = 0.2 / 2  # alpaca_eval: regularize_to_baseline_lambda / 2 (two gamed baselines)
@@ -185,14 +185,14 @@ def glm_data_of(cfg) -> GlmData | None:
 
 def paired_lc_delta(base: Annotations, tuned: Annotations, glm: GlmData | None, n_resamples: int, seed: int) -> dict:
     """Change in LC win rate tuned − baseline with a paired bootstrap 95% CI over the jointly valid prompts: the same
-    resampled prompts for both models, the GLM refitted on each resample (eval/metrics.py delta_summary)."""
+    resampled prompts for both models, the GLM refitted on each resample (eval/hhh/metrics.py delta_summary)."""
     valid = np.isfinite(base.scores) & np.isfinite(tuned.scores)
     n = int(valid.sum())
     if not n:
-        return metrics.delta_summary(float("nan"), np.array([]), 0)
+        return stats.delta_summary(float("nan"), np.array([]), 0)
     idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
     (point_base, point_tuned), (draws_base, draws_tuned) = paired_draws(base, tuned, glm)(valid, idx)
-    return metrics.delta_summary(point_tuned - point_base, draws_tuned - draws_base, n)
+    return stats.delta_summary(point_tuned - point_base, draws_tuned - draws_base, n)
 
 
 def paired_draws(base: Annotations, tuned: Annotations, glm: GlmData | None):
