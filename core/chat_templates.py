@@ -5,17 +5,30 @@ generation, so that train/ trains, eval/ scores and the LLM backends prompt exac
   without reasoning is rendered behind an empty, closed think block (``EMPTY_THINK``) so the prompt stays a prefix
   of prompt + answer.
 - Qwen3's template has an ``enable_thinking`` switch and writes its own empty block when thinking is off.
-- ``training_chat_template``: TRL's training variant of a known family's template (it keeps reasoning that
-  R1-Distill's inference template cuts at ``</think>``, and carries ``{% generation %}`` markers).
+- ``training_chat_template``: the training variant of a known family's template, with ``{% generation %}`` markers
+  around each assistant turn for assistant-only loss: TRL's (Qwen3; R1-Distill's, which keeps reasoning that the
+  inference template cuts at ``</think>``) or, for templates TRL has none for, ours in ``core/templates/``
+  (SmolLM2's ChatML: the same text, the mask covering the answer and its closing ``<|im_end|>``, which is also the pad
+  token, so a model trained on it learns to stop).
 """
 
 import logging
+from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
 # DeepSeek-R1-Distill always opens "<think>\n" in its generation prompt; an answer without reasoning is trained as an
 # empty, closed think block so the prompt stays a prefix of prompt+answer (as TRL's DPO tokenisation needs).
 EMPTY_THINK = "<think>\n\n</think>\n\n"
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def _template(name: str) -> str:
+    return (TEMPLATES / f"{name}.jinja").read_text(encoding="utf-8")
+
+
+# Inference templates TRL has no training variant for -> ours (same rendering, {% generation %} markers added).
+OWN_TRAINING_TEMPLATES = {_template(name): _template(f"{name}_training") for name in ("chatml_smollm2",)}
 
 
 def think_block(reasoning: str) -> str:
@@ -34,10 +47,13 @@ def has_thinking_switch(template: str) -> bool:
 
 
 def training_chat_template(tokenizer) -> str:
-    """The template train/ renders conversations with: TRL's training variant of the tokenizer's template (it keeps
-    reasoning that DeepSeek-R1-Distill's inference template cuts at </think>), else the tokenizer's own."""
+    """The template train/ renders conversations with: the training variant of the tokenizer's template (ours for
+    the families in OWN_TRAINING_TEMPLATES, else TRL's, which keeps reasoning that DeepSeek-R1-Distill's inference
+    template cuts at </think>), else the tokenizer's own."""
     from trl.chat_template_utils import get_training_chat_template  # TRL only where a training template is asked for
 
+    if tokenizer.chat_template in OWN_TRAINING_TEMPLATES:
+        return OWN_TRAINING_TEMPLATES[tokenizer.chat_template]
     try:
         return get_training_chat_template(tokenizer) or tokenizer.chat_template
     except ValueError:  # a family TRL has no training template for

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.sampling import sample_rows
 from data_pipeline import taxonomy
 from data_pipeline.records import ENCODINGS, InputError, csv_header, decode, jsonl_records, text_problem
 from data_pipeline.schema import make_row
@@ -49,6 +50,9 @@ class SourceSpec:
     on_error: str = "raise"  # "raise" | "skip"
     name: str = ""  # source label written into each row; derived from format and path when empty
     encoding: str = "auto"  # text formats: "auto" (UTF-8, UTF-8 with BOM or cp1252, detected), or one of those
+    # Rows kept from this source: a sample seeded with the pipeline's seed, stratified by each row's first subdomain
+    # (unlabelled rows are one stratum), in file order; None keeps every row. Never the first N rows.
+    limit: int | None = None
 
 
 @dataclass
@@ -70,6 +74,8 @@ def _load(spec: SourceSpec) -> tuple[ImportResult, list[int]]:
         raise ValueError(f"on_error must be 'raise' or 'skip', not {spec.on_error!r}")
     if spec.encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, not {spec.encoding!r}")
+    if spec.limit is not None and spec.limit < 1:
+        raise ValueError(f"limit must be a positive number of rows (or null for all), not {spec.limit!r}")
     path = spec.path or (str(SEED_PATH) if spec.format == "seed" else "")
     if not path:
         raise ValueError(f"source format {spec.format!r} needs a path")
@@ -100,11 +106,18 @@ def _load(spec: SourceSpec) -> tuple[ImportResult, list[int]]:
     return result, lines
 
 
-def load_sources(specs: list[SourceSpec]) -> ImportResult:
-    """Concatenate several sources. A row whose id repeats one from an earlier source is an InputError (or a skip)."""
+def load_sources(specs: list[SourceSpec], seed: int = 0) -> ImportResult:
+    """Concatenate several sources, each cut to its ``limit`` (a stratified sample drawn with ``seed``). A row whose id
+    repeats one from an earlier source is an InputError (or a skip)."""
     rows, skipped, sources, seen = [], [], [], {}
     for spec in specs:
         part, lines = _load(spec)
+        if spec.limit is not None:
+            kept = sample_rows(
+                [(row["subdomains"][0] if row["subdomains"] else -1,) for row in part.rows], spec.limit, seed
+            )
+            part.sources[0].update(rows=len(kept), limit=spec.limit, rows_before_limit=len(part.rows))
+            part.rows, lines = [part.rows[i] for i in kept], [lines[i] for i in kept]
         skipped.extend(part.skipped)
         sources.extend(part.sources)
         file = spec.path or str(SEED_PATH)

@@ -135,7 +135,7 @@ def _build(cfg: PipelineConfig, output_dir: Path, llms: dict[str, LLM]) -> dict:
 
     eval_prompts = load_eval_prompts(cfg.eval_prompts)
     with stage("import"):
-        imported = load_sources(cfg.source_specs)
+        imported = load_sources(cfg.source_specs, cfg.seed)
         ds: Dataset = rows_to_dataset(imported.rows)
         stats["import"] = {"rows": len(ds), "skipped_rows": len(imported.skipped), "skipped": imported.skipped,
                            "sources": imported.sources}  # fmt: skip

@@ -290,6 +290,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         "config": cfg.to_dict(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {name: _samples(run["expanded"], run) for name, run in runs.items()},
+        "side_by_side": samples.side_by_side(sets, {name: run["responses"] for name, run in runs.items()}),
     }
     if cfg.benchmark_spec is not None:  # lm-eval benchmarks for every model (eval/benchmarks/harness.py)
         add_benchmarks(results, cfg)

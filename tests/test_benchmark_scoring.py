@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from datasets import Dataset
 
+from core.sampling import allocate
 from data_pipeline.dedup import DedupConfig, remove_contaminated
 from data_pipeline.pipeline import load_eval_prompts
 from eval.benchmark_tasks import export_questions
 from eval.benchmarks.harness import compare, nest
 from eval.benchmarks.languages import summary
 from eval.benchmarks.outcomes import question_outcomes, task_metrics
-from eval.benchmarks.sample import allocate, plan_samples
+from eval.benchmarks.sample import plan_samples
 from eval.benchmarks.tasks import (
     BenchmarkInputError,
     BenchmarkTask,

@@ -147,6 +147,32 @@ def test_load_sources_concatenates_and_refuses_clashing_ids(tmp_path):
     assert [s["field"] for s in skipped.skipped] == ["id"]
 
 
+def test_a_source_limit_is_a_seeded_sample_stratified_by_subdomain(tmp_path):
+    """7 rows of subdomain 15 first, then 2 of 11 and 1 unlabelled; limit 4 by largest remainder: shares 2.8, 0.8, 0.4
+    -> floors 2, 0, 0 and the 2 leftover rows to the largest fractions (15, 11): 3 of 15, 1 of 11, none unlabelled.
+    The first 4 rows (all of 15) would be wrong; rows keep file order; the same seed draws the same rows."""
+    records = [{"id": f"r{i}", "prompt": f"Question {i} about Diwali?", "subdomains": [15]} for i in range(7)]
+    records += [{"id": f"r{i}", "prompt": f"Question {i} about tea?", "subdomains": [11]} for i in (7, 8)]
+    records += [{"id": "r9", "prompt": "Question 9 about nothing in particular?", "subdomains": []}]
+    path = write_jsonl(tmp_path / "x.jsonl", records)
+    spec = SourceSpec("jsonl", str(path), limit=4)
+    picked = load_sources([spec], seed=3)
+    subdomains = [tuple(row["subdomains"]) for row in picked.rows]
+    assert sorted(subdomains) == [(11,), (15,), (15,), (15,)]
+    ids = [row["id"] for row in picked.rows]
+    assert ids == sorted(ids, key=lambda i: int(i[1:])) and ids != ["r0", "r1", "r2", "r3"]
+    assert [row["id"] for row in load_sources([spec], seed=3).rows] == ids
+    draws = {tuple(row["id"] for row in load_sources([spec], seed=s).rows) for s in range(20)}
+    assert len(draws) > 1  # the seed decides which rows of a stratum
+    assert picked.sources[0] | {"path": None} == {
+        "source": "jsonl:x.jsonl", "format": "jsonl", "path": None, "encoding": "utf-8", "rows": 4, "skipped": 0,
+        "limit": 4, "rows_before_limit": 10,
+    }  # fmt: skip
+    assert len(load_sources([SourceSpec("jsonl", str(path), limit=50)]).rows) == 10
+    with pytest.raises(ValueError, match="limit must be a positive number of rows"):
+        load_sources([SourceSpec("jsonl", str(path), limit=0)])
+
+
 # --- bad input: an error naming file, line and field, or a counted skip ---
 
 GOOD = b'{"prompt": "What is Nowruz?", "subdomains": [15]}'

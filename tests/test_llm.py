@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from core.llm import LLMConfig, Sampling, build_llm, call_counts
-from core.llm.base import candidate_seed
+from core.llm.base import candidate_seed, model_fingerprint
 from core.llm.cache import CallCache
 from tests.conftest import REPO_ROOT
 
@@ -135,6 +135,31 @@ def test_cache_hit_miss_counts_and_identical_outputs(qwen3, qwen3_cfg, tmp_path)
     assert set(value) == {"text", "output_tokens", "latency_s", "wall_s"}
 
 
+def test_a_local_model_is_cached_by_its_content_not_its_path(qwen3, tiny_models, tmp_path):
+    """A copy of the model elsewhere reuses its answers; another model written to the same path (here the same
+    weights with one value changed, as a re-conversion would) never does; a hub id keeps its name."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    original, moved = tmp_path / "model", tmp_path / "moved"
+    shutil.copytree(tiny_models["tiny-qwen3"], original)
+    shutil.copytree(tiny_models["tiny-qwen3"], moved)
+    cfg = lambda path: LLMConfig(model=str(path), chat_template_kwargs={"enable_thinking": False})  # noqa: E731
+    first = llm_on(qwen3, cfg(original), tmp_path / "cache", "fp").generate(conversations(1), SAMPLING)
+    again = llm_on(qwen3, cfg(moved), tmp_path / "cache", "fp").generate(conversations(1), SAMPLING)
+    assert not first[0][0].cached and again[0][0].cached and again[0][0].text == first[0][0].text
+    weights = load_file(str(original / "model.safetensors"))
+    name = next(iter(weights))
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[-1] += 1.0  # the last value of the first tensor: inside the fingerprint's first MiB
+    save_file(weights, str(original / "model.safetensors"), metadata={"format": "pt"})
+    changed = llm_on(qwen3, cfg(original), tmp_path / "cache", "fp").generate(conversations(1), SAMPLING)
+    assert not changed[0][0].cached
+    assert model_fingerprint(str(original)) != model_fingerprint(str(moved)) is not None
+    assert model_fingerprint("Qwen/Qwen3-8B") is None
+
+
 def test_duplicate_conversations_in_one_call_make_one_model_call(qwen3, qwen3_cfg, tmp_path):
     before = call_counts().get("dup", {"new": 0, "cached": 0})
     out = llm_on(qwen3, qwen3_cfg, tmp_path, "dup").generate(conversations(1) * 3, SAMPLING)
@@ -191,6 +216,7 @@ def test_cache_concurrent_writers_and_orphans(tmp_path):
 
 WRITER = """
 import sys
+from core.llm.base import model_fingerprint
 from core.llm.cache import CallCache
 cache = CallCache(sys.argv[1])
 for i in range(200):

@@ -14,6 +14,7 @@ from functools import partial
 import transformers
 from trl import ModelConfig, SFTConfig, SFTTrainer, get_peft_config, get_quantization_config
 
+from core.chat_templates import training_chat_template
 from core.cli import run_command
 from train.data import training_splits
 from train.preflight import command, train_command
@@ -28,6 +29,11 @@ def build_trainer(
     tokenizer = transformers.AutoTokenizer.from_pretrained(
         model_args.model_name_or_path, revision=model_args.model_revision
     )
+    # Rendered with the family's training template (its {% generation %} markers mask the loss to the assistant turns,
+    # closing end-of-turn token included; TRL has none for some families: core/chat_templates.py supplies those).
+    # main() saves the model's own template back.
+    tokenizer.inference_chat_template = tokenizer.chat_template
+    tokenizer.chat_template = training_chat_template(tokenizer)
     train_dataset, eval_dataset = training_splits(script_args, training_args, datasets, tokenizer, ["messages"])
     training_args.model_init_kwargs = model_init_kwargs(model_args, training_args)
     return SFTTrainer(
@@ -45,6 +51,10 @@ def build_trainer(
 def main(script_args: TrainScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> int:
     run = run_training("sft", script_args, training_args, model_args, build_trainer)
     if run is not None:
+        tokenizer = run.trainer.processing_class
+        tokenizer.chat_template = (
+            tokenizer.inference_chat_template
+        )  # save the model's own template, not the training one
         run.trainer.save_model(training_args.output_dir)
         finish_training(run, "SFT")
     return 0

@@ -26,6 +26,7 @@ from core.llm.base import (
     Sampling,
     candidate_seed,
     check_conversations,
+    model_fingerprint,
     sha256_hex,
     share_vllm_engines,
 )
@@ -59,10 +60,13 @@ class LLM:
         self.cache = cache
         self.role = role
         self.name = f"{cfg.backend}:{cfg.model}" + (f"+{cfg.adapter}" if cfg.adapter else "")
-        # Everything about the model that changes its answers; the API key and base_url are deliberately absent.
+        # Everything about the model that changes its answers; the API key and base_url are deliberately absent. A
+        # local model folder is keyed by its content (model_fingerprint), not its path; a hub id or a served model
+        # by its name.
+        fingerprint = model_fingerprint(cfg.model)
         self._key_base = {
             "backend": cfg.backend,
-            "model": cfg.model,
+            **({"model_sha256": fingerprint} if fingerprint else {"model": cfg.model}),
             "adapter": cfg.adapter,
             "chat_template_kwargs": cfg.chat_template_kwargs,
             **backend.key_fields(),

@@ -143,6 +143,33 @@ def adapter_fingerprint(adapter: str | None) -> str | None:
     return digest.hexdigest()
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
+SAMPLED_BYTES = 1 << 20  # of a weight file, its first and last MiB enter the fingerprint (with its size)
+
+
+def model_fingerprint(model: str) -> str | None:
+    """sha256 identifying a local model folder by content, not path, so that a re-converted or different model at
+    the same path never reuses cached answers (and a moved copy still does). Every file of the folder (dot files and
+    subfolders aside) enters by name and content, except weight files, which enter by name, size and the sha256 of
+    their first and last MiB: cheap for 16 GB of shards, and any other weights differ in their first tensors' bytes
+    or in size. None for what is not a local folder (a hub id, a served model name)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        digest.update(path.name.encode())
+        if path.suffix in WEIGHT_SUFFIXES:
+            size = path.stat().st_size
+            with open(path, "rb") as handle:
+                head = handle.read(SAMPLED_BYTES)
+                handle.seek(max(size - SAMPLED_BYTES, 0))
+                digest.update(str(size).encode() + head + handle.read(SAMPLED_BYTES))
+        else:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)  # the max_lora_rank values vLLM accepts (besides 1)
 
 

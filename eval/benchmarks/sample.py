@@ -5,15 +5,15 @@ outcomes are paired by question id, so a repeated id is a one-line error naming 
 `benchmarks.limit`, each task (each language of a multilingual one) scores a seeded sample of that many questions,
 stratified the way its breakdown is read: by gold label, then country (NormAd), by country (CulturalBench, BLEnD), by
 culturally sensitive / agnostic (Global-MMLU-Lite), by regional feature (INCLUDE), by local / global topic (BertaQA).
-A stratum gets its share of the sample by largest remainder (ties broken at random with the run's seed) and its
-questions at random, never "the first N rows" (NormAd's rows come grouped by label). Parallel languages with the same
+A stratum gets its share of the sample by largest remainder and its questions at random (core/sampling.py), never
+"the first N rows" (NormAd's rows come grouped by label). Parallel languages with the same
 ids and labels get the same questions. A CulturalBench-Hard question is sampled whole (all of its judgements).
 """
 
-import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
+from core.sampling import stratified_sample
 from eval.benchmarks.tasks import QUESTION_KEY, BenchmarkInputError, BenchmarkTask, build_task
 from eval.config import BenchmarksSpec
 from eval.lm_eval_tasks.utils import bertaqa_group
@@ -65,36 +65,3 @@ def question_units(item: BenchmarkTask, docs: list[dict]) -> dict[str, list[int]
                 "outcomes are paired by it, so each question needs its own id"
             )
     return dict(units)
-
-
-def stratified_sample(strata: dict[str, tuple], n: int, seed: int) -> set[str]:
-    """n of the keys, allocated over the first stratum level in proportion to its groups' sizes (largest remainder),
-    then recursively over the next level inside each group; at the last level drawn at random. Deterministic for a
-    seed, and independent of the keys' order."""
-    rng = random.Random(seed)
-    depth = len(next(iter(strata.values())))
-
-    def pick(keys: list[str], level: int, count: int) -> list[str]:
-        if count >= len(keys):
-            return keys
-        if level == depth:
-            return rng.sample(keys, count)
-        groups: dict = defaultdict(list)
-        for key in keys:
-            groups[strata[key][level]].append(key)
-        quota = allocate({group: len(members) for group, members in sorted(groups.items())}, count, rng)
-        return [key for group in sorted(groups) for key in pick(groups[group], level + 1, quota[group])]
-
-    return set(pick(sorted(strata), 0, n))
-
-
-def allocate(sizes: dict, n: int, rng: random.Random) -> dict:
-    """Largest-remainder apportionment of n over groups of the given sizes (n <= their total): each group gets the
-    floor of its proportional share, and the leftover goes one each to the largest fractional parts, ties at random."""
-    total = sum(sizes.values())
-    shares = {group: n * size / total for group, size in sizes.items()}
-    quota = {group: int(share) for group, share in shares.items()}
-    order = sorted(sizes, key=lambda group: (quota[group] - shares[group], rng.random()))
-    for group in order[: n - sum(quota.values())]:
-        quota[group] += 1
-    return quota

@@ -149,3 +149,24 @@ def efficiency_deltas(base: dict[str, list[dict]], tuned: dict[str, list[dict]],
     totals = [(per_prompt(m, "output_tokens", np.sum), per_prompt(m, "wall_s", np.sum)) for m in (base, tuned)]
     deltas["tokens_per_s"] = stats.paired_bootstrap_ratio_of_sums(totals[0], totals[1], **boot)
     return deltas
+
+
+SIDE_BY_SIDE_CULTURAX = 5  # the first CULTURAX test prompts by id shown side by side, then each HHH set's first
+
+
+def side_by_side(sets: dict[str, Dataset], responses: dict[str, dict[str, list[dict]]]) -> list[dict]:
+    """The models' answers to the same prompts, for reading: the first SIDE_BY_SIDE_CULTURAX CULTURAX test prompts by
+    id, then the first prompt of each HHH set; per model its first sample's answer (reasoning stripped: what the
+    judges saw). ``responses`` is {model: {set: records}}, records prompt-major."""
+    chosen = []
+    if "culturax" in sets:
+        ids = sets["culturax"]["id"]
+        chosen += [("culturax", i) for i in sorted(range(len(ids)), key=ids.__getitem__)[:SIDE_BY_SIDE_CULTURAX]]
+    chosen += [(name, 0) for name in ("helpfulness", "harmlessness", "honesty") if len(sets.get(name, ()))]
+    rows = []
+    for name, row in chosen:
+        first_sample = {model: next(r for r in per_set[name] if r["id"] == sets[name][row]["id"]) for model, per_set
+                        in responses.items()}  # fmt: skip
+        rows.append({"set": name, "prompt_id": sets[name][row]["id"], "prompt": sets[name][row]["prompt"],
+                     "answers": {model: record["text"] for model, record in first_sample.items()}})  # fmt: skip
+    return rows

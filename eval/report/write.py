@@ -3,7 +3,8 @@
 results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth_info, joint_hhh,
 cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements, heldout),
 "comparisons" (baseline -> tuned deltas, each {delta, ci_low, ci_high, n, too_few}), "judges" (which judge, mode and
-prompt file produced each metric), "test_sets", "decoding", "config", "created_at". A value that does not exist
+prompt file produced each metric), "test_sets", "decoding", "config", "created_at", "side_by_side" (each model's
+answer to the same few prompts: {"set", "prompt_id", "prompt", "answers": {model: text}}). A value that does not exist
 (NaN, infinite) is written as null and shown as n/a. With a benchmarks block, "benchmarks" (eval/benchmarks/harness.py;
 the report section: eval/report/benchmarks.py).
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from eval.hhh.metrics import FAILURE_TYPES
 from eval.report import benchmarks as report_benchmarks
+from eval.report.answers import side_by_side_lines
 from eval.report.plots import plots_written, write_plots
 from eval.report.reasoning import reasoning_sections
 from eval.report.tables import (
@@ -95,6 +97,7 @@ def write_report_md(results: dict, out: Path) -> None:
             "`eval/heldout/scoring.py`, `eval/heldout/dpo_reference.py`.",
             "",
         ]
+    lines += side_by_side_lines(results)
     lines += report_benchmarks.section_lines(results)
     lines += reasoning_sections(results)
     lines += ["## Plots", ""] + [f"![{p}]({p})" for p in plots_written(results)] + [""]
