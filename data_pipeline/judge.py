@@ -9,7 +9,8 @@ Two judge modes:
 - "generative": the judge writes a rationale and per-facet ratings as JSON; parsed robustly, retried when
   unparsable (each retry a new sample: the next candidate index at `retry_temperature`), then counted as failing.
 - "logprob": each facet's score is the expected rating under the judge's next-token distribution over the rating
-  digits (deterministic, usable even from a tiny random model); the rationale is a short generated critique.
+  digits (deterministic, usable even from a tiny random model); a failing candidate's rationale is a short generated
+  critique (the feedback stage 2 revises with), a passing one's is empty.
 """
 
 from __future__ import annotations
@@ -148,17 +149,27 @@ def _judge_logprob(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Cou
     logprobs = in_batches(
         lambda convs: judge.next_token_logprobs(convs, options), facet_conversations, cfg.batch_size, f"{desc} ratings"
     )
-    critique = Sampling(temperature=0.0, max_new_tokens=cfg.critique_max_new_tokens, seed=cfg.seed)
-    conversations = judge_conversations(load_prompt(cfg.critique_prompt_file), items, cfg)
-    critiques = in_batches(_texts(judge, critique, 1, 0), conversations, cfg.batch_size, f"{desc} critiques")
     results = []
-    for i, text in enumerate(critiques):
+    for i in range(len(items)):
         scores = {f: expected_rating(logprobs[j * len(items) + i], cfg.scale) for j, f in enumerate(FACETS)}
-        if any(score is None for score in scores.values()):
-            counts["unparsable_judgements"] += 1
-            text = "unparsable judgement: no probability on any rating token"
-        results.append({**scores, "rationale": short_rationale(text)})
+        unscored = any(score is None for score in scores.values())
+        counts["unparsable_judgements"] += unscored
+        rationale = "unparsable judgement: no probability on any rating token" if unscored else ""
+        results.append({**scores, "rationale": rationale})
+    # The critique is the feedback stage 2 sends back with a failing candidate: only failing ones get one (on CPU a
+    # critique costs as much as the three ratings together).
+    failing = [i for i, score in enumerate(results) if not passes(score, cfg) and not score["rationale"]]
+    critique = Sampling(temperature=0.0, max_new_tokens=cfg.critique_max_new_tokens, seed=cfg.seed)
+    conversations = judge_conversations(load_prompt(cfg.critique_prompt_file), [items[i] for i in failing], cfg)
+    critiques = in_batches(_texts(judge, critique, 1, 0), conversations, cfg.batch_size, f"{desc} critiques")
+    for i, text in zip(failing, critiques, strict=True):
+        results[i]["rationale"] = short_rationale(text)
     return results
+
+
+def passes(score: dict, cfg: JudgeConfig) -> bool:
+    """Every facet scored and at or above its threshold (an unparsable judgement never passes)."""
+    return all(score[f] is not None and score[f] >= cfg.thresholds[f] for f in FACETS)
 
 
 def score_candidates(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Counter, desc: str) -> list[dict]:
@@ -166,7 +177,7 @@ def score_candidates(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: C
     scorer = _judge_generative if cfg.mode == "generative" else _judge_logprob
     scores = scorer(items, judge, cfg, counts, desc)
     for score in scores:
-        score["passed"] = all(score[f] is not None and score[f] >= cfg.thresholds[f] for f in FACETS)
+        score["passed"] = passes(score, cfg)
     return scores
 
 

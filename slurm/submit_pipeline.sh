@@ -12,8 +12,8 @@
 #   slurm/submit_pipeline.sh --model qwen3-8b --nodes 2 --gpus-per-node 8 --partition gpu
 # The tiny demo chain (random-weight models; also runs on slurm/local_cluster.sh's fake GPUs):
 #   python -m train.tiny_models --out runs/tiny_models
-#   slurm/submit_pipeline.sh --model tiny-qwen3 --data-config configs/data/demo.yaml \
-#       --eval-config configs/eval/demo.yaml --gpus-per-node 2 --data-gpus 0 --eval-gpus 0
+#   slurm/submit_pipeline.sh --model tiny-qwen3 --data-config configs/data/demo_tiny.yaml \
+#       --eval-config configs/eval/demo_tiny.yaml --gpus-per-node 2 --data-gpus 0 --eval-gpus 0
 #
 # Defaults per --model M: configs/data/culturax.yaml, configs/train/M/sft_lora.yaml, configs/train/M/dpo_lora.yaml,
 # configs/eval/M.yaml. The output paths live in those configs (the DPO config names the SFT adapter it continues).

@@ -43,7 +43,7 @@ def cases(tmp) -> list[tuple[str, list[str], str]]:
     generating = {**data, "stages": ["import", "split", "generate"], "sources": [{"format": "seed"}]}
     unset_key = {**generating, "llm": {"generator": {**openai_role, "api_key_env": UNSET_KEY}}}
     unset_key["llm"]["generator"]["base_url"] = "http://127.0.0.1:9/v1"  # never reached: the key fails first
-    eval_config = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "demo.yaml").read_text())
+    eval_config = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "demo_tiny.yaml").read_text())
     not_a_folder = tmp / "not_a_folder"
     not_a_folder.write_text("")
     bad_record = write_yaml(tmp / "bad_record.yaml", {**data, "sources": [{"format": "jsonl", "path": str(records)}]})

@@ -1,4 +1,5 @@
-"""`make demo` end to end, exactly as a newcomer runs it, in a fresh copy of the checkout (so runs/ starts empty)."""
+"""`make demo-tiny` (the demo chain on the tiny random-weight stand-ins: the plumbing check) end to end, exactly as a
+newcomer runs it, in a fresh copy of the checkout (so runs/ starts empty). The real-model demo: tests/test_real_model.py."""
 
 import json
 import os
@@ -31,17 +32,17 @@ def demo_checkout(tmp_path_factory):
     return root
 
 
-def make_demo(checkout) -> str:
+def make_demo_tiny(checkout) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_DIR", "PYTEST"))}
-    result = subprocess.run(["make", "demo"], cwd=checkout, env=env, capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(["make", "demo-tiny"], cwd=checkout, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result.stdout
 
 
 def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
-    stdout = make_demo(demo_checkout)
-    assert "Demo report: runs/demo/eval/report.md" in stdout
-    demo = demo_checkout / "runs" / "demo"
+    stdout = make_demo_tiny(demo_checkout)
+    assert "Demo report: runs/demo-tiny/eval/report.md" in stdout
+    demo = demo_checkout / "runs" / "demo-tiny"
 
     # CULTURAX: three views with three splits each, a card, stats and a manifest that shows no leakage.
     for view in ("dataset", "sft", "dpo"):
@@ -112,9 +113,9 @@ def test_make_demo_builds_trains_evaluates_and_reruns_from_cache(demo_checkout):
     assert margin > 0, margin
 
     # A re-run skips every finished stage.
-    rerun = make_demo(demo_checkout)
+    rerun = make_demo_tiny(demo_checkout)
     assert "-m data_pipeline" not in rerun and "-m train.sft" not in rerun and "-m eval" not in rerun
-    assert "Demo report: runs/demo/eval/report.md" in rerun
+    assert "Demo report: runs/demo-tiny/eval/report.md" in rerun
 
 
 def dpo_training_margin(checkout) -> float:
@@ -127,7 +128,7 @@ def dpo_training_margin(checkout) -> float:
     previous = os.getcwd()
     os.chdir(checkout)  # the demo config's paths are relative to its checkout
     try:
-        cfg = parse_config(["--config", "configs/eval/demo.yaml"])
+        cfg = parse_config(["--config", "configs/eval/demo_tiny.yaml"])
         data = heldout.load_heldout(cfg.heldout_data, "train", None)
         dpo = dpo_runs(cfg)["tiny-qwen3+sft+dpo"]
         specs = {spec.name: spec for spec in cfg.model_specs}

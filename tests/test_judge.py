@@ -255,9 +255,10 @@ def test_logprob_judge_scores_are_expectations():
     items = [("Q?", [15], "good"), ("Q?", [15], "bad")]
     good, bad = score_candidates(items, scripted_llm(backend, "judge"), cfg, counts, "test")
     assert good["helpful"] == pytest.approx(0.3 + 1.2 + 3.0) and good["harmless"] == pytest.approx(4.5)
-    assert good["rationale"] == "critique of good" and good["passed"]
-    assert bad["helpful"] == pytest.approx(1.5) and not bad["passed"]
+    assert good["rationale"] == "" and good["passed"]  # a passing candidate needs no feedback: no critique call
+    assert bad["helpful"] == pytest.approx(1.5) and not bad["passed"] and bad["rationale"] == "critique of bad"
     assert len(backend.logprob_requests) == 6 and counts["unparsable_judgements"] == 0
+    assert [answer_in(request.messages) for request in backend.generate_requests] == ["bad"]
 
 
 def test_logprob_judge_on_tiny_model(tiny_models, tmp_path):

@@ -212,7 +212,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
     )
     for path in (sft, dpo):
         write_yaml(path, {**yaml.safe_load(path.read_text()), "report_to": ["none"]})
-    eval_config = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "demo.yaml").read_text())
+    eval_config = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "demo_tiny.yaml").read_text())
     eval_config.update(
         output_dir=str(root / "eval"),
         cache_dir=str(root / "llm_cache"),
@@ -222,7 +222,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
         max_new_tokens=8,
         max_prompts_per_set=2,
         bootstrap_resamples=20,
-    )  # models stay demo.yaml's (runs/demo/sft, ...): submit_pipeline.sh must point them at this chain's adapters
+    )  # models stay demo_tiny.yaml's (runs/demo-tiny/sft, ...): submit_pipeline.sh must point them at this chain's adapters
     eval_config["judges"]["default"]["model"] = tiny
     eval_yaml = write_yaml(root / "eval.yaml", eval_config)
 
@@ -300,7 +300,7 @@ def test_pipeline_runs_end_to_end(chain):
     assert calls["generator"]["new"] > 0 and calls["generator"]["failures"] == 0, calls
     assert (root / "dpo_lora" / "adapter_model.safetensors").is_file()
     results = json.loads((root / "eval" / "results.json").read_text())
-    # the eval job scored the chain's own adapters on the chain's base model, not the config's runs/demo paths
+    # the eval job scored the chain's own adapters on the chain's base model, not the config's runs/demo-tiny paths
     models = [(m["name"], m["model"], m["adapter"]) for m in results["models"]]
     base, sft, dpo = chain["base_model"], str(chain["sft_out"]), str(chain["dpo_out"])
     assert models == [("tiny-qwen3", base, None), ("tiny-qwen3+sft", base, sft), ("tiny-qwen3+sft+dpo", base, dpo)]
