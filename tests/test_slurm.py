@@ -222,7 +222,7 @@ def chain(cluster, job_env, tiny_models, tmp_path_factory):
         max_new_tokens=8,
         max_prompts_per_set=2,
         bootstrap_resamples=20,
-    )  # models stay demo_tiny.yaml's (runs/demo-tiny/sft, ...): submit_pipeline.sh must point them at this chain's adapters
+    )  # models stay demo_tiny.yaml's (runs/demo-tiny/sft, ...): submit_pipeline.sh points them at this chain's adapters
     eval_config["judges"]["default"]["model"] = tiny
     eval_yaml = write_yaml(root / "eval.yaml", eval_config)
 
