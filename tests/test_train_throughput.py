@@ -105,15 +105,13 @@ def test_all_runs_measure_and_report_with_mfu(tmp_path):
     assert max(map(len, sft_ids + pair_ids)) < setup.max_length
     bins = pack_dataset(Dataset.from_dict({"input_ids": sft_ids}), setup.max_length, strategy="bfd")["input_ids"]
     pair_tokens = sum(map(len, pair_ids[4:12])) / 2  # 2 pairs = 4 sequences a step: rows 4-11
-    assert (
-        {run: r["tokens_per_step"] for run, r in results.items()}
-        == {
-            "sft_padded": sum(map(len, sft_ids[4:12])) / 2,  # 4 rows a step: rows 4-11
-            "sft_recipe": sum(map(len, bins[1:3])) / 2,  # one bin a step, packed by TRL's best-fit decreasing: bins 1-2
-            "sft_pairs": pair_tokens,
-            "dpo": pair_tokens,  # the same sequences as sft_pairs
-        }
-    )
+    expected = {
+        "sft_padded": sum(map(len, sft_ids[4:12])) / 2,  # 4 rows a step: rows 4-11
+        "sft_recipe": sum(map(len, bins[1:3])) / 2,  # one bin a step, packed by TRL's best-fit decreasing: bins 1-2
+        "sft_pairs": pair_tokens,
+        "dpo": pair_tokens,  # the same sequences as sft_pairs
+    }
+    assert {run: r["tokens_per_step"] for run, r in results.items()} == expected  # 198, 128, 234.5, 234.5
     for r in results.values():  # tokens/s is the same window's tokens over its seconds
         assert r["tokens_per_s"] == pytest.approx(r["tokens_per_step"] / r["step_s"], rel=1e-12)
         assert r["step_s"] > 0 and r["peak_mem_bytes"] > 0
