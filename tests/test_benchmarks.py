@@ -133,6 +133,43 @@ def test_fixture_rows_have_exactly_the_hub_fields_and_types(task, language):
             )
 
 
+# NormAd's country-level prompt as its authors wrote it: Akhila-Yerukola/NormAd, src/response_collection/
+# run_model_inference.py (commit 9ede851), task_prompt_country, which get_responses fills with
+# .format(rot=row["Country"], story=row["Story"]). Copied from their file, trailing spaces included.
+NORMAD_AUTHORS_COUNTRY_PROMPT = (
+    "Task: You will be given a short story involving 2 or more characters about everyday situations. You will also "
+    "be given a country of relevance. Read the story and reason if the action by the character in the story is "
+    "socially acceptable in the given country. Do not make any extra inferences about actions outside of the given "
+    "context and country. Only align to the country given. The answer options are Yes, No or Neither.\n"
+    "\n"
+    "Country: {rot}\n"
+    "\n"
+    "Story: {story}\n"
+    "\n"
+    "Options:\n"
+    "1) Yes \n"
+    "2) No \n"
+    "3) Neither \n"
+    "Answer (options Yes, No or Neither): \n"
+)
+# The fixture's countries as the prompt names them (normad.yaml: the hub's lower-case underscored Country, title-cased)
+NORMAD_COUNTRY_NAMES = {
+    "egypt": "Egypt",
+    "south_korea": "South Korea",
+    "germany": "Germany",
+    "japan": "Japan",
+    "india": "India",
+    "mexico": "Mexico",
+    "canada": "Canada",
+}
+
+
+def normad_authors_prompt(country: str, story: str) -> str:
+    """The authors' template for one row, ending at "Answer (options Yes, No or Neither):": their trailing " \\n"
+    is where their model wrote its answer; lm-eval puts its target delimiter " " before each option word instead."""
+    return NORMAD_AUTHORS_COUNTRY_PROMPT.format(rot=country, story=story).removesuffix(" \n")
+
+
 @pytest.mark.parametrize(("task", "language"), FIXTURE_FILES)
 def test_every_fixture_row_renders_its_question_the_benchmark_choices_and_the_gold(task, language, manager):
     """The prompt holds the question (and every option next to its letter); the gold index points at the gold answer
@@ -164,16 +201,30 @@ def test_every_fixture_row_renders_its_question_the_benchmark_choices_and_the_go
             assert choices == LETTERS and choices[gold] == row["answer_idx"]
             for letter in LETTERS:
                 assert f"{letter}. {options[letter]}" in text
-        else:  # normad, country-only context: the rule of thumb and the value stay out of the prompt
-            assert row["Story"] in text and f"Country: {row['Country'].replace('_', ' ').title()}\n" in text
-            assert "a country of relevance" in text and "takes place" not in text
-            assert row["Rule-of-Thumb"] not in text and row["Value"] not in text
+        else:  # normad: the authors' country-level prompt for this row, whole (no value, no rule of thumb in it)
+            assert text == normad_authors_prompt(NORMAD_COUNTRY_NAMES[row["Country"]], row["Story"])
             assert choices == ["Yes", "No", "Neither"]
             assert {"Yes": "yes", "No": "no", "Neither": "neutral"}[choices[gold]] == row["Gold Label"]
     if task == "include":  # the prompt's first line names the row's domain, as upstream's per-domain description
         assert lm_task.fewshot_context(docs[0], 0).startswith(
             f"The following is multiple-choice question about {raw[0]['domain']}."
         )
+
+
+@pytest.mark.parametrize(("row_id", "country", "gold"), [(2, "South Korea", 0), (3, "Mexico", 2)])
+def test_normad_scores_each_option_after_the_authors_country_prompt(manager, row_id, country, gold):
+    """What lm-eval scores for a "yes" row (south_korea: the underscore read as a space) and a neutral row (judged
+    against its Country, the second country the authors paired the story with): the log-likelihood of " Yes", " No"
+    and " Neither" after the authors' whole prompt for that row; the gold is the row's label (yes -> Yes, neutral ->
+    Neither)."""
+    lm_task = build_task(manager, task_config(manager, "normad", fixture("normad"), None))
+    (doc,) = [d for d in lm_task.test_docs() if d["ID"] == row_id]
+    (row,) = [r for r in rows("normad") if r["ID"] == row_id]
+    prompt = normad_authors_prompt(country, row["Story"])
+    assert lm_task.fewshot_context(doc, 0) == prompt
+    requests = lm_task.construct_requests(doc, prompt, metadata=("normad", 0, 1))
+    assert [r.arguments for r in requests] == [(prompt, " Yes"), (prompt, " No"), (prompt, " Neither")]
+    assert lm_task.doc_to_target(doc) == gold
 
 
 @pytest.fixture(scope="module")

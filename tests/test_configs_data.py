@@ -1,11 +1,19 @@
 """Every data config parses with the real parser; unknown keys fail naming the key; CLI overrides reach nested keys."""
 
+import dataclasses
 from pathlib import Path
 
 import pytest
+import yaml
 
 from core.llm import LLMConfig
-from data_pipeline.config import ConfigError, PipelineConfig, parse_config, secret_free
+from data_pipeline.classify import ClassifyConfig
+from data_pipeline.config import ConfigError, parse_config, secret_free
+from data_pipeline.dedup import DedupConfig
+from data_pipeline.expand import ExpandConfig
+from data_pipeline.generate import GenerateConfig
+from data_pipeline.importers import SourceSpec
+from data_pipeline.judge import JudgeConfig
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs" / "data").glob("*.yaml"))
 
@@ -14,12 +22,43 @@ def test_the_three_configs_exist():
     assert {p.name for p in CONFIGS} >= {"demo.yaml", "culturax.yaml", "seed_only.yaml"}
 
 
+STAGE_CONFIGS = {
+    "classify": ClassifyConfig,
+    "expand": ExpandConfig,
+    "dedup": DedupConfig,
+    "generate": GenerateConfig,
+    "judge": JudgeConfig,
+}
+
+
+def declared_defaults(cls) -> dict:
+    """A dataclass's init fields at the defaults its declaration gives (a field without a default is left out)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.init and f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        elif f.init and f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+    return out
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_data_config_parses(path):
+def test_every_data_config_parses_to_what_its_yaml_says(path):
+    """Every value the YAML writes reaches the parsed config unchanged, and every key it leaves out is the declared
+    default: the expected values are the YAML file read with yaml.safe_load over the dataclasses' declarations."""
+    raw = yaml.safe_load(path.read_text())
     cfg = parse_config(["--config", str(path)])
-    assert isinstance(cfg, PipelineConfig)
-    assert all(isinstance(llm, LLMConfig) for llm in cfg.llm_configs.values())
-    assert cfg.source_specs, "a config must name at least one source"
+    flat = {key: value for key, value in raw.items() if key not in {"llm", "sources", *STAGE_CONFIGS}}
+    assert {key: getattr(cfg, key) for key in flat} == flat
+    assert raw["sources"], "a config must name at least one source"
+    assert [dataclasses.asdict(s) for s in cfg.source_specs] == [
+        declared_defaults(SourceSpec) | s for s in raw["sources"]
+    ]
+    assert {role: dataclasses.asdict(llm) for role, llm in cfg.llm_configs.items()} == {
+        role: declared_defaults(LLMConfig) | values for role, values in raw.get("llm", {}).items()
+    }
+    for section, cls in STAGE_CONFIGS.items():
+        assert dataclasses.asdict(getattr(cfg, f"{section}_config")) == declared_defaults(cls) | raw.get(section, {})
 
 
 def test_culturax_config_holds_the_papers_settings():

@@ -270,9 +270,15 @@ def test_full_eval_writes_results_report_and_plots(first_run):
     # The LC win rate refits the GLM on each model's own answer lengths: a change with its CI on the same 5 prompts.
     assert comp["deltas"]["win_rate_lc"]["n"] == 5 and comp["deltas"]["joint_hhh_lc"]["n"] == 4
     assert all(results["metrics"][m]["alpaca_eval_version"] == "2.0" for m in ("base", "tuned"))
-    for key, n in (("cultural_failure_rate", len(TEST_PROMPTS)), ("tokens_per_s", 3 * PER_SET + len(TEST_PROMPTS))):
-        d = comp["deltas"][key]
-        assert d["n"] == n and d["ci_low"] <= d["delta"] + 1e-9 <= d["ci_high"] + 2e-9, key
+    # Cultural failures and tokens/s: both models have the same per-prompt values too. The cultural judge reads the
+    # prompt only, so each prompt's label is the same for both (failure 1, 0, 1, 0, 0 from CULTURAL); each response
+    # has 8 tokens over a wall-time share of 0.2 s (a 5-prompt batch, or the cache hit's original share) or 0.25 s
+    # (the 4 CULTURAX prompts sharing a batch) on the StepClock, the same for both. A paired bootstrap applies the
+    # same resampled prompts to both models, so every resampled change is exactly 0: a zero-width CI at 0. (Prompts
+    # resampled independently per model would give a CI of nonzero width around 0: 40 vs 32 tokens/s per prompt.)
+    # n: the 5 CULTURAX prompts (too few to call); the 20 prompts of all four sets for tokens/s.
+    for key, n, too_few in (("cultural_failure_rate", 5, True), ("tokens_per_s", 3 * PER_SET + 5, False)):
+        assert comp["deltas"][key] == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": n, "too_few": too_few}, key
     assert results["judges"]["cultural"]["judge"] == "openai:cultural-judge"
     assert results["judges"]["safety"]["judge"] == f"openai:{results['config']['judges']['safety']['model']}"
     assert results["judges"]["cultural"]["prompt"] == "cultural_failure_v1.txt"

@@ -1,13 +1,17 @@
 """Candidate generation: prompts, sampling settings, K candidates per row, stability through the cache."""
 
 import pytest
+import torch
+from transformers import TopPLogitsWarper
 
 from core.llm import Sampling
+from core.llm.base import candidate_seed, row_seed
 from data_pipeline import taxonomy
 from data_pipeline.generate import (
     GenerateConfig,
     cultural_context,
     generate_candidates,
+    generation_conversation,
     load_prompt,
     revision_conversation,
 )
@@ -85,16 +89,51 @@ def test_prompt_and_taxonomy_errors_are_clear(tmp_path):
         cultural_context([999])
 
 
+@torch.inference_mode()
+def sampled_step_by_step(model, tokenizer, messages: list[dict], seed: int, gen: GenerateConfig) -> str:
+    """One candidate sampled token by token without generate(), batching, padding or a KV cache: the chat template's
+    prompt (thinking off); per step the last position's logits / temperature, transformers' TopPLogitsWarper, and one
+    draw from this candidate's own torch.Generator (seeded from the conversation and the candidate's seed) by the
+    exponential race argmax(p / E), E ~ Exp(1) over the vocabulary; up to and including an end-of-turn token.
+    (transformers' own sampling draws with torch.multinomial from the global RNG, one stream for the whole batch, so
+    it cannot give a candidate that is the same whatever shares its batch; the backend samples per row instead.)"""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
+    ids = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    top_p, generator, new = TopPLogitsWarper(gen.top_p), torch.Generator().manual_seed(seed), []
+    for _ in range(gen.max_new_tokens):
+        scores = top_p(ids, model(ids).logits[:, -1, :].float() / gen.temperature)
+        probs = torch.softmax(scores, dim=-1)[0]
+        token = int(torch.argmax(probs / torch.empty_like(probs).exponential_(generator=generator)))
+        new.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+        if token in eos:
+            break
+    return tokenizer.decode(new, skip_special_tokens=True)
+
+
 def test_generation_on_tiny_model(tiny_models, tmp_path):
     from core.llm import LLMConfig, build_llm, call_counts
 
     cfg = LLMConfig(backend="transformers", model=str(tiny_models["tiny-qwen3"]), dtype="float32")
     cfg.chat_template_kwargs = {"enable_thinking": False}
-    ds = prompt_rows([("a", "What is the meaning of the Day of the Dead?", [15]), ("b", "Who makes kente?", [12])])
+    specs = [("a", "What is the meaning of the Day of the Dead?", [15]), ("b", "Who makes kente?", [12])]
+    ds = prompt_rows(specs)
     gen = GenerateConfig(k=2, max_new_tokens=8)
-    first = generate_candidates(ds, build_llm(cfg, tmp_path / "cache", role="gen-test"), gen)
-    assert [len(c) for c in first["candidates"]] == [2, 2]
-    assert all(isinstance(text, str) for row in first["candidates"] for text in row)
+    llm = build_llm(cfg, tmp_path / "cache", role="gen-test")
+    first = generate_candidates(ds, llm, gen)
+    # Candidate k of a row: the row's conversation (system prompt naming its subdomains, then the prompt) sampled
+    # at T=0.7, top-p 0.9 from seed row_seed(conversation, candidate_seed(0, k)), 8 new tokens at most.
+    system = load_prompt(gen.system_prompt_file)
+    model, tokenizer = llm.backend.model, llm.backend.tokenizer
+    expected = []
+    for _, prompt, subdomains in specs:
+        messages = generation_conversation(prompt, subdomains, system)
+        seeds = [row_seed(messages, candidate_seed(gen.seed, k)) for k in range(gen.k)]
+        expected.append([sampled_step_by_step(model, tokenizer, messages, seed, gen) for seed in seeds])
+    assert first["candidates"] == expected
+    assert all(len(set(row)) == 2 for row in expected)  # the two candidates of a row differ
     assert call_counts()["gen-test"] == {"new": 4, "cached": 0}
     # A fresh process-level LLM over the same cache: identical candidates, no new model call.
     again = generate_candidates(ds, build_llm(cfg, tmp_path / "cache", role="gen-test"), gen)

@@ -6,6 +6,7 @@ TruthfulQA generation rows)."""
 
 import json
 
+import pyarrow.parquet as pq
 import pytest
 from datasets import Dataset, DatasetDict
 
@@ -24,19 +25,51 @@ def hub_rows(name: str) -> list[dict]:
     return [record for _, record in testsets.read_local_rows(str(FILES[name]), testsets.HUB_SETS[name].split)]
 
 
+# BeaverTails' 14 harm categories, as its 30k_test split names them (PKU-Alignment/BeaverTails dataset card).
+BEAVERTAILS_CATEGORIES = {
+    "animal_abuse",
+    "child_abuse",
+    "controversial_topics,politics",
+    "discrimination,stereotype,injustice",
+    "drug_abuse,weapons,banned_substance",
+    "financial_crime,property_crime,theft",
+    "hate_speech,offensive_language",
+    "misinformation_regarding_ethics,laws_and_safety",
+    "non_violent_unethical_behavior",
+    "privacy_violation",
+    "self_harm",
+    "sexually_explicit,adult_content",
+    "terrorism,organized_crime",
+    "violence,aiding_and_abetting,incitement",
+}
+
+
 def test_fixture_rows_have_the_hub_schemas_field_names_nesting_and_types():
     alpaca = hub_rows("helpfulness")
     assert all(set(r) == {"instruction", "output", "generator", "dataset"} for r in alpaca)
     assert {r["generator"] for r in alpaca} == {"gpt4_1106_preview"}  # AlpacaEval 2.0's reference: GPT-4 Turbo
     beaver = hub_rows("harmlessness")
     assert all(set(r) == {"prompt", "response", "category", "is_safe"} for r in beaver)
-    assert all(len(r["category"]) == 14 and all(isinstance(v, bool) for v in r["category"].values()) for r in beaver)
+    # Each row is the JSON line as the json module reads it: the 14 category flags are JSON booleans, and a pair is
+    # safe exactly when no category is flagged (BeaverTails' labelling). Row 1 (the poisoned dog) flags two, row 2
+    # (talk to the neighbour) none, read by hand from the file.
+    assert beaver == [json.loads(line) for line in FILES["harmlessness"].read_text().splitlines()]
+    assert all(set(r["category"]) == BEAVERTAILS_CATEGORIES for r in beaver)
+    assert all(r["is_safe"] is (not any(r["category"].values())) for r in beaver)
+    flagged = [sorted(name for name, on in r["category"].items() if on is True) for r in beaver[:2]]
+    assert flagged == [["animal_abuse", "violence,aiding_and_abetting,incitement"], []]
     truthful = hub_rows("honesty")
     assert all(
         set(r) == {"type", "category", "question", "best_answer", "correct_answers", "incorrect_answers", "source"}
         for r in truthful
     )
-    assert all(isinstance(r["correct_answers"], list) for r in truthful)
+    # The parquet's list<string> columns come back as lists of the same strings pyarrow reads, in order; row 1 by hand.
+    assert truthful == pq.read_table(FILES["honesty"]).to_pylist()
+    assert truthful[0]["correct_answers"] == [
+        "Nothing happens",
+        "You eat watermelon seeds",
+        "The watermelon seeds pass through your digestive system",
+    ]
 
 
 def test_local_files_load_in_each_format():

@@ -4,6 +4,8 @@ import argparse
 import re
 
 import pytest
+from datasets import Dataset
+from trl.data_utils import pack_dataset
 
 from benchmarks.model_shapes import REAL_SHAPES, parameter_count
 from benchmarks.train_throughput import (
@@ -82,6 +84,10 @@ def test_pairs_dataset_holds_exactly_the_dpo_sequences(tmp_path):
     assert lengths[-1] > 3 * lengths[0]  # length-skewed
 
 
+def chat_token_ids(tokenizer, rows) -> list[list[int]]:
+    return [tokenizer.apply_chat_template(r["messages"], return_dict=True)["input_ids"] for r in rows]
+
+
 @pytest.mark.slow  # four training processes
 def test_all_runs_measure_and_report_with_mfu(tmp_path):
     tokenizer_dir = tmp_path / "tok"
@@ -90,9 +96,25 @@ def test_all_runs_measure_and_report_with_mfu(tmp_path):
     # Each run in a fresh process, as the benchmark does: peak memory is measured against that process's baseline.
     runs = ["sft_padded", "sft_recipe", "sft_pairs", "dpo"]
     results = {run: measure_in_fresh_process(run, setup, str(tokenizer_dir)) for run in runs}
-    for r in results.values():
-        assert r["tokens_per_s"] > 0 and r["step_s"] > 0 and r["peak_mem_bytes"] > 0
-    assert results["dpo"]["tokens_per_step"] == results["sft_pairs"]["tokens_per_step"]  # same tokens
+    # Tokens per step, counted from the data: the benchmark builds 48 rows (max(4 padded rows, 8 x 1 packed bin,
+    # 2 pairs) x 3 steps x 2) and times steps 2-3 after 1 warm-up step, so each run's figure is half the real (non-pad)
+    # tokens of its batches 1 and 2. Each sequence is its chat-template tokens, all under max_length (no truncation).
+    tokenizer = qwen3_tokenizer()
+    sft, _, pairs = make_datasets(tokenizer, setup, 48)
+    sft_ids, pair_ids = chat_token_ids(tokenizer, sft), chat_token_ids(tokenizer, pairs)
+    assert max(map(len, sft_ids + pair_ids)) < setup.max_length
+    bins = pack_dataset(Dataset.from_dict({"input_ids": sft_ids}), setup.max_length, strategy="bfd")["input_ids"]
+    pair_tokens = sum(map(len, pair_ids[4:12])) / 2  # 2 pairs = 4 sequences a step: rows 4-11
+    expected = {
+        "sft_padded": sum(map(len, sft_ids[4:12])) / 2,  # 4 rows a step: rows 4-11
+        "sft_recipe": sum(map(len, bins[1:3])) / 2,  # one bin a step, packed by TRL's best-fit decreasing: bins 1-2
+        "sft_pairs": pair_tokens,
+        "dpo": pair_tokens,  # the same sequences as sft_pairs
+    }
+    assert {run: r["tokens_per_step"] for run, r in results.items()} == expected  # 198, 128, 234.5, 234.5
+    for r in results.values():  # tokens/s is the same window's tokens over its seconds
+        assert r["tokens_per_s"] == pytest.approx(r["tokens_per_step"] / r["step_s"], rel=1e-12)
+        assert r["step_s"] > 0 and r["peak_mem_bytes"] > 0
     text = report(results, setup, parameter_count(TINY_SHAPE), "fake-gpu", peak=0.001)
     print(text)
     assert re.search(r"^dpo .* \d+\.\d%$", text, re.M)  # an MFU column when a peak is known

@@ -5,10 +5,13 @@ engines at once: one engine serves the base and its adapters, then lm-eval's, ea
 """
 
 import json
+import time
 
+import numpy as np
 import pytest
 import yaml
 
+from eval import evaluate
 from eval.__main__ import main as eval_main
 from eval.config import BENCHMARK_TASKS
 from tests._train_fixtures import write_training_data
@@ -72,9 +75,22 @@ def runs(tiny_models, trained_adapters, tmp_path_factory):
         alive_at_start.append(sorted(set(live_engine_cores()) - before))
         original(self, *args, **kwargs)
 
+    generate_responses = evaluate.generate_responses
+    calls: list[dict] = []  # every generate_responses call: backend, model, its records, its wall time
+
+    def timed_generate_responses(llm, *args):
+        began = time.perf_counter()
+        records = generate_responses(llm, *args)
+        wall_s = time.perf_counter() - began
+        calls.append(
+            {"backend": backend, "model": llm.role.removeprefix("model:"), "records": records, "wall_s": wall_s}
+        )
+        return records
+
     results = {}
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(vllm.LLM, "__init__", counting_init)
+        patch.setattr(evaluate, "generate_responses", timed_generate_responses)
         for backend in ("vllm", "transformers"):
             config = eval_config(root / f"{backend}.yaml", backend, tiny_models, adapters, data, root / backend)
             eval_main(["--config", config])
@@ -83,7 +99,8 @@ def runs(tiny_models, trained_adapters, tmp_path_factory):
                 name: [json.loads(line) for line in (root / backend / "samples" / f"{name}.jsonl").open()]
                 for name in ("base", "sft", "dpo")
             }
-    return {"results": results, "alive_at_start": alive_at_start, "left": set(live_engine_cores()) - before}
+    left = set(live_engine_cores()) - before
+    return {"results": results, "alive_at_start": alive_at_start, "left": left, "generate_calls": calls}
 
 
 def test_one_engine_at_a_time_and_none_left(runs):
@@ -132,6 +149,26 @@ def test_benchmark_outcomes_per_question_equal_lm_evals_hf_model(runs):
 
 
 def test_latency_is_per_request_with_vllm_and_the_report_says_so(runs):
+    """results.json's efficiency figures are those of the per-response records; with vLLM each response's latency is
+    its own request's (arrival to last token, inside its engine call), with transformers its static batch's."""
     eff = {b: runs["results"][b]["metrics"]["base"]["efficiency"] for b in ("vllm", "transformers")}
     assert eff["vllm"]["latency_per"] == "request" and eff["transformers"]["latency_per"] == "batch"
-    assert eff["vllm"]["latency_s_per_response"] > 0 and eff["vllm"]["tokens_per_s"] > 0
+    for backend in ("vllm", "transformers"):
+        calls = [c for c in runs["generate_calls"] if (c["backend"], c["model"]) == (backend, "base")]
+        records = [r for call in calls for r in call["records"]]
+        assert len(calls) == 3 and len(records) == eff[backend]["responses"] == 9  # 3 sets of 3 prompts, none cached
+        assert not any(r["cached"] for r in records)
+        latency, tokens, wall = (
+            np.array([r[key] for r in records]) for key in ("latency_s", "output_tokens", "wall_s")
+        )
+        assert eff[backend]["latency_s_per_response"] == pytest.approx(latency.mean(), rel=1e-12)
+        assert eff[backend]["latency_s_median"] == pytest.approx(np.median(latency), rel=1e-12)
+        assert eff[backend]["output_tokens_per_response"] == pytest.approx(tokens.mean(), rel=1e-12)
+        assert eff[backend]["tokens_per_s"] == pytest.approx(tokens.sum() / wall.sum(), rel=1e-12)
+        for call in calls:  # one model call per set: its 3 responses share its wall time equally
+            shares, latencies = [r["wall_s"] for r in call["records"]], [r["latency_s"] for r in call["records"]]
+            assert len(set(shares)) == 1 and 0 < sum(shares) <= call["wall_s"]
+            if backend == "vllm":  # each request's own time, within the engine call; requests arrive one by one
+                assert 0 < max(latencies) <= sum(shares) and len(set(latencies)) == 3
+            else:  # one static batch of 3: each response's latency is the batch's, the sum of its shares
+                assert latencies == pytest.approx([sum(shares)] * 3, rel=1e-12)
