@@ -1,6 +1,6 @@
 """One eval run: generate with each model, judge every response, compute metrics and baseline -> tuned changes.
 
-Models generate first, one load at a time (eval.generation.model_groups: a vLLM engine serves a base model and its
+Models generate first, one load at a time (eval.hhh.generation.model_groups: a vLLM engine serves a base model and its
 adapters, then stops), then the judges are loaded once and judge every model, then the benchmarks run: one model or
 engine is loaded at any time. Per-prompt verdicts are kept as arrays (NaN = failed judgement) so the same arrays give
 the point metrics and the paired bootstrap CIs.
@@ -204,7 +204,7 @@ def leakage(sets: dict[str, Dataset], train: Dataset | None, tau: int) -> dict:
 
 
 def generate_group(cfg: EvalConfig, group: list[ModelSpec], sets: dict, heldout_data: dict | None) -> dict:
-    """Responses and held-out scores of the models loaded together (eval.generation.model_groups); the model (or
+    """Responses and held-out scores of the models loaded together (eval.hhh.generation.model_groups); the model (or
     vLLM engine) is freed when the group is done, before the next one loads."""
     llms = {spec.name: build_model_llm(cfg, spec) for spec in group}
     out = {}
