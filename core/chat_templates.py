@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 # DeepSeek-R1-Distill always opens "<think>\n" in its generation prompt; an answer without reasoning is trained as an
 # empty, closed think block so the prompt stays a prefix of prompt+answer (as TRL's DPO tokenisation needs).
 EMPTY_THINK = "<think>\n\n</think>\n\n"
+PLAIN_PROMPT = "none"  # a model's chat_template setting: no template, the prompt as plain text (chat_prompt)
 
 
 def think_block(reasoning: str) -> str:
@@ -45,7 +46,13 @@ def training_chat_template(tokenizer) -> str:
         return tokenizer.chat_template
 
 
-def chat_prompt(tokenizer, messages: list[dict], chat_template_kwargs: dict) -> str:
+def chat_prompt(tokenizer, messages: list[dict], chat_template_kwargs: dict, chat_template: str | None = None) -> str:
     """The exact text a local model continues: chat template + generation prompt + chat_template_kwargs. Shared by
-    the transformers and vllm backends and held-out scoring, so all see identical prompts."""
+    the transformers and vllm backends and held-out scoring, so all see identical prompts.
+
+    ``chat_template="none"`` (a base model prompted as its card shows, e.g. Gemma-7B, DeepSeek-LLM-7B-base): no
+    template; the messages' contents joined by a blank line after the tokenizer's BOS, which the backends' encoding
+    (``add_special_tokens=False``, since templates write BOS themselves) would otherwise leave out."""
+    if chat_template == PLAIN_PROMPT:
+        return (tokenizer.bos_token or "") + "\n\n".join(message["content"] for message in messages)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)
