@@ -49,6 +49,21 @@ def test_paper_recipe_states_the_authors_setup(model):
         assert line is not None and "#" in line, f"{path}: '{key}' is not set with a one-line reason"
 
 
+@pytest.mark.parametrize("model", list(REAL_MODELS))
+def test_paper_dpo_is_the_projects_recipe_on_the_paper_sft_adapter(model):
+    """The authors state no DPO setup: dpo_lora_paper.yaml is dpo_lora.yaml but for the adapter it continues and
+    where it writes (so the two can never drift apart)."""
+    import yaml
+
+    ours = yaml.safe_load((TRAIN_CONFIGS / model / "dpo_lora_paper.yaml").read_text())
+    project = yaml.safe_load((TRAIN_CONFIGS / model / "dpo_lora.yaml").read_text())
+    assert {k: v for k, v in ours.items() if k not in ("sft_adapter", "output_dir")} == {
+        k: v for k, v in project.items() if k not in ("sft_adapter", "output_dir")
+    }
+    sft_output = parse(TRAIN_CONFIGS / model / "sft_lora_paper.yaml")[1].output_dir
+    assert (ours["sft_adapter"], ours["output_dir"]) == (sft_output, f"runs/{model}/dpo_lora_paper")
+
+
 def test_plan_prints_the_paper_recipe_at_4_gpus(capsys):
     """1,200 training conversations (CULTURAX's 80%): 38 batches of 8 per GPU a epoch -> 10 optimizer steps of 128
     (4 accumulated), 50 over 5 epochs; one evaluation and one checkpoint per epoch; logged every step (2% of 50)."""
