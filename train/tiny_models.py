@@ -244,8 +244,7 @@ def build(out_dir: Path, seed: int = 0) -> dict[str, Path]:
 
 COMMAND = Command(
     name="python -m train.tiny_models",
-    purpose="Build the tiny random-weight stand-ins (Qwen3, Qwen2, Gemma, Llama, a Beaver-Dam-shaped moderator) the "
-    "tests and `make demo` use.",
+    purpose="Build the tiny random-weight stand-ins (Qwen3, Qwen2, Gemma, Llama, Beaver-Dam) that tests and demos use.",
     example="python -m train.tiny_models --out runs/tiny_models",
 )
 
