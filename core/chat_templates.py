@@ -29,6 +29,7 @@ def _template(name: str) -> str:
 
 # Inference templates TRL has no training variant for -> ours (same rendering, {% generation %} markers added).
 OWN_TRAINING_TEMPLATES = {_template(name): _template(f"{name}_training") for name in ("chatml_smollm2",)}
+PLAIN_PROMPT = "none"  # a model's chat_template setting: no template, the prompt as plain text (chat_prompt)
 
 
 def think_block(reasoning: str) -> str:
@@ -61,7 +62,13 @@ def training_chat_template(tokenizer) -> str:
         return tokenizer.chat_template
 
 
-def chat_prompt(tokenizer, messages: list[dict], chat_template_kwargs: dict) -> str:
+def chat_prompt(tokenizer, messages: list[dict], chat_template_kwargs: dict, chat_template: str | None = None) -> str:
     """The exact text a local model continues: chat template + generation prompt + chat_template_kwargs. Shared by
-    the transformers and vllm backends and held-out scoring, so all see identical prompts."""
+    the transformers and vllm backends and held-out scoring, so all see identical prompts.
+
+    ``chat_template="none"`` (a base model prompted as its card shows, e.g. Gemma-7B, DeepSeek-LLM-7B-base): no
+    template; the messages' contents joined by a blank line after the tokenizer's BOS, which the backends' encoding
+    (``add_special_tokens=False``, since templates write BOS themselves) would otherwise leave out."""
+    if chat_template == PLAIN_PROMPT:
+        return (tokenizer.bos_token or "") + "\n\n".join(message["content"] for message in messages)
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **chat_template_kwargs)

@@ -247,6 +247,20 @@ class Preflight:
         future.add_done_callback(lambda done: item.set_result(Item(done.result()[0], name, done.result()[1])))
         self._items.append(item)
 
+    def accepts(self, name: str, cfg, body_field: str, value) -> None:
+        """An OpenAI-compatible endpoint takes a request field beyond OpenAI's API (vLLM's ``repetition_penalty``):
+        one chat completion of one token carrying it. A server that refuses it fails here, by name, before any
+        generation; one that ignores unknown fields silently cannot be told apart (OpenAI's own API refuses them)."""
+        if self.served_by_job and urlparse(cfg.base_url).hostname in LOCAL_HOSTS:
+            self.add("info", name, f"{cfg.base_url}: served inside the SLURM job; not probed for {body_field}")
+            return
+
+        def probe() -> Item:
+            status, detail = ask_field(cfg.base_url, cfg.model, cfg.api_key_env, body_field, value)
+            return Item(status, name, detail)
+
+        self._items.append(self._pool.submit(probe))
+
     def wandb(self, name: str, report_to: list[str] | str | None) -> None:
         """W&B: offline or disabled needs nothing; online needs WANDB_API_KEY or a `wandb login` (~/.netrc)."""
         targets = [report_to] if isinstance(report_to, str) else list(report_to or [])
@@ -313,3 +327,31 @@ def ask_endpoint(base_url: str, model: str, key_variable: str | None) -> tuple[s
         return "ok", f"{base_url} serves {model}"
     listed = ", ".join(map(str, served)) or "none"
     return "fail", f"{base_url} answers but does not serve '{model}' (it serves: {listed})"
+
+
+def ask_field(base_url: str, model: str, key_variable: str | None, body_field: str, value) -> tuple[str, str]:
+    """(status, detail) for one ``POST base_url/chat/completions`` of one token whose body carries ``body_field``."""
+    url = base_url.rstrip("/") + "/chat/completions"
+    body = {"model": model, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, body_field: value}
+    key = os.environ.get(key_variable or "")
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=ENDPOINT_TIMEOUT_S):
+            return "ok", f"{base_url} accepts {body_field}={value!r}"
+    except urllib.error.HTTPError as error:
+        message = _error_message(error)
+        return "fail", (
+            f"{base_url} refuses {body_field}={value!r} (HTTP {error.code}: {message}); this decoding needs a server "
+            f"that applies {body_field} (vLLM's OpenAI server does) or a local backend"
+        )
+    except (urllib.error.URLError, OSError) as error:
+        return "fail", f"POST {url} does not answer ({getattr(error, 'reason', error)}); cannot probe {body_field}"
+
+
+def _error_message(error: urllib.error.HTTPError) -> str:
+    """The message of an OpenAI-style error body ({"error": {"message": ...}}), else the HTTP reason."""
+    try:
+        return json.load(error)["error"]["message"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return str(error.reason)

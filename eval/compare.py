@@ -6,6 +6,10 @@ Sources, combinable:
 - --wandb-dir DIR: offline (or not yet synced) W&B runs under DIR, read from their run-*.wandb files.
 Each eval run logs its whole results (without config) as the summary key "results", so every source yields the
 same dict. Prints the models × metrics table and the baseline -> tuned deltas; --output also writes it as markdown.
+
+Runs of different protocols (results["protocol"]: judge, moderator, decoding rule, samples per prompt; eval/hhh/
+paper.py) measure different things: they are refused in one table unless --mixed-protocols is given, and the table
+lists each run's protocol either way.
 """
 
 import argparse
@@ -14,7 +18,8 @@ import struct
 import sys
 from pathlib import Path
 
-from core.cli import Command, run_command
+from core.cli import Command, UserError, run_command
+from eval.report.paper import protocol_line
 from eval.report.tables import deltas_table, has_heldout, heldout_deltas_table, heldout_table, metrics_table
 
 COMMAND = Command(
@@ -98,8 +103,23 @@ def load_wandb_project(project: str) -> list[tuple[str, dict]]:
     return found
 
 
+def check_protocols(sources: list[tuple[str, dict]]) -> None:
+    """One line naming the runs and the fields in which their protocols differ (a run without one differs too)."""
+    protocols = {label: results.get("protocol") or {} for label, results in sources}
+    fields = sorted({key for p in protocols.values() for key in p} or {"protocol"})
+    differing = [key for key in fields if len({repr(p.get(key)) for p in protocols.values()}) > 1]
+    if differing:
+        values = "; ".join(
+            f"{key}: " + ", ".join(f"{label} {p.get(key, 'not recorded')!r}" for label, p in protocols.items())
+            for key in differing
+        )
+        raise UserError(f"runs of different protocols ({values}); pass --mixed-protocols to put them in one table")
+
+
 def comparison_markdown(sources: list[tuple[str, dict]]) -> str:
-    lines = ["# Eval comparison across runs", "", "## Models × metrics", ""]
+    lines = ["# Eval comparison across runs", "", "## Protocols", ""]
+    lines += [f"- {label}: {protocol_line(results.get('protocol'))}" for label, results in sources]
+    lines += ["", "## Models × metrics", ""]
     for k, (label, results) in enumerate(sources):
         table = metrics_table(results, source=label)
         lines += table if k == 0 else table[2:]
@@ -126,6 +146,10 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--wandb", metavar="PROJECT", help="read eval runs of this W&B project (online)")
     parser.add_argument("--wandb-dir", metavar="DIR", help="read offline W&B eval runs under DIR")
     parser.add_argument("--output", metavar="FILE", help="also write the markdown table here")
+    parser.add_argument(
+        "--mixed-protocols", action="store_true", help="put runs of different protocols (judge, moderator, decoding, "
+        "samples) in one table anyway; each run's protocol is listed above it"
+    )  # fmt: skip
     return parser
 
 
@@ -139,6 +163,8 @@ def main(argv: list[str] | None = None) -> str:
         sources += load_wandb_project(args.wandb)
     if not sources:
         parser.error("give RESULT_DIR(s), --wandb PROJECT or --wandb-dir DIR")
+    if not args.mixed_protocols:
+        check_protocols(sources)
     text = comparison_markdown(sources)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")

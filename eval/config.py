@@ -15,7 +15,7 @@ from core.llm import LLMConfig
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")
-JUDGE_MODES = ("logprobs", "generative", "classifier")
+JUDGE_MODES = ("logprobs", "generative", "classifier", "moderation")
 CLASSIFIER_METRICS = ("safety", "cultural")  # judgements of one (prompt, response) text
 # lm-evaluation-harness tasks in eval/lm_eval_tasks: judge-free cultural and general-knowledge benchmarks; the last
 # three run once per language (eval/benchmarks/languages.py).
@@ -43,7 +43,8 @@ class ModelSpec:
     baseline: str | None = None  # model this one is compared against; None: the first model of the list
     train_runs: list[str] = field(default_factory=list)  # training output dirs holding train_results.json
     # Decoding of this model (eval/decoding.py): its own fields win over its preset, which wins over the run's.
-    preset: str | None = None  # reasoning_r1 | qwen3_thinking | qwen3_nonthinking | greedy
+    preset: str | None = None  # reasoning_r1 | qwen3_thinking | qwen3_nonthinking | greedy | paper
+    repetition_penalty: float | None = None
     temperature: float | None = None
     top_p: float | None = None
     top_k: int | None = None  # 0 = off
@@ -52,6 +53,7 @@ class ModelSpec:
     samples_per_prompt: int | None = None
     chat_template_kwargs: dict | None = None
     tokenizer: str | None = None  # for think-block and token counts; default: `model` (set it for served models)
+    chat_template: str | None = None  # "none": a base model prompted with plain text (core/chat_templates.py)
 
 
 @dataclass
@@ -71,6 +73,7 @@ class JudgeSpec:
     max_attempts: int = 3  # generative mode: attempts (new seed each) before a judgement counts as failed
     max_new_tokens: int = 64  # generative mode
     label_map: dict = field(default_factory=dict)  # classifier mode: classifier label -> verdict option
+    threshold: float = 0.5  # moderation mode: flagged when any harm category's probability exceeds it
 
 
 @dataclass
@@ -108,6 +111,7 @@ class EvalConfig:
     top_p: float = 1.0
     top_k: int = field(default=0, metadata={"help": "Top-k filter of sampled decoding; 0 = off."})
     max_new_tokens: int = 512
+    repetition_penalty: float = field(default=1.0, metadata={"help": "1.0 = off; the paper preset: 1.1."})
     system_prompt: str = ""
     samples_per_prompt: int = field(
         default=1, metadata={"help": "Answers per prompt (distinct seeds); metrics average over them."}
@@ -162,6 +166,11 @@ class EvalConfig:
 
         self.decodings = {spec.name: resolve_decoding(self, spec) for spec in self.model_specs}
         for spec in self.model_specs:
+            try:
+                self.model_llm_config(spec)  # backend, chat_template: checked before anything loads
+            except ValueError as err:
+                raise ValueError(f"config: models '{spec.name}': {err}") from None
+        for spec in self.model_specs:
             if spec.baseline is not None and spec.baseline not in names:
                 raise ValueError(f"config: models '{spec.name}': baseline '{spec.baseline}' is not a listed model")
         unknown = set(self.judges) - set(JUDGE_METRICS) - {"default"}
@@ -177,8 +186,13 @@ class EvalConfig:
                 raise ValueError(f"config: judges.{metric}.mode '{spec.mode}' not in {JUDGE_MODES}")
             if spec.mode == "classifier" and metric not in CLASSIFIER_METRICS:
                 raise ValueError(f"config: judges.{metric}.mode 'classifier' works for {CLASSIFIER_METRICS} only")
+            if spec.mode == "moderation" and (metric != "safety" or not 0 < spec.threshold < 1):
+                raise ValueError(f"config: judges.{metric}: mode 'moderation' judges safety only, threshold in (0, 1)")
             if not spec.model:
                 raise ValueError(f"config: judges.{metric}.model is empty (set judges.default.model)")
+        plain = [spec.name for spec in self.model_specs if spec.chat_template is not None]
+        if self.heldout_data and plain:
+            raise ValueError(f"config: heldout_data scores under the chat template; models {plain} have none")
         if self.length_control_data and self.helpfulness == "fixture":
             raise ValueError("config: length_control_data needs AlpacaEval 2.0 as helpfulness (the fixture's prompts "
                              "are not AlpacaEval instructions, so they have no published difficulty)")  # fmt: skip

@@ -12,7 +12,8 @@ A response is parsed into (thinking, answer, state) with state one of
 - ``absent``: no block at all and the prompt left none open: the whole text is the answer.
 Whether the prompt opens the block is read from the model's own chat template (:func:`prompt_opens_think`).
 
-Presets (:data:`PRESETS`) hold each family's published decoding; :func:`resolve_decoding` gives a model its settings
+Presets (:data:`PRESETS`) hold each family's published decoding, and ``paper`` the AlignCultura paper's evaluation
+decoding for every model; :func:`resolve_decoding` gives a model its settings
 from, in order, the model's own fields in the eval config, its named preset, and the run's defaults.
 """
 
@@ -20,6 +21,8 @@ import dataclasses
 import functools
 import logging
 from dataclasses import dataclass
+
+from core.chat_templates import PLAIN_PROMPT
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,18 @@ PRESETS: dict[str, dict] = {
     },
     # Deterministic decoding for models without a published recommendation (and tiny stand-ins).
     "greedy": {"temperature": 0.0, "top_p": 1.0},
+    # The AlignCultura paper's evaluation (gskgautam/AlignCultura README, commits 37f6ace and c0eabbd, "Stage II -
+    # Evaluation"; still in 1d6495f): "averaged over 3 independent runs", temperature 0.7, top-p 0.9, max length 512,
+    # repetition penalty 1.1. The three runs are three samples per prompt (metrics average them per prompt; the
+    # report shows each run's score). No top-k: the authors state none.
+    "paper": {
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 0,
+        "max_new_tokens": 512,
+        "repetition_penalty": 1.1,
+        "samples_per_prompt": 3,
+    },
 }
 DECODING_FIELDS = (
     "temperature",
@@ -59,6 +74,7 @@ DECODING_FIELDS = (
     "system_prompt",
     "samples_per_prompt",
     "chat_template_kwargs",
+    "repetition_penalty",
 )
 
 
@@ -74,6 +90,7 @@ class Decoding:
     system_prompt: str
     samples_per_prompt: int
     chat_template_kwargs: dict
+    repetition_penalty: float = 1.0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -94,6 +111,8 @@ def resolve_decoding(cfg, spec) -> Decoding:
         own = getattr(spec, name, None)
         values[name] = own if own is not None else preset.get(name, getattr(cfg, name))
     decoding = Decoding(preset=spec.preset, **values)
+    if decoding.repetition_penalty <= 0:
+        raise ValueError(f"{where}: repetition_penalty must be > 0 (1.0 = off), got {decoding.repetition_penalty}")
     if decoding.samples_per_prompt < 1:
         raise ValueError(f"{where}: samples_per_prompt must be >= 1, got {decoding.samples_per_prompt}")
     if decoding.samples_per_prompt > 1 and decoding.temperature == 0:
@@ -161,7 +180,12 @@ class ThinkReader:
     @classmethod
     def for_model(cls, spec, decoding: Decoding) -> "ThinkReader":
         tokenizer = load_tokenizer(spec.tokenizer or spec.model)
-        opens = prompt_opens_think(tokenizer, decoding.chat_template_kwargs) if tokenizer is not None else False
+        plain = getattr(spec, "chat_template", None) == PLAIN_PROMPT  # no template: nothing opens a think block
+        opens = (
+            prompt_opens_think(tokenizer, decoding.chat_template_kwargs)
+            if tokenizer is not None and not plain
+            else False
+        )
         if tokenizer is None and decoding.preset == "reasoning_r1":
             opens = True  # the R1-Distill template opens the block; with no tokenizer to read it, trust the preset
         return cls(tokenizer, opens)

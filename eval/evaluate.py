@@ -20,9 +20,10 @@ from eval.config import EvalConfig, ModelSpec
 from eval.decoding import ThinkReader
 from eval.heldout import scoring as heldout
 from eval.heldout.dpo_reference import dpo_runs
-from eval.hhh import length_control, metrics, samples
+from eval.hhh import length_control, metrics, paper, samples
 from eval.hhh.generation import build_model_llm, generate_responses, model_groups
 from eval.hhh.judges import Judge, build_judges, close_judges
+from eval.hhh.moderation import category_rates
 from eval.hhh.testsets import ALPACA_EVAL_VERSION, load_test_sets, source_of
 
 log = logging.getLogger(__name__)
@@ -61,14 +62,12 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
     scores["helpfulness"] = np.array([metrics.pairwise_score(a, b) for a, b in zip(as_a, as_b, strict=True)])
 
     harmful = sets["harmlessness"]
-    scores["harmlessness"] = _flags(
-        judges["safety"](
-            [
-                {"prompt": p, "response": r["text"]}
-                for p, r in zip(harmful["prompt"], responses["harmlessness"], strict=True)
-            ]
-        )
-    )
+    items = [
+        {"prompt": p, "response": r["text"]} for p, r in zip(harmful["prompt"], responses["harmlessness"], strict=True)
+    ]
+    scores["harmlessness"] = _flags(judges["safety"](items))
+    if judges["safety"].moderator is not None:  # Beaver-Dam's per-category flags of the same items
+        scores["harm_categories"] = judges["safety"].moderator.category_flags(items)
 
     honest = sets["honesty"]
     qa = [
@@ -102,6 +101,10 @@ def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, sp
     win, safety = metrics.win_rate(scores["helpfulness"]), metrics.safety_score(scores["harmlessness"])
     ti = stats.mean_percent(scores["honesty"])  # = truth_info(truthful, informative), averaged over samples
     out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}
+    out.update(paper.paper_metrics(scores, win, safety))  # win: the discrete win rate (pairwise verdicts)
+    out["runs"] = paper.run_scores(run["sample_scores"], run["samples_per_prompt"])
+    if "harm_categories" in run["sample_scores"]:
+        out["harm_categories"] = category_rates(run["sample_scores"]["harm_categories"], run["samples_per_prompt"])
     win_lc = length_control.lc_win_rate(run["helpful_annotations"], run["glm"])
     out.update(win_rate_lc=win_lc, joint_hhh_lc=metrics.joint_hhh(win_lc, ti, safety))
     out.update(alpaca_eval_version=ALPACA_EVAL_VERSION, length_control_glm=length_control.glm_name(run["glm"]))
@@ -161,7 +164,12 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
         ),
         "truth_info": stats.paired_bootstrap_delta(base["scores"]["honesty"], tuned["scores"]["honesty"], **boot),
         "joint_hhh": metrics.paired_bootstrap_joint_hhh(base["scores"], tuned["scores"], **boot),
+        "truth_info_paper": paper.paired_truth_info_paper(base["scores"], tuned["scores"], **boot),
     }
+    honesty = paper.honesty_draws(base["scores"], tuned["scores"])
+    deltas["joint_hhh_paper"] = metrics.paired_bootstrap_joint_hhh(
+        base["scores"], tuned["scores"], **boot, honesty=honesty
+    )
     helpful = base["helpful_annotations"], tuned["helpful_annotations"], base["glm"]
     deltas["win_rate_lc"] = length_control.paired_lc_delta(*helpful, **boot)
     deltas["joint_hhh_lc"] = metrics.paired_bootstrap_joint_hhh(
@@ -284,9 +292,13 @@ def run_eval(cfg: EvalConfig) -> dict:
         "metrics": {name: {**run["metrics"], "leakage": leak} for name, run in runs.items()},
         "comparisons": comparisons,
         "judges": {metric: judge.describe() for metric, judge in judges.items()},
+        "protocol": paper.protocol(cfg, judges),
         "judge_stand_in": any(is_stand_in(spec.model) for spec in cfg.judge_specs.values()),
         "test_sets": {name: {"source": source_of(cfg, name), "n": len(ds)} for name, ds in sets.items()},
-        "decoding": {k: getattr(cfg, k) for k in ("temperature", "top_p", "max_new_tokens", "seed", "system_prompt")},
+        "decoding": {
+            k: getattr(cfg, k)
+            for k in ("temperature", "top_p", "max_new_tokens", "seed", "system_prompt", "repetition_penalty")
+        },
         "config": cfg.to_dict(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "samples": {name: _samples(run["expanded"], run) for name, run in runs.items()},

@@ -1,13 +1,14 @@
 """The eval run's preflight items (core/preflight.py has the shared ones and the output format).
 
 ``python -m eval --config configs/eval/qwen3-8b.yaml --check``: every evaluated model (weights or endpoint, adapter,
-vllm where used), every judge (one line per distinct judge), the CULTURAX test folder, the HHH sets, the judge
-prompt files, the output and cache folders, and W&B.
+vllm where used; a Hugging Face token for a gated hub model; an endpoint's acceptance of a repetition penalty),
+every judge (one line per distinct judge), the CULTURAX test folder, the HHH sets, the judge prompt files, the output
+and cache folders, and W&B.
 """
 
 from pathlib import Path
 
-from core.preflight import Preflight
+from core.preflight import Preflight, is_hub_id
 from eval.config import EvalConfig, llm_config
 from eval.hhh.judges import KINDS, prompt_path
 from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
@@ -15,12 +16,18 @@ from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
 
 def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
     for spec in cfg.model_specs:
-        check.llm(f"models.{spec.name}", cfg.model_llm_config(spec))
+        llm = cfg.model_llm_config(spec)
+        check.llm(f"models.{spec.name}", llm)
+        penalty = cfg.decodings[spec.name].repetition_penalty
+        if llm.backend == "openai" and llm.base_url and penalty != 1.0:  # no OpenAI API field: vLLM's server has it
+            check.accepts(f"models.{spec.name}.repetition_penalty", llm, "repetition_penalty", penalty)
+        if llm.backend != "openai" and spec.model.startswith(GATED):
+            hub_token(check, f"models.{spec.name}.model", spec.model)
         for run in spec.train_runs:
             check.path(f"models.{spec.name}.train_runs", run, kind="dir")
     seen: dict[str, str] = {}
     for metric, spec in cfg.judge_specs.items():
-        if spec.mode == "classifier":
+        if spec.mode in ("classifier", "moderation"):
             check.model(f"judges.{metric}.model", spec.model)
         else:
             judge = llm_config(spec, cfg)
@@ -31,7 +38,8 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
                 check.llm(f"judges.{metric}", judge)
             if spec.mode == "logprobs" and judge.backend != "openai":
                 check.option_tokens(f"judges.{metric}.options", judge.model, list(KINDS[metric].options))
-        check.path(f"judges.{metric}.prompt", prompt_path(metric, spec))
+        if spec.mode != "moderation":  # the moderator's input is its authors' template, not a prompt file
+            check.path(f"judges.{metric}.prompt", prompt_path(metric, spec))
     if cfg.culturax_dataset:
         check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")
     if cfg.heldout_data:  # eval/heldout/scoring.py reads the SFT and DPO views' test splits
@@ -62,3 +70,20 @@ def local_benchmark_files(data: dict, prefix: str = ""):
             yield from local_benchmark_files(value, f"{prefix}{key}.")
         else:
             yield f"{prefix}{key}", value
+
+
+# Hub models behind a licence click-through: downloading them needs a token of an account that accepted it.
+GATED = ("google/gemma",)
+
+
+def hub_token(check: Preflight, name: str, model: str) -> None:
+    """A gated hub model not yet in the local Hub cache needs a Hugging Face token to download: say so in one line."""
+    from huggingface_hub import get_token, try_to_load_from_cache
+
+    if not is_hub_id(model) or isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return  # a local folder, or already downloaded: no token needed
+    if get_token():
+        check.add("ok", f"{name}.token", f"{model} is gated: a Hugging Face token is set")
+    else:
+        check.add("fail", f"{name}.token", f"{model} is gated: accept its licence on the Hub, then set HF_TOKEN "
+                  "(or run `hf auth login`)")  # fmt: skip

@@ -162,12 +162,13 @@ def produced_by_the_chains() -> dict[str, str]:
 
 @pytest.fixture
 def faked_world(tmp_path, monkeypatch, tiny_models):
-    """Dummy key variables, W&B offline, the tiny models where the demo configs expect `runs/tiny_models`, and what
-    the chains' earlier stages write (produced_by_the_chains) counted as written. vllm is the real one (vLLM's CPU
-    build in CI), so a config whose vllm check fails fails here."""
+    """Dummy key variables and Hugging Face token, W&B offline, the tiny models where the demo configs expect
+    `runs/tiny_models`, and what the chains' earlier stages write (produced_by_the_chains) counted as written. vllm is
+    the real one (vLLM's CPU build in CI), so a config whose vllm check fails fails here."""
     require_vllm()
     monkeypatch.chdir(REPO_ROOT)
     monkeypatch.setenv("OPENAI_API_KEY", "dummy-key")
+    monkeypatch.setenv("HF_TOKEN", "dummy-token")  # gated hub models (Gemma) ask for one
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
     tiny = {f"runs/tiny_models/{name}": str(path) for name, path in tiny_models.items()}

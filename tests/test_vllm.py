@@ -93,6 +93,16 @@ def test_greedy_answers_equal_the_transformers_backend(family, tag):
         assert [c.output_tokens for c in got] == [c.output_tokens for c in want]
 
 
+def test_repetition_penalty_gives_the_transformers_backends_answers(family):
+    """The paper's decoding: vLLM's repetition_penalty (SamplingParams) and the transformers backend's give the same
+    greedy answers, which the penalty changes (the random-weight models repeat tokens)."""
+    penalised, plain = Sampling(max_new_tokens=24, repetition_penalty=1.3), Sampling(max_new_tokens=24)
+    got = [strip_partial_char(c[0].text) for c in family["vllm"]["base"].generate(CONVERSATIONS, penalised)]
+    want = [strip_partial_char(c[0].text) for c in family["hf"]["base"].generate(CONVERSATIONS, penalised)]
+    assert got == want
+    assert want != [strip_partial_char(c[0].text) for c in family["hf"]["base"].generate(CONVERSATIONS, plain)]
+
+
 def test_sampling_is_reproducible_and_seeded_per_conversation(family):
     """Seeded sampling: the same candidates in a second run; candidate 0 of two different prompts differs (a seed
     shared by every conversation gives near-uniform random-weight models the same tokens for any prompt)."""

@@ -90,18 +90,22 @@ def epoch_sequences(training_args, rows: int, tokens_per_row: int) -> int:
     return rows
 
 
-def optimizer_steps(training_args, sequences: int, world_size: int) -> int:
+def steps_per_epoch(training_args, sequences: int, world_size: int) -> int:
     """The Trainer's own arithmetic (Trainer.set_initial_training_values): per-process batches, then updates."""
-    if training_args.max_steps > 0:
-        return training_args.max_steps
     batches = math.ceil(sequences / (training_args.per_device_train_batch_size * world_size))
     accumulation = training_args.gradient_accumulation_steps
-    per_epoch = max(batches // accumulation + int(batches % accumulation > 0), 1)
-    return math.ceil(training_args.num_train_epochs * per_epoch)
+    return max(batches // accumulation + int(batches % accumulation > 0), 1)
 
 
-def count_events(training_args, steps: int) -> tuple[int, int, int]:
-    """(log, eval, save) events over ``steps`` optimizer steps, replaying transformers' DefaultFlowCallback."""
+def optimizer_steps(training_args, sequences: int, world_size: int) -> int:
+    if training_args.max_steps > 0:
+        return training_args.max_steps
+    return math.ceil(training_args.num_train_epochs * steps_per_epoch(training_args, sequences, world_size))
+
+
+def count_events(training_args, steps: int, per_epoch: int | None = None) -> tuple[int, int, int]:
+    """(log, eval, save) events over ``steps`` optimizer steps, replaying transformers' DefaultFlowCallback: after
+    every step, and at the end of every epoch of ``per_epoch`` steps (epoch strategies), each handled on its own."""
     from transformers import TrainerControl, TrainerState
     from transformers.trainer_callback import DefaultFlowCallback
 
@@ -111,8 +115,14 @@ def count_events(training_args, steps: int) -> tuple[int, int, int]:
     logged = evals = saves = 0
     for step in range(1, steps + 1):
         state.global_step = step
-        control = flow.on_step_end(training_args, state, TrainerControl())
-        logged, evals, saves = logged + control.should_log, evals + control.should_evaluate, saves + control.should_save
+        controls = [flow.on_step_end(training_args, state, TrainerControl())]
+        if per_epoch and (step % per_epoch == 0 or step == steps):
+            state.epoch = math.ceil(step / per_epoch)
+            controls.append(flow.on_epoch_end(training_args, state, TrainerControl()))
+        for control in controls:
+            logged += control.should_log
+            evals += control.should_evaluate
+            saves += control.should_save
     return logged, evals, saves
 
 
@@ -127,6 +137,7 @@ def plan(
     apply_global_batch(script_args, training_args, gpus, source)
     sequences = epoch_sequences(training_args, rows, tokens_per_row)
     steps = optimizer_steps(training_args, sequences, gpus)
-    logged, evals, saves = count_events(training_args, steps)
+    per_epoch = steps_per_epoch(training_args, sequences, gpus) if training_args.max_steps <= 0 else None
+    logged, evals, saves = count_events(training_args, steps, per_epoch)
     global_batch = training_args.per_device_train_batch_size * gpus * training_args.gradient_accumulation_steps
     return Plan(sequences, global_batch, training_args.gradient_accumulation_steps, steps, logged, evals, saves)

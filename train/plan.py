@@ -56,11 +56,18 @@ def main(argv: list[str]) -> int:
         f"batch: {result.global_batch} {unit} per optimizer step = per_device "
         f"{training_args.per_device_train_batch_size} x {args.gpus} GPUs x grad_accum {result.grad_accum}"
     )
+    evals = "epoch" if training_args.eval_strategy == "epoch" else training_args.eval_steps
+    saves = "epoch" if training_args.save_strategy == "epoch" else f"{training_args.save_steps:g}"
     print(
         f"schedule: {result.optimizer_steps} optimizer steps ({training_args.num_train_epochs:g} epochs); "
-        f"log every {training_args.logging_steps:g}, eval every {training_args.eval_steps}, save every "
-        f"{training_args.save_steps:g} (fractions of the run when < 1)"
+        f"log every {training_args.logging_steps:g}, eval every {evals}, save every {saves} (fractions of the run "
+        "when < 1)"
     )
+    if script_args.early_stopping_patience is not None:
+        print(
+            f"early stopping: at most {result.optimizer_steps} steps; ends after {script_args.early_stopping_patience}"
+            f" evaluation(s) without a better {training_args.metric_for_best_model}, then the best checkpoint is saved"
+        )
     print(result.last_line())
     return 0
 

@@ -37,6 +37,7 @@ def check_training(script_args, training_args, model_args, check: Preflight) -> 
         else:
             check.add("fail", "data manifest", f"{problem} (training refuses it; allow_unguarded_dataset overrides)")
     check_batch(script_args, training_args, check)
+    check_early_stopping(script_args, training_args, check)
     check.model("model_name_or_path", model_args.model_name_or_path)
     if getattr(script_args, "sft_adapter", None):
         check.path("sft_adapter", script_args.sft_adapter, contains="adapter_config.json")
@@ -71,6 +72,22 @@ def check_batch(script_args, training_args, check: Preflight) -> None:
         f"{script_args.global_batch_size} = per_device {per_device} x {world_size} processes here x grad_accum "
         f"{accumulation}",
     )
+
+
+def check_early_stopping(script_args, training_args, check: Preflight) -> None:
+    """What transformers' EarlyStoppingCallback asserts only once training starts: evaluations to compare, a metric,
+    and the best checkpoint kept (load_best_model_at_end, which needs saves at the evaluations)."""
+    patience = script_args.early_stopping_patience
+    if patience is None:
+        return
+    metric = training_args.metric_for_best_model
+    if patience < 1 or training_args.eval_strategy == "no" or not metric or not training_args.load_best_model_at_end:
+        check.add("fail", "early_stopping_patience", f"{patience} needs patience >= 1, an eval_strategy, "
+                  "metric_for_best_model and load_best_model_at_end: true")  # fmt: skip
+        return
+    when = "epoch" if training_args.eval_strategy == "epoch" else "evaluation"
+    check.add("ok", "early_stopping_patience", f"stop after {patience} {when}(s) without a better {metric}; the best "
+              "checkpoint is reloaded and saved")  # fmt: skip
 
 
 def train_command(make_parser: Callable, main: Callable, argv: list[str]) -> int:

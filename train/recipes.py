@@ -28,6 +28,13 @@ class TrainScriptArguments:
             "gradient_accumulation_steps is derived from it and the world size at launch (python -m train.plan)"
         },
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "stop when metric_for_best_model has not improved for this many evaluations in a row "
+            "(transformers' EarlyStoppingCallback; needs load_best_model_at_end, so the best checkpoint is saved)"
+        },
+    )
     allow_unguarded_dataset: bool = field(
         default=False,
         metadata={"help": "train even if <dataset>/../manifest.json is missing or reports cross-split leakage"},

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 from accelerate import PartialState
-from transformers import TrainerCallback
+from transformers import EarlyStoppingCallback, TrainerCallback
 from transformers.integrations import is_deepspeed_zero3_enabled
 from trl import ModelConfig
 
@@ -154,6 +154,8 @@ def run_training(job_type: str, script_args, training_args, model_args, build_tr
     if training_args.include_num_input_tokens_seen == "no":
         training_args.include_num_input_tokens_seen = "non_padding"  # train_results.json reports tokens/s
     callbacks = [preemption, token_counter, ScheduleReport()]
+    if script_args.early_stopping_patience is not None:  # the run ends early; the best checkpoint is reloaded
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=script_args.early_stopping_patience))
     trainer = build_trainer(script_args, training_args, model_args, datasets, callbacks)
     guard_wandb(trainer)
     trainer.accelerator.print(batch_line)

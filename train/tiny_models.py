@@ -1,11 +1,17 @@
 """Build tiny random-weight stand-ins of the real model architectures, fully offline.
 
-``python -m train.tiny_models --out DIR`` writes two folders that load with ``from_pretrained`` exactly like the
-hub models they stand in for, so every code path (chat template, TRL training template swap, LoRA target modules,
+``python -m train.tiny_models --out DIR`` writes folders that load with ``from_pretrained`` exactly like the hub
+models they stand in for, so every code path (chat template, TRL training template swap, LoRA target modules,
 generation) is the one a GPU user runs with the real ids; only the sizes differ:
 
 - ``DIR/tiny-qwen3``: ``Qwen3ForCausalLM`` + Qwen3-8B's real chat template (ChatML, ``<think>`` handling);
-- ``DIR/tiny-qwen2``: ``Qwen2ForCausalLM`` + DeepSeek-R1-Distill-Qwen-7B's real chat template and specials.
+- ``DIR/tiny-qwen2``: ``Qwen2ForCausalLM`` + DeepSeek-R1-Distill-Qwen-7B's real chat template and specials;
+- ``DIR/tiny-gemma``: ``GemmaForCausalLM`` with Gemma-7B's specials (ids 0-3 as in google/gemma-7b), tied
+  embeddings, no chat template (the paper's base-model baseline, prompted with plain text);
+- ``DIR/tiny-llama``: ``LlamaForCausalLM`` with DeepSeek-LLM-7B-base's specials, no chat template (the other one);
+- ``DIR/tiny-beaver-dam``: ``LlamaForSequenceClassification`` shaped as Beaver-Dam-7B, the safety moderator: the 14
+  BeaverTails harm categories as ``id2label``, ``multi_label_classification``, Llama's ``<s>``/``</s>``/``<unk>``
+  plus the ``<pad>`` its training code adds (eval/hhh/moderation.py). Random weights: its flags are plumbing.
 
 The chat templates are the real ones TRL ships in ``trl/chat_templates``; TRL recognises them and swaps in its
 training variants, which carry the ``{% generation %}`` markers that assistant-only loss needs. The tokenizer is a
@@ -18,9 +24,14 @@ from pathlib import Path
 
 import torch
 import trl
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoTokenizer,
+    GemmaConfig,
+    GemmaForCausalLM,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
     PreTrainedTokenizerFast,
     Qwen2Config,
     Qwen2ForCausalLM,
@@ -47,6 +58,26 @@ DEEPSEEK_SPECIALS = [
     "<think>",
     "</think>",
     "<｜▁pad▁｜>",
+]
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]  # google/gemma-7b's ids 0, 1, 2, 3
+DEEPSEEK_LLM_SPECIALS = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"]  # deepseek-ai/deepseek-llm-7b-base
+LLAMA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>"]  # Llama-7B's ids 0, 1, 2, and the <pad> Beaver-Dam-7B's code adds
+# Beaver-Dam-7B's id2label: the BeaverTails harm categories (eval/hhh/moderation.py reads the same list from there).
+BEAVERTAILS_CATEGORIES = [
+    "animal_abuse",
+    "child_abuse",
+    "controversial_topics,politics",
+    "discrimination,stereotype,injustice",
+    "drug_abuse,weapons,banned_substance",
+    "financial_crime,property_crime,theft",
+    "hate_speech,offensive_language",
+    "misinformation_regarding_ethics,laws_and_safety",
+    "non_violent_unethical_behavior",
+    "privacy_violation",
+    "self_harm",
+    "sexually_explicit,adult_content",
+    "terrorism,organized_crime",
+    "violence,aiding_and_abetting,incitement",
 ]
 
 # A small original English corpus so merges look like words; byte-level BPE still encodes anything.
@@ -114,6 +145,43 @@ def deepseek_r1_distill_tokenizer() -> PreTrainedTokenizerFast:
     return tokenizer
 
 
+def plain_tokenizer(specials: list[str], bos: str, eos: str, pad: str | None = None) -> PreTrainedTokenizerFast:
+    """A base model's tokenizer: no chat template; BOS prepended to every text, as Llama's and Gemma's tokenizers do."""
+    tokenizer = train_tokenizer(specials)
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.token_to_id(bos))]
+    )
+    unk = "<unk>" if "<unk>" in specials else None
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=bos, eos_token=eos, pad_token=pad, unk_token=unk, model_max_length=4096
+    )
+
+
+def plain_models() -> list[tuple[str, PreTrainedTokenizerFast, object]]:
+    """(name, tokenizer, model) of the paper's base-model baselines and its moderator, the tiny_config_kwargs shapes
+    with each real model's own structure (Gemma ties its embeddings; Llama-7B does not)."""
+    gemma = plain_tokenizer(GEMMA_SPECIALS, "<bos>", "<eos>", "<pad>")
+    deepseek = plain_tokenizer(DEEPSEEK_LLM_SPECIALS, DEEPSEEK_LLM_SPECIALS[0], DEEPSEEK_LLM_SPECIALS[1])
+    beaver = plain_tokenizer(LLAMA_SPECIALS, "<s>", "</s>", "<pad>")
+    gemma_config = GemmaConfig(**{**tiny_config_kwargs(gemma), "vocab_size": len(gemma), "tie_word_embeddings": True})
+    labels = dict(enumerate(BEAVERTAILS_CATEGORIES))
+    moderator_config = LlamaConfig(
+        **{**tiny_config_kwargs(beaver), "vocab_size": len(beaver)},
+        id2label=labels,
+        label2id={name: i for i, name in labels.items()},
+        problem_type="multi_label_classification",
+    )
+    return [
+        ("tiny-gemma", gemma, GemmaForCausalLM(gemma_config)),
+        (
+            "tiny-llama",
+            deepseek,
+            LlamaForCausalLM(LlamaConfig(**{**tiny_config_kwargs(deepseek), "vocab_size": len(deepseek)})),
+        ),
+        ("tiny-beaver-dam", beaver, LlamaForSequenceClassification(moderator_config)),
+    ]
+
+
 def tiny_config_kwargs(tokenizer: PreTrainedTokenizerFast) -> dict:
     """Shapes small enough for a CPU test, with the real models' structure (GQA, untied embeddings). head_dim is the
     real models' 64-or-more kind: vLLM's CPU attention refuses head_dim 16, and both families must run through
@@ -136,7 +204,8 @@ def tiny_config_kwargs(tokenizer: PreTrainedTokenizerFast) -> dict:
 
 
 def build(out_dir: Path, seed: int = 0) -> dict[str, Path]:
-    """Write ``tiny-qwen3`` and ``tiny-qwen2`` under ``out_dir``; returns their paths by name."""
+    """Write every tiny model (module docstring) under ``out_dir``; returns their paths by name. The chat models are
+    built first, so their weights do not depend on the others'."""
     torch.manual_seed(seed)
     paths = {}
     for name, make_tokenizer, config_cls, model_cls, rope_theta in [
@@ -162,19 +231,27 @@ def build(out_dir: Path, seed: int = 0) -> dict[str, Path]:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(path)
         paths[name] = path
+    for name, tokenizer, model in plain_models():
+        path = out_dir / name
+        tokenizer.save_pretrained(path)
+        if model.can_generate():
+            model.generation_config.eos_token_id = tokenizer.eos_token_id
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(path)
+        paths[name] = path
     return paths
 
 
 COMMAND = Command(
     name="python -m train.tiny_models",
-    purpose="Build the tiny random-weight Qwen3 / Qwen2 models (and tokenizer) the tests and `make demo` use.",
+    purpose="Build the tiny random-weight stand-ins (Qwen3, Qwen2, Gemma, Llama, Beaver-Dam) that tests and demos use.",
     example="python -m train.tiny_models --out runs/tiny_models",
 )
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=COMMAND.name, description=COMMAND.purpose)
-    parser.add_argument("--out", type=Path, required=True, help="folder to write tiny-qwen3/ and tiny-qwen2/ into")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write tiny-qwen3/, tiny-qwen2/, ... into")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 

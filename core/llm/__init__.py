@@ -69,6 +69,7 @@ class LLM:
             **({"model_sha256": fingerprint} if fingerprint else {"model": cfg.model}),
             "adapter": cfg.adapter,
             "chat_template_kwargs": cfg.chat_template_kwargs,
+            **({"chat_template": cfg.chat_template} if cfg.chat_template else {}),  # absent: older entries stay valid
             **backend.key_fields(),
         }
         self._usage = {"calls": 0, "output_tokens": 0}

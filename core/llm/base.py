@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from core.chat_templates import PLAIN_PROMPT
+
 BACKENDS = ("openai", "transformers", "vllm")
 
 
@@ -31,6 +33,9 @@ class LLMConfig:
     # vllm: the largest LoRA rank the model's engine accepts (0 = LoRA off). share_vllm_engines sets it from the
     # adapters, the same for a base model and its adapters, so they share one engine.
     max_lora_rank: int = 0
+    # None: the tokenizer's chat template; "none": no template, the prompt as plain text after BOS (base models such
+    # as Gemma-7B, whose cards prompt them with raw text; core/chat_templates.py). Local backends only.
+    chat_template: str | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -41,6 +46,11 @@ class LLMConfig:
             raise ValueError(
                 f"LLMConfig: timeout_s and deadline_s must be > 0, got {self.timeout_s}, {self.deadline_s}"
             )
+        if self.chat_template not in (None, PLAIN_PROMPT):
+            raise ValueError(f"LLMConfig.chat_template: {self.chat_template!r}; null (the tokenizer's) or 'none'")
+        if self.chat_template == PLAIN_PROMPT and self.backend == "openai":
+            raise ValueError("LLMConfig.chat_template 'none' needs a local backend (transformers or vllm): an "
+                             "OpenAI-compatible chat endpoint applies the served model's own template")  # fmt: skip
 
     def check_complete(self) -> None:
         """What a model call needs; checked by build_llm, not at construction (configs may fill fields later)."""
@@ -57,18 +67,26 @@ class Sampling:
     max_new_tokens: int = 512
     seed: int = 0
     top_k: int = 0  # 0 = off (the Qwen3 cards ask for 20)
+    # CTRL's repetition penalty (Keskar et al., 2019), as transformers and vLLM apply it: the logit of every token
+    # already in the prompt or the answer is divided by it when positive, multiplied when negative. 1.0 = off.
+    repetition_penalty: float = 1.0
 
     def __post_init__(self):
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.top_k < 0:
             raise ValueError(
                 f"Sampling: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1, top_k >= 0; got {self}"
             )
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"Sampling: repetition_penalty must be > 0 (1.0 = off), got {self.repetition_penalty}")
 
     def cache_fields(self) -> dict:
-        """What the call cache keys on: top_k only when set, so answers cached before it existed stay valid."""
+        """What the call cache keys on: top_k and repetition_penalty only when set, so answers cached before they
+        existed stay valid."""
         fields = asdict(self)
         if not self.top_k:
             del fields["top_k"]
+        if self.repetition_penalty == 1.0:
+            del fields["repetition_penalty"]
         return fields
 
 

@@ -5,8 +5,10 @@
 
     python -m core.llm.local_server --model runs/tiny_models/tiny-qwen3 --port 8000
 
-Routes: ``POST /v1/chat/completions`` (messages, n, temperature, top_p, max_tokens / max_completion_tokens, seed,
-logprobs + top_logprobs, chat_template_kwargs; answers with usage) and ``GET /v1/models``. Replies come from a
+Routes: ``POST /v1/chat/completions`` (messages, n, temperature, top_p, top_k, repetition_penalty, max_tokens /
+max_completion_tokens, seed, logprobs + top_logprobs, chat_template_kwargs; answers with usage) and ``GET /v1/models``.
+``rejects`` names body fields the server refuses with 400 "Unrecognized request argument supplied: <field>", as
+OpenAI's API does for vLLM's extras (top_k, repetition_penalty): a server without them. Replies come from a
 script (a callable ``(messages, params) -> str | {"content", "top_logprobs"}``, or a list used as a queue) or from
 a local model through the transformers backend. With a model, logprobs describe the first reply position only.
 Scripted usage counts whitespace-separated words as tokens.
@@ -144,6 +146,7 @@ class LocalOpenAIServer:
         chat_template_kwargs: dict | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        rejects: Iterable[str] = (),
     ):
         if (reply is None) == (model_path is None):
             raise ValueError("LocalOpenAIServer: give exactly one of reply (script) or model_path")
@@ -162,6 +165,7 @@ class LocalOpenAIServer:
         self.model_name = model_name or (Path(model_path).name if model_path else "scripted")
         self.faults = faults or Faults()
         self.api_key = api_key
+        self.rejects = tuple(rejects)
         self.host, self.port = host, port
         self.records: list[RequestRecord] = []
         self._lock = threading.Lock()  # records, fault counters, rng (the queue's list.pop is atomic)
@@ -228,7 +232,7 @@ class LocalOpenAIServer:
         return None, delay
 
     def _record(self, messages, body, outcome: str, start: float) -> RequestRecord:
-        names = ("n", "temperature", "top_p", "top_k", "max_tokens", "seed", "logprobs")
+        names = ("n", "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens", "seed", "logprobs")
         fields = {name: body.get(name) for name in names}
         record = RequestRecord(conversation_key(messages) if isinstance(messages, list) else "", body.get("seed"),
                                outcome, start, time.monotonic(), fields)  # fmt: skip
@@ -286,13 +290,14 @@ class LocalOpenAIServer:
             return 400, "field 'messages': expected a non-empty list of {role, content} objects"
         if not isinstance(body.get("n", 1), int) or body.get("n", 1) < 1:
             return 400, "field 'n': expected an integer >= 1"
-        return None
+        unsupported = [name for name in self.rejects if name in body]
+        return (400, f"Unrecognized request argument supplied: {unsupported[0]}") if unsupported else None
 
     def _params(self, body: dict) -> dict:
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 512
         return {"temperature": body.get("temperature", 1.0), "top_p": body.get("top_p", 1.0),
-                "top_k": body.get("top_k") or 0, "max_tokens": max_tokens, "seed": body.get("seed"),
-                "model": body["model"]}  # fmt: skip
+                "top_k": body.get("top_k") or 0, "repetition_penalty": body.get("repetition_penalty") or 1.0,
+                "max_tokens": max_tokens, "seed": body.get("seed"), "model": body["model"]}  # fmt: skip
 
     def _script(self, body: dict, index: int) -> str | dict:
         return self.reply(body["messages"], {**self._params(body), "index": index})
@@ -316,9 +321,8 @@ class LocalOpenAIServer:
                     top = reply["top_logprobs"][:top_k]
                 out.append((text, len(words), top))
             return out
-        sampling = Sampling(
-            params["temperature"], params["top_p"], params["max_tokens"], params["seed"] or 0, params["top_k"]
-        )
+        sampling = Sampling(params["temperature"], params["top_p"], params["max_tokens"], params["seed"] or 0,
+                            params["top_k"], params["repetition_penalty"])  # fmt: skip
         requests = [GenerationRequest(body["messages"], sampling, candidate_seed(sampling.seed, j)) for j in range(n)]
         completions = {}
         with self._model_lock:

@@ -176,19 +176,24 @@ class OpenAIBackend:
             )
         return self._client
 
-    def _extra_body(self, top_k: int = 0) -> dict | None:
-        # vLLM / SGLang read chat_template_kwargs from the body (e.g. enable_thinking for Qwen3); top_k is no OpenAI
-        # API field either: vLLM, TGI and the local server read it from there.
+    def _extra_body(self, top_k: int = 0, repetition_penalty: float = 1.0) -> dict | None:
+        # vLLM / SGLang read chat_template_kwargs from the body (e.g. enable_thinking for Qwen3); top_k and
+        # repetition_penalty are no OpenAI API fields either: vLLM, TGI and the local server read them there (OpenAI
+        # itself answers 400 "Unrecognized request argument"; the eval's preflight probes for it).
         extra = {"chat_template_kwargs": self.cfg.chat_template_kwargs} if self.cfg.chat_template_kwargs else {}
-        return {**extra, "top_k": top_k} if top_k else extra or None
+        if top_k:
+            extra["top_k"] = top_k
+        if repetition_penalty != 1.0:
+            extra["repetition_penalty"] = repetition_penalty
+        return extra or None
 
-    async def _create(self, client: openai.AsyncOpenAI, top_k: int = 0, **params):
+    async def _create(self, client: openai.AsyncOpenAI, top_k: int = 0, repetition_penalty: float = 1.0, **params):
         attempts = _Attempts()
         _CALL.set(attempts)  # this task's own context: concurrent calls do not share it
         try:
             async with asyncio.timeout(self.cfg.deadline_s):
                 response = await client.chat.completions.create(
-                    model=self.cfg.model, extra_body=self._extra_body(top_k), **params
+                    model=self.cfg.model, extra_body=self._extra_body(top_k, repetition_penalty), **params
                 )
         except openai.APIStatusError as err:
             raise self._failed(f"HTTP {err.status_code} {type(err).__name__}: {err.message}", attempts) from None
@@ -246,6 +251,7 @@ class OpenAIBackend:
                 temperature=request.sampling.temperature,
                 top_p=request.sampling.top_p,
                 top_k=request.sampling.top_k,
+                repetition_penalty=request.sampling.repetition_penalty,
                 max_tokens=request.sampling.max_new_tokens,  # max_completion_tokens is not accepted by TGI/Ollama
                 seed=request.seed,
             )

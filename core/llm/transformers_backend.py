@@ -62,6 +62,25 @@ class SeededSampler(LogitsProcessor):
         return forced
 
 
+class RepetitionPenalty(LogitsProcessor):
+    """The repetition penalty over each row's own tokens (prompt and answer so far), never its left padding:
+    transformers' RepetitionPenaltyLogitsProcessor counts pad tokens as seen, which would make a row's answer depend
+    on what it is batched with (a padded row's pad token, an end-of-text token for Qwen, penalised). The same rule as
+    that processor and vLLM's: a seen token's logit divided by the penalty when positive, multiplied when negative."""
+
+    def __init__(self, penalty: float, first_token: list[int]):
+        self.penalty = penalty
+        self.first_token = first_token  # per row: where its tokens start after the left padding
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.clone()
+        for row, start in enumerate(self.first_token):
+            seen = input_ids[row, start:]
+            logits = scores[row].gather(0, seen)
+            scores[row].scatter_(0, seen, torch.where(logits > 0, logits / self.penalty, logits * self.penalty))
+        return scores
+
+
 class TransformersBackend:
     def __init__(self, cfg: LLMConfig):
         self.cfg = cfg
@@ -103,7 +122,7 @@ class TransformersBackend:
 
     def prompt_text(self, messages: list[dict]) -> str:
         """The exact text the model continues: chat template + generation prompt + chat_template_kwargs."""
-        return chat_prompt(self.tokenizer, messages, self.cfg.chat_template_kwargs)
+        return chat_prompt(self.tokenizer, messages, self.cfg.chat_template_kwargs, self.cfg.chat_template)
 
     def _encode(self, conversations: list[list[dict]]) -> dict:
         # The template already writes BOS/specials; add_special_tokens=False keeps them from doubling.
@@ -136,6 +155,9 @@ class TransformersBackend:
             pad_token_id=self.tokenizer.pad_token_id,
         )
         processors = LogitsProcessorList()
+        if sampling.repetition_penalty != 1.0:  # before sampling, as in transformers' and vLLM's order
+            first_token = (enc["attention_mask"].shape[1] - enc["attention_mask"].sum(-1)).tolist()
+            processors.append(RepetitionPenalty(sampling.repetition_penalty, first_token))
         if sampling.temperature > 0:
             seeds = [row_seed(requests[i].messages, requests[i].seed) for i in indices]
             processors.append(SeededSampler(seeds, sampling))

@@ -169,7 +169,7 @@ class VLLMBackend:
         return {"adapter_sha256": adapter_fingerprint(self.cfg.adapter)}
 
     def _prompt_ids(self, messages: list[dict]) -> list[int]:
-        text = chat_prompt(self.tokenizer, messages, self.cfg.chat_template_kwargs)
+        text = chat_prompt(self.tokenizer, messages, self.cfg.chat_template_kwargs, self.cfg.chat_template)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def _run(self, prompts: list[list[int]], params: list) -> list:
@@ -190,6 +190,7 @@ class VLLMBackend:
                     temperature=r.sampling.temperature,
                     top_p=r.sampling.top_p,
                     top_k=r.sampling.top_k,  # 0 = off, in vLLM as here
+                    repetition_penalty=r.sampling.repetition_penalty,  # 1.0 = off, in vLLM as here
                     max_tokens=r.sampling.max_new_tokens,
                     seed=row_seed(r.messages, r.seed),
                 )

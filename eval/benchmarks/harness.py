@@ -103,7 +103,7 @@ def run_model(cfg: EvalConfig, spec: ModelSpec, tasks: list[BenchmarkTask], samp
         num_fewshot=bench.num_fewshot,
         batch_size=bench.batch_size,
         samples=samples or None,  # the questions each limited task scores; the others score every question
-        apply_chat_template=bench.apply_chat_template,
+        apply_chat_template=bench.apply_chat_template and spec.chat_template is None,  # "none": plain-text prompts
         log_samples=True,
         bootstrap_iters=0,  # stderr and CIs come from the per-question outcomes below
         random_seed=cfg.seed,

@@ -45,6 +45,7 @@ def sampling_of(decoding: Decoding, seed: int) -> Sampling:
         top_k=decoding.top_k,
         max_new_tokens=decoding.max_new_tokens,
         seed=seed,
+        repetition_penalty=decoding.repetition_penalty,
     )
 
 

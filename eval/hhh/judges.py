@@ -11,6 +11,7 @@ Modes (JudgeSpec.mode):
   negated or hedged option is unparsable and retried with a new sampling seed (temperature 0.7) up to max_attempts
   (eval/hhh/verdicts.py).
 - "classifier": a transformers sequence-classification model; its top label is mapped through ``label_map``.
+- "moderation": the safety metric only: a Beaver-Dam-style QA moderator flags unsafe answers (eval/hhh/moderation.py).
 
 Judgements that still fail are returned as None and counted; no score is invented for them. LLM judgements are
 cached by the LLM interface's call cache.
@@ -25,6 +26,7 @@ from string import Template
 
 from core.llm import LLM, LLMRequestError, Sampling, build_llm, share_vllm_engines
 from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec, llm_config
+from eval.hhh.moderation import Moderator
 from eval.hhh.verdicts import parse_verdict
 
 log = logging.getLogger(__name__)
@@ -92,9 +94,13 @@ class Judge:
         self.failed = 0
         self.judged = 0
         self.classifier = _load_classifier(spec, self.kind) if spec.mode == "classifier" else None
+        moderated = spec.mode == "moderation"
+        self.moderator = Moderator(spec.model, spec.threshold, spec.batch_size, spec.dtype) if moderated else None
 
     @property
     def name(self) -> str:
+        if self.moderator:
+            return self.moderator.name
         return f"classifier:{self.spec.model}" if self.classifier else self.llm.name
 
     def describe(self) -> dict:
@@ -106,6 +112,7 @@ class Judge:
             "options": self.kind.options,
             "judged": self.judged,
             "failed": self.failed,
+            **(self.moderator.describe() if self.moderator else {}),
         }
 
     def _render(self, fields: dict, options: list[str]) -> list[dict]:
@@ -116,7 +123,9 @@ class Judge:
         return [{"role": "user", "content": self.template.substitute(fields, answer_format=answer_format)}]
 
     def __call__(self, items: list[dict]) -> list[str | None]:
-        if self.spec.mode == "classifier":
+        if self.spec.mode == "moderation":
+            verdicts = self.moderator(items)
+        elif self.spec.mode == "classifier":
             verdicts = self._classify(items)
         elif self.spec.mode == "logprobs":
             verdicts = self._logprobs(items)
@@ -193,7 +202,7 @@ def build_judges(cfg: EvalConfig) -> dict[str, Judge]:
     sharing: dict[str, list[str]] = {}
     configs = {}
     for metric, spec in cfg.judge_specs.items():
-        if spec.mode == "classifier":
+        if spec.mode in ("classifier", "moderation"):
             continue
         llm_cfg = llm_config(spec, cfg)  # the judge's own settings; the run's max_concurrency
         key = repr(llm_cfg)

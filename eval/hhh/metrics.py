@@ -168,6 +168,7 @@ def paired_bootstrap_joint_hhh(
     n_resamples: int = 1000,
     seed: int = 0,
     helpfulness: Callable | None = None,
+    honesty: Callable | None = None,
 ) -> dict:
     """Change in joint HHH with a paired bootstrap CI: each test set is cut to its jointly valid prompts, each set's
     prompts are resampled independently (the three sets are independent samples), the same indices for both models,
@@ -177,7 +178,8 @@ def paired_bootstrap_joint_hhh(
     ``baseline``/``tuned`` hold per-prompt arrays under "helpfulness" (pairwise scores), "honesty" (Truth×Info
     indicators) and "harmlessness" (unsafe indicators). ``helpfulness(valid, idx)`` replaces the raw win rate by
     another helpfulness statistic (the length-controlled win rate): ((base, tuned) on the jointly valid prompts,
-    (base, tuned) per resample ``idx`` of them).
+    (base, tuned) per resample ``idx`` of them); ``honesty(valid, idx)`` likewise replaces Truth×Info (the paper's
+    product of shares, eval/hhh/paper.py).
     """
     rng = np.random.default_rng(seed)
     points, draws, counts = {}, {}, []
@@ -193,6 +195,8 @@ def paired_bootstrap_joint_hhh(
         draws[key] = (nanmean_percent_stat(base[idx]), nanmean_percent_stat(tune[idx]))
         if key == "helpfulness" and helpfulness is not None:
             points[key], draws[key] = helpfulness(valid, idx)
+        if key == "honesty" and honesty is not None:
+            points[key], draws[key] = honesty(valid, idx)
 
     def joint(values: dict, which: int):
         return joint_hhh(values["helpfulness"][which], values["honesty"][which], values["harmlessness"][which])

@@ -52,6 +52,9 @@ def judge_answered(judge_fn: Callable, judges: dict, sets: dict[str, Dataset], r
         "informative": scatter(judged["informative"], "honesty", NO_ANSWER_SCORES["informative"]),
     }
     scores["honesty"] = metrics.truth_info_scores(scores["truthful"], scores["informative"])
+    if "harm_categories" in judged:  # the moderator's per-category flags; an unanswered response's row is NaN
+        scores["harm_categories"] = np.full((sizes["harmlessness"], judged["harm_categories"].shape[1]), np.nan)
+        scores["harm_categories"][answered["harmlessness"]] = judged["harm_categories"]
     if "cultural" in judged:
         labels: list[str | None] = [metrics.NO_ANSWER] * sizes["culturax"]
         for i, label in zip(answered["culturax"], judged["cultural"], strict=True):

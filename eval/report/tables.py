@@ -15,6 +15,8 @@ COLUMNS = [  # (metric key, header); efficiency keys live under metrics["efficie
     ("truth_info", "Truth×Info % ↑"),
     ("joint_hhh", "Joint HHH ↑"),
     ("joint_hhh_lc", "Joint HHH (LC) ↑"),
+    ("truth_info_paper", "Truth×Info (paper) % ↑"),
+    ("joint_hhh_paper", "Avg (paper) ↑"),
     ("cultural_failure_rate", "Cultural failures % ↓"),
     ("output_tokens_per_response", "Tokens/resp"),
     ("latency_s_per_response", "Latency s/resp"),

@@ -1,7 +1,8 @@
 """Write an eval's results: results.json, report.md, PNG plots, per-prompt samples, and the same to W&B.
 
-results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth_info, joint_hhh,
-cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements, heldout),
+results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth_info, joint_hhh, truth_info_paper,
+joint_hhh_paper, runs (each run's score), harm_categories (with a moderator), cultural_failure_rate, per_subdomain,
+per_failure_type, efficiency, leakage, failed_judgements, heldout), "protocol" (judge, moderator, decoding, samples),
 "comparisons" (baseline -> tuned deltas, each {delta, ci_low, ci_high, n, too_few}), "judges" (which judge, mode and
 prompt file produced each metric), "test_sets", "decoding", "config", "created_at", "side_by_side" (each model's
 answer to the same few prompts: {"set", "prompt_id", "prompt", "answers": {model: text}}). A value that does not exist
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from eval.hhh.metrics import FAILURE_TYPES
 from eval.report import benchmarks as report_benchmarks
+from eval.report import paper as report_paper
 from eval.report.answers import side_by_side_lines
 from eval.report.plots import plots_written, write_plots
 from eval.report.reasoning import reasoning_sections
@@ -73,6 +75,7 @@ def write_report_md(results: dict, out: Path) -> None:
         "LC win rate instead. Definitions with sources: `eval/hhh/metrics.py`.",
         "",
     ]
+    lines += report_paper.section_lines(results)
     if results["comparisons"]:
         lines += ["## Changes baseline → tuned (paired bootstrap 95% CI, resampling prompts)", ""]
         lines += deltas_table(results) + [""]
