@@ -149,14 +149,18 @@ def test_training_items_dataset_splits_and_manifest(tmp_path, tiny_models):
 # ---------------------------------------------------------------------------- every shipped config, endpoints faked
 def produced_by_the_chains() -> dict[str, str]:
     """What the shipped chains write before a later stage reads it: every data and training config's output_dir,
-    and the demo's stage folders as the Makefile's demo target writes them (a path outside these is not produced)."""
+    the demos' stage folders as the Makefile's demo chains write them and the real model `make demo` fetches (a path
+    outside these is not produced)."""
     out = {}
     for path in sorted((CONFIGS / "data").glob("*.yaml")) + sorted((CONFIGS / "train").glob("*/*.yaml")):
         out[str(REPO_ROOT / yaml.safe_load(path.read_text())["output_dir"])] = f"{path.relative_to(REPO_ROOT)}"
     makefile = (REPO_ROOT / "Makefile").read_text()
-    demo = re.search(r"^DEMO := (\S+)$", makefile, re.MULTILINE).group(1)
-    for folder in re.findall(r"--output_dir \$\(DEMO\)/(\w+)", makefile):
-        out[str(REPO_ROOT / demo / folder)] = "make demo"
+    for target, variable in (("make demo", "DEMO"), ("make demo-tiny", "DEMO_TINY")):  # each a demo_chain
+        demo = re.search(rf"^{variable} := (\S+)$", makefile, re.MULTILINE).group(1)
+        for folder in re.findall(r"--output_dir \$\(1\)/(\w+)", makefile):
+            out[str(REPO_ROOT / demo / folder)] = target
+    real_model = re.search(r"^REAL_MODEL := (\S+)$", makefile, re.MULTILINE).group(1)
+    out[str(REPO_ROOT / real_model)] = "make demo"  # python -m train.real_models fetch
     return out
 
 
@@ -202,7 +206,7 @@ def test_every_data_config_passes_its_preflight(path, faked_world, tmp_path):
             spec.path = str(tmp_path / "CulturaX.csv")  # the release lives in ../shared; a CI checkout lacks it
             Path(spec.path).write_text("Question\n")
     with serve_openai_roles(list(cfg.llm_configs.values())) as servers:
-        check = check_pipeline(cfg, Preflight(str(path)))
+        check = check_pipeline(cfg, Preflight(str(path), upstream=faked_world["upstream"]))
         report = check.report()
     print(report)
     assert not check.failures(), report
