@@ -192,6 +192,13 @@ def _build(cfg: PipelineConfig, output_dir: Path, llms: dict[str, LLM]) -> dict:
         with stage("views"):
             datasets.update(build_views(dsd))
             stats["views"] = {view: {n: len(s) for n, s in views.items()} for view, views in datasets.items()}
+        empty = [f"{view}/train" for view in ("sft", "dpo") if not stats["views"][view]["train"]]
+        if empty:  # nothing to train on: fail the build by name, before it replaces the last good one
+            raise ConfigError(
+                f"views: {' and '.join(empty)} has no rows (rejection sampling kept {stats['views']['sft']['train']} "
+                f"training prompts, {stats['views']['dpo']['train']} with a preference pair); lower the judge's "
+                "thresholds (judge.helpful_threshold, ...) or judge.min_margin for this judge's rating range"
+            )
 
     with stage("outputs"):
         # Leakage is re-checked on the final rows: judging drops rows, it never adds any.

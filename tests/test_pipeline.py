@@ -15,7 +15,7 @@ import yaml
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from core.llm.local_server import Faults, LocalOpenAIServer
-from data_pipeline.config import parse_config
+from data_pipeline.config import ConfigError, parse_config
 from data_pipeline.importers import SEED_PATH
 from data_pipeline.outputs import save_datasets
 from data_pipeline.pipeline import run_pipeline
@@ -258,3 +258,24 @@ def test_an_empty_split_is_saved_so_that_it_loads_back(tmp_path):
     save_datasets(tmp_path, {"dpo": DatasetDict(train=rows, validation=rows.select([]), test=rows)})
     loaded = load_from_disk(str(tmp_path / "dpo"))
     assert {split: len(ds) for split, ds in loaded.items()} == {"train": 1, "validation": 0, "test": 1}
+
+
+def test_a_judge_that_keeps_no_preference_pair_fails_the_build_by_name(tmp_path):
+    """Every candidate rated 5/5/5 (scripted judge: 'Ratings equal'): every row passes, but no pair clears a
+    min_margin of 0.5, so the DPO view's train split would be empty: the build fails naming it, and output_dir holds
+    no build, only the call cache (which keeps the calls the failed run paid for)."""
+
+    def same_ratings(messages, params):
+        if "impartial judge" in messages[-1]["content"]:
+            return json.dumps({"rationale": "Ratings equal.", "helpful": 5, "harmless": 5, "honest": 5})
+        return scripted_reply(messages, params)
+
+    with LocalOpenAIServer(same_ratings) as server:
+        config = server_config(server.base_url, tmp_path, "out")
+        config["expand"]["max_calls"] = 0
+        config["judge"] |= {"min_margin": 0.5, "max_iterations": 0}
+        with pytest.raises(ConfigError) as error:
+            run(config, tmp_path)
+    assert str(error.value).startswith("views: dpo/train has no rows (rejection sampling kept ")
+    assert "with a preference pair" in str(error.value) and "judge.min_margin" in str(error.value)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["llm_cache"]
