@@ -20,6 +20,9 @@ def check_pipeline(cfg, check: Preflight) -> Preflight:
     # parse_config has already failed on any called role that is not configured.
     for role in sorted(uses, key=LLM_ROLES.index):
         check.llm(f"llm.{role}", cfg.llm_configs[role], uses="/".join(uses[role]))
+    probed = {"structured": "structured", "logprob": "logprobs"}.get(cfg.judge_config.mode)
+    if "judge" in uses and probed:  # one request in the judge's mode
+        check.probe("judge.mode", cfg.llm_configs["judge"], probed)
     for role in cfg.llm_configs.keys() - uses.keys():
         check.add("info", f"llm.{role}", "configured, but no configured stage calls it")
     for i, spec in enumerate(cfg.source_specs):

@@ -1,16 +1,20 @@
 """The eval run's preflight items (core/preflight.py has the shared ones and the output format).
 
 ``python -m eval --config configs/eval/qwen3-8b.yaml --check``: every evaluated model (weights or endpoint, adapter,
-vllm where used), every judge (one line per distinct judge), the CULTURAX test folder, the HHH sets, the judge
-prompt files, the output and cache folders, and W&B.
+vllm where used), every judge (one line per distinct judge, and one probe request per judge endpoint and mode: its
+structured output or log-probabilities), the CULTURAX test folder, the HHH sets, the judge prompt files, AlpacaEval's
+df_gamed.csv, the output and cache folders, and W&B.
 """
 
 from pathlib import Path
 
 from core.preflight import Preflight
 from eval.config import EvalConfig, llm_config
+from eval.hhh import length_data
 from eval.hhh.judges import prompt_path
-from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
+from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS, is_local_source
+
+PROBED_MODES = ("structured", "logprobs")  # what a judge asks of its backend beyond text (core/llm/probe.py)
 
 
 def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
@@ -19,6 +23,7 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         for run in spec.train_runs:
             check.path(f"models.{spec.name}.train_runs", run, kind="dir")
     seen: dict[str, str] = {}
+    probed: set[tuple[str, str]] = set()
     for metric, spec in cfg.judge_specs.items():
         if spec.mode == "classifier":
             check.model(f"judges.{metric}.model", spec.model)
@@ -29,6 +34,9 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
             else:
                 seen[repr(judge)] = metric
                 check.llm(f"judges.{metric}", judge)
+            if spec.mode in PROBED_MODES and (repr(judge), spec.mode) not in probed:  # one request per judge and mode
+                probed.add((repr(judge), spec.mode))
+                check.probe(f"judges.{metric}.mode", judge, spec.mode)
         check.path(f"judges.{metric}.prompt", prompt_path(metric, spec))
     if cfg.culturax_dataset:
         check.path("culturax_dataset", cfg.culturax_dataset, contains="dataset_dict.json")
@@ -36,7 +44,7 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         for view in ("sft", "dpo"):
             check.path(f"heldout_data.{view}", Path(cfg.heldout_data) / view, contains="dataset_dict.json")
     if cfg.length_control_data:
-        check.path("length_control_data", cfg.length_control_data)
+        check_length_control_data(cfg.length_control_data, check)
     if cfg.benchmark_spec is not None:
         for key, file in local_benchmark_files(cfg.benchmark_spec.data):
             check.path(f"benchmarks.data.{key}", file)
@@ -50,6 +58,23 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
     check.writable("cache_dir", cfg.cache_dir)
     check.wandb("report_to", cfg.report_to)
     return check
+
+
+def check_length_control_data(source: str, check: Preflight) -> None:
+    """AlpacaEval's df_gamed.csv: a local file read and checked whole (1,610 rows, well under a second), or the hub
+    dataset holding it; missing, one line saying how to get it."""
+    if not is_local_source(source):
+        check.model("length_control_data", source, kind="dataset")
+    elif not Path(source).is_file():
+        check.add("fail", "length_control_data", f"{source}: no such file; {length_data.HOW_TO_GET}")
+    else:
+        try:
+            data = length_data.read_glm_data(source)
+        except ValueError as err:
+            check.add("fail", "length_control_data", str(err))
+            return
+        detail = f"{len(data.difficulty)} instructions, {len(data.gamed)} rows: the LC win rate's GLM is v1"
+        check.add("ok", "length_control_data", f"{source}: {detail}")
 
 
 def local_benchmark_files(data: dict, prefix: str = ""):

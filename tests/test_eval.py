@@ -17,6 +17,7 @@ from datasets import DatasetDict
 
 from core.llm import call_counts, transformers_backend
 from core.llm.local_server import Faults, LocalOpenAIServer
+from core.llm.probe import PROBE_MESSAGES
 from data_pipeline.schema import make_row, rows_to_dataset
 from data_pipeline.taxonomy import RELEASE_IDS
 from eval import compare
@@ -99,7 +100,10 @@ def scripted_judge(messages, params) -> str:
 
 
 def cultural_judge(messages, params) -> dict:
-    """Log-probabilities of the first reply token: the table's letter well ahead of one other option."""
+    """Log-probabilities of the first reply token: the table's letter well ahead of one other option (and, for the
+    preflight's probe of this logprobs judge, "yes")."""
+    if messages == PROBE_MESSAGES:
+        return {"content": "yes", "top_logprobs": [("yes", -0.1), ("no", -2.4)]}
     letter = next(v for k, v in CULTURAL.items() if k in messages[-1]["content"])
     return {"content": letter, "top_logprobs": [(letter, -0.05), ("S" if letter == "N" else "N", -3.0)]}
 
@@ -126,6 +130,7 @@ def tuned_adapter(tiny_models, tmp_path_factory):
 
     path = tmp_path_factory.mktemp("adapter") / "sft"
     model = AutoModelForCausalLM.from_pretrained(tiny_models["tiny-qwen3"])
+    torch.manual_seed(0)  # its random weights, and so the tuned model's answers, the same whatever ran before
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
     peft_model.save_pretrained(str(path))
     record = {
@@ -273,7 +278,7 @@ def test_full_eval_writes_results_report_and_plots(first_run):
         assert comp["deltas"][key] == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": n, "too_few": True}, key
     # The LC win rate as alpaca_eval computes it on the verdicts and lengths this run recorded (lc_cases pins them;
     # E2E_LIBRARY holds the library's numbers on them). On 5 prompts its cross-validation picks the strongest penalty,
-    # every coefficient 0: 50.0 for both (the old fixed-ridge fit gave 0.00004 and 0.0014), and so does every refit
+    # every coefficient 0: 50.0 for both (the old fixed-ridge fit gave 0.00004 and 0.0000001), and so does every refit
     # of the bootstrap at that penalty: a change of exactly 0.
     assert [len(r) for r in REFERENCES[:PER_SET]] == list(lc_cases.E2E_REFERENCE_CHARS)
     for name in ("base", "tuned"):

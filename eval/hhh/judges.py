@@ -23,7 +23,7 @@ cached by the LLM interface's call cache.
 import hashlib
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
@@ -77,7 +77,7 @@ class Judgement:
 
     label: str | None
     reason: str | None = None
-    probabilities: dict[str, float] | None = field(default=None)
+    probabilities: dict[str, float] | None = None
 
 
 def option_probabilities(logprobs: dict[str, float]) -> dict[str, float] | None:
