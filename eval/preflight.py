@@ -8,7 +8,7 @@ df_gamed.csv, the output and cache folders, and W&B.
 
 from pathlib import Path
 
-from core.preflight import Preflight
+from core.preflight import Preflight, hub_offline
 from eval.config import EvalConfig, llm_config
 from eval.hhh import length_data
 from eval.hhh.judges import prompt_path
@@ -44,7 +44,7 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         for view in ("sft", "dpo"):
             check.path(f"heldout_data.{view}", Path(cfg.heldout_data) / view, contains="dataset_dict.json")
     if cfg.length_control_data:
-        check_length_control_data(cfg.length_control_data, check)
+        check_length_control_data(cfg, check)
     if cfg.benchmark_spec is not None:
         for key, file in local_benchmark_files(cfg.benchmark_spec.data):
             check.path(f"benchmarks.data.{key}", file)
@@ -60,21 +60,33 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
     return check
 
 
-def check_length_control_data(source: str, check: Preflight) -> None:
-    """AlpacaEval's df_gamed.csv: a local file read and checked whole (1,610 rows, well under a second), or the hub
-    dataset holding it; missing, one line saying how to get it."""
+def check_length_control_data(cfg: EvalConfig, check: Preflight) -> None:
+    """AlpacaEval's df_gamed.csv: a local file, or the hub dataset's copy in the Hugging Face cache, read and checked
+    whole (1,610 rows, well under a second); missing, one line saying how to get it."""
+    source, name = cfg.length_control_data, "length_control_data"
+    path = source
     if not is_local_source(source):
-        check.model("length_control_data", source, kind="dataset")
-    elif not Path(source).is_file():
-        check.add("fail", "length_control_data", f"{source}: no such file; {length_data.HOW_TO_GET}")
-    else:
-        try:
-            data = length_data.read_glm_data(source)
-        except ValueError as err:
-            check.add("fail", "length_control_data", str(err))
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, length_data.FILENAME, revision=cfg.length_control_revision,
+                                        repo_type="dataset")  # fmt: skip
+        if not isinstance(cached, str):
+            if hub_offline():
+                check.add("fail", name, f"{source}: {length_data.FILENAME} is not in the Hugging Face cache and the "
+                          f"hub is offline; {length_data.HOW_TO_GET}")  # fmt: skip
+            else:
+                check.add("info", name, f"{source}: {length_data.FILENAME} is downloaded when the run starts")
             return
-        detail = f"{len(data.difficulty)} instructions, {len(data.gamed)} rows: the LC win rate's GLM is v1"
-        check.add("ok", "length_control_data", f"{source}: {detail}")
+        path = cached
+    if not Path(path).is_file():
+        check.add("fail", name, f"{source}: no such file; {length_data.HOW_TO_GET}")
+        return
+    try:
+        data = length_data.read_glm_data(path)
+    except ValueError as err:
+        check.add("fail", name, str(err))
+        return
+    check.add("ok", name, f"{path}: {len(data.difficulty)} instructions, {len(data.gamed)} rows (length_controlled_v1)")
 
 
 def local_benchmark_files(data: dict, prefix: str = ""):

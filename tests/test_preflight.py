@@ -8,6 +8,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import yaml
 from datasets import Dataset, DatasetDict
@@ -19,9 +20,10 @@ from core.preflight import Preflight, PreflightFailed
 from data_pipeline.config import parse_config as parse_data_config
 from data_pipeline.preflight import check_pipeline
 from eval.config import parse_config as parse_eval_config
-from eval.preflight import check_eval
+from eval.preflight import check_eval, check_length_control_data
 from tests._vllm_fixtures import require_vllm
 from tests.conftest import REPO_ROOT
+from tests.reference.lc_cases import write_df_gamed
 from train.preflight import check_training
 from train.recipes import dpo_parser, parse_for_check, sft_parser
 
@@ -172,6 +174,12 @@ def faked_world(tmp_path, monkeypatch, tiny_models):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
     tiny = {f"runs/tiny_models/{name}": str(path) for name, path in tiny_models.items()}
+    # AlpacaEval's df_gamed.csv as if downloaded once into the Hugging Face cache (a stand-in in its layout)
+    df_gamed = tmp_path / "df_gamed.csv"
+    write_df_gamed(df_gamed)
+    cache_lookup = huggingface_hub.try_to_load_from_cache
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name, **kw: str(df_gamed)
+                        if name == "df_gamed.csv" else cache_lookup(repo, name, **kw))  # fmt: skip
     return {"upstream": produced_by_the_chains(), "tiny": tiny}
 
 
@@ -299,6 +307,29 @@ def test_the_faked_world_fails_a_path_no_stage_writes_and_a_missing_vllm(faked_w
     check_training(*parse_for_check(dpo_parser, ["--config", str(path), "--sft_adapter", "runs/qwen3-8b/sft"],
                                     sft_check), sft_check)  # fmt: skip
     assert "sft_adapter" in [item.name for item in sft_check.failures()], sft_check.report()
+
+
+def test_df_gamed_csv_is_checked_whole_and_a_missing_one_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = parse_eval_config(["--config", str(CONFIGS / "eval" / "qwen3-8b.yaml")])
+    check = Preflight("qwen3-8b.yaml")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)  # never downloaded
+    check_length_control_data(cfg, check)  # the hub id, not in the Hugging Face cache, offline
+    cfg.length_control_data = str(tmp_path / "df_gamed.csv")
+    check_length_control_data(cfg, check)  # a local path that is not there
+    (tmp_path / "df_gamed.csv").write_text("model,index\nx,0\n")
+    check_length_control_data(cfg, check)  # there, but not df_gamed.csv's layout
+    write_df_gamed(tmp_path / "df_gamed.csv")
+    check_length_control_data(cfg, check)
+    got = lines(check)
+    how = "get it once: `huggingface-cli download tatsu-lab/alpaca_eval df_gamed.csv --repo-type dataset"
+    assert got[0].startswith("✗ length_control_data: tatsu-lab/alpaca_eval: df_gamed.csv is not in the Hugging Face "
+                             "cache and the hub is offline; " + how)  # fmt: skip
+    assert got[1].startswith(f"✗ length_control_data: {tmp_path / 'df_gamed.csv'}: no such file; " + how)
+    assert got[2] == f"✗ length_control_data: {tmp_path / 'df_gamed.csv'}:1: field 'preference': column missing " \
+                     "(expected alpaca_eval's df_gamed.csv)"  # fmt: skip
+    assert got[3] == f"✓ length_control_data: {tmp_path / 'df_gamed.csv'}: 805 instructions, 1610 rows " \
+                     "(length_controlled_v1)"  # fmt: skip
 
 
 def test_a_judge_server_without_structured_output_or_logprobs_fails_by_name(faked_world):

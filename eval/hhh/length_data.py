@@ -23,9 +23,9 @@ FILENAME = "df_gamed.csv"
 FIELDS = ("model", "index", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline")
 BOOLEANS = {"true": 1.0, "false": 0.0}
 HOW_TO_GET = (
-    f"download {FILENAME} once from the tatsu-lab/alpaca_eval hub dataset (huggingface-cli download "
-    f"tatsu-lab/alpaca_eval {FILENAME} --repo-type dataset --local-dir DIR) or set length_control_data to "
-    "tatsu-lab/alpaca_eval"
+    f"get it once: `huggingface-cli download tatsu-lab/alpaca_eval {FILENAME} --repo-type dataset --local-dir DIR` "
+    f"and set length_control_data: DIR/{FILENAME}, or keep length_control_data: tatsu-lab/alpaca_eval and run once "
+    "with the hub reachable"
 )
 
 
