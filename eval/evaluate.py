@@ -53,7 +53,8 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
     as_b = judges["helpfulness"].judge([{"instruction": p, "output_a": ref, "output_b": a} for p, a, ref in triples])
     discrete = np.array([metrics.pairwise_score(a.label, b.label) for a, b in zip(as_a, as_b, strict=True)])
     weighted = [metrics.weighted_preference(a.probabilities, b.probabilities) for a, b in zip(as_a, as_b, strict=True)]
-    scores["helpfulness"] = np.array(weighted) if win_rate_kind(judges) == "weighted" else discrete
+    weighted_kind = win_rate_kind(judges["helpfulness"].spec.mode) == "weighted"
+    scores["helpfulness"] = np.array(weighted) if weighted_kind else discrete
     scores["helpfulness_discrete"] = discrete
     reasons = {"helpfulness": [{"helpfulness_model_as_a": a.reason, "helpfulness_model_as_b": b.reason}
                                for a, b in zip(as_a, as_b, strict=True)]}  # fmt: skip
@@ -101,11 +102,10 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
     return scores
 
 
-def win_rate_kind(judges_or_specs: dict) -> str:
+def win_rate_kind(helpfulness_mode: str) -> str:
     """ "weighted" (AlpacaEval 2.0's: the judge's probability of the model's answer) when the helpfulness judge works
     from log-probabilities, else "discrete" (wins + ½ ties)."""
-    spec = judges_or_specs["helpfulness"]
-    return "weighted" if getattr(spec, "spec", spec).mode == "logprobs" else "discrete"
+    return "weighted" if helpfulness_mode == "logprobs" else "discrete"
 
 
 def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec, run: dict) -> dict:
@@ -258,7 +258,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             sample_scores = samples.judge_answered(judge_responses, judges, expanded, responses)
             scores = samples.collapse_to_prompts(sample_scores, k)
             run = {"samples_per_prompt": k, "sample_scores": sample_scores, "token_split": reader.token_split}
-            run["win_rate_kind"] = win_rate_kind(cfg.judge_specs)
+            run["win_rate_kind"] = win_rate_kind(cfg.judge_specs["helpfulness"].mode)
             run["glm"] = glm
             run["helpful_annotations"] = helpful_annotations(scores["helpfulness"], responses, sets, glm)
             run["latency_per"] = "batch" if cfg.model_llm_config(spec).backend == "transformers" else "request"
