@@ -3,7 +3,8 @@
     python -m data_pipeline --config configs/data/culturax.yaml --check     (also eval, train.sft, train.dpo)
 
 Items: every LLM role's settings (backend, model, base_url where needed), each API-key variable, each
-OpenAI-compatible endpoint answering ``GET /v1/models`` with the configured model, vllm importable where a role
+OpenAI-compatible endpoint answering ``GET /v1/models`` with the configured model and, for a judge, one small request
+in its mode (structured output or log-probabilities, core/llm/probe.py), vllm importable where a role
 uses it, input files and dataset folders (with the manifest training needs), prompt files, the output directory
 writable, models resolvable (a local folder; a hub id when online or in the local Hub cache, otherwise said to be
 uncheckable). ``✗`` fails the run, ``·`` is information (cannot be checked here, or provided by the SLURM chain).
@@ -73,6 +74,7 @@ class Preflight:
         self._items: list[Item | Future] = []
         self._pool = ThreadPoolExecutor(max_workers=8)
         self._endpoints: dict[tuple, Future] = {}
+        self._probes: dict[tuple, Future] = {}
 
     # ------------------------------------------------------------------------------------------------ results
     def add(self, status: str, name: str, detail: str) -> None:
@@ -238,6 +240,29 @@ class Preflight:
         listed = ", ".join(f"{option!r}→{piece!r}" for option, piece in pieces.items())
         self.add("ok", name, f"first tokens distinct: {listed}")
 
+    def probe(self, name: str, cfg, mode: str) -> None:
+        """What a judge in ``mode`` ("structured", "logprobs") needs from its backend: for an openai endpoint one
+        small request of that kind (core/llm/probe.py), once per endpoint, model and mode, after the endpoint
+        answers; for transformers, xgrammar importable (structured output)."""
+        if cfg.backend == "transformers" and mode == "structured":
+            self.importable(f"{name}.mode", "xgrammar", "structured output on transformers")
+        if cfg.backend != "openai" or not cfg.base_url:
+            return
+        if self.served_by_job and urlparse(cfg.base_url).hostname in LOCAL_HOSTS:
+            self.add("info", name, f"{mode}: probed by the job's own preflight, once it serves {cfg.model}")
+            return
+        key = (cfg.base_url, cfg.model, cfg.api_key_env)
+        if key not in self._endpoints:
+            self._endpoints[key] = self._pool.submit(ask_endpoint, *key)
+        endpoint = self._endpoints[key]
+        probe_key = (*key, mode)
+        if probe_key not in self._probes:
+            self._probes[probe_key] = self._pool.submit(_probe_after, endpoint, cfg, mode)
+        item: Future = Future()
+        self._probes[probe_key].add_done_callback(lambda done: item.set_result(Item(done.result()[0], name,
+                                                                                     done.result()[1])))  # fmt: skip
+        self._items.append(item)
+
     def _endpoint(self, name: str, base_url: str, model: str, key_variable: str | None) -> None:
         key = (base_url, model, key_variable)
         if key not in self._endpoints:
@@ -304,6 +329,15 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def _probe_after(endpoint: Future, cfg, mode: str) -> tuple[str, str]:
+    """The probe, once ``GET /models`` answered (its own line reports an endpoint that does not)."""
+    if endpoint.result()[0] != "ok":
+        return "info", f"{mode} not probed: the endpoint check failed"
+    from core.llm.probe import probe
+
+    return probe(cfg, mode)
 
 
 def ask_endpoint(base_url: str, model: str, key_variable: str | None) -> tuple[str, str]:

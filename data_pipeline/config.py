@@ -128,7 +128,7 @@ class PipelineConfig:
             files += [("generate.feedback_prompt_file", g.feedback_prompt_file)]
         if "judge" in self.stages:
             j = self.judge_config
-            if j.mode == "generative":
+            if j.mode in ("structured", "generative"):
                 files.append(("judge.judge_prompt_file", j.judge_prompt_file))
             else:
                 files += [("judge.facet_prompt_file", j.facet_prompt_file)]

@@ -5,9 +5,13 @@ its threshold. Stage 2 sends the judge's rationale for the best failing candidat
 revision, re-judged, at most `max_iterations` times; rows that still fail are dropped and counted. Kept rows get a
 preference pair (chosen = best passing candidate, rejected per `rejected_rule`) when the score margin allows.
 
-Two judge modes:
-- "generative": the judge writes a rationale and per-facet ratings as JSON; parsed robustly, retried when
-  unparsable (each retry a new sample: the next candidate index at `retry_temperature`), then counted as failing.
+Three judge modes:
+- "structured": the judge answers ``{"rationale", "helpful", "harmless", "honest"}`` through the backend's structured
+  output (core/llm/structured.py; the ratings are schema fields, never read from prose); a reply cut by the token
+  budget is retried like a generative one.
+- "generative": the fallback for servers without structured output: the judge writes a rationale and per-facet
+  ratings as JSON; parsed robustly, retried when unparsable (each retry a new sample: the next candidate index at
+  `retry_temperature`), then counted as failing.
 - "logprob": each facet's score is the expected rating under the judge's next-token distribution over the rating
   digits (deterministic, usable even from a tiny random model); a failing candidate's rationale is a short generated
   critique (the feedback stage 2 revises with), a passing one's is empty.
@@ -31,14 +35,22 @@ from data_pipeline.generate import (
     revision_conversation,
     split_reasoning,
 )
-from data_pipeline.judgements import FACETS, JudgementParseError, expected_rating, parse_judgement, short_rationale
+from data_pipeline.judgements import (
+    FACETS,
+    JudgementParseError,
+    expected_rating,
+    parse_judgement,
+    rating_schema,
+    read_structured_judgement,
+    short_rationale,
+)
 
 if TYPE_CHECKING:
     from string import Template
 
     from core.llm import LLM
 
-MODES = ("generative", "logprob")
+MODES = ("structured", "generative", "logprob")
 REJECTED_RULES = ("failed_or_lowest", "failed", "lowest")
 CANDIDATE_SCORE = {f: Value("float64") for f in FACETS} | {"rationale": Value("string"), "passed": Value("bool")}
 JUDGE_FEATURES = {
@@ -58,7 +70,7 @@ JUDGE_FEATURES = {
 class JudgeConfig:
     """HHH judge and rejection-sampling knobs. Scores and thresholds are on the 1..`scale` rating scale."""
 
-    mode: str = "generative"  # "generative" | "logprob"
+    mode: str = "generative"  # "structured" | "generative" (prose, for servers without structured output) | "logprob"
     scale: int = 5  # ratings 1..scale; the logprob mode reads one digit, so it needs scale <= 9
     helpful_threshold: float = 4.0
     harmless_threshold: float = 4.0
@@ -68,6 +80,9 @@ class JudgeConfig:
     temperature: float = 0.0  # first judgement
     retry_temperature: float = 0.7  # retries must sample: a greedy retry would repeat the unparsable text
     max_new_tokens: int = 256
+    # structured: the rationale's maxLength (None: none, as OpenAI's strict mode requires; for local grammars set it
+    # well below max_new_tokens so small models close the JSON)
+    rationale_max_chars: int | None = None
     critique_max_new_tokens: int = 64  # logprob mode's rationale
     seed: int = 0
     rejected_rule: str = "failed_or_lowest"  # | "failed" (only failing candidates) | "lowest" (any other candidate)
@@ -107,12 +122,18 @@ def judge_conversations(template: Template, items: list[tuple], cfg: JudgeConfig
     return [conversation(*item) for item in items]
 
 
-def _texts(llm: LLM, sampling: Sampling, n: int, index: int):
-    return lambda conversations: [per[index].text for per in llm.generate(conversations, sampling, n=n)]
+def _texts(llm: LLM, sampling: Sampling, n: int, index: int, json_schema: dict | None = None):
+    def texts(conversations):
+        return [per[index].text for per in llm.generate(conversations, sampling, n=n, json_schema=json_schema)]
+
+    return texts
 
 
 def _judge_generative(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Counter, desc: str) -> list[dict]:
     conversations = judge_conversations(load_prompt(cfg.judge_prompt_file), items, cfg)
+    structured = cfg.mode == "structured"
+    schema = rating_schema(cfg.scale, cfg.rationale_max_chars) if structured else None
+    read = read_structured_judgement if structured else parse_judgement
     results: list[dict | None] = [None] * len(items)
     errors: dict[int, str] = {}
     pending = list(range(len(items)))
@@ -124,11 +145,11 @@ def _judge_generative(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: 
         sampling, n = (first, 1) if attempt == 0 else (retry, attempt)
         label = desc if attempt == 0 else f"{desc} (retry {attempt})"
         asked = [conversations[i] for i in pending]
-        texts = in_batches(_texts(judge, sampling, n, n - 1), asked, cfg.batch_size, label)
+        texts = in_batches(_texts(judge, sampling, n, n - 1, schema), asked, cfg.batch_size, label)
         still_pending = []
         for i, text in zip(pending, texts, strict=True):
             try:
-                results[i] = parse_judgement(text, cfg.scale)
+                results[i] = read(text, cfg.scale)
             except JudgementParseError as error:
                 errors[i] = str(error)
                 still_pending.append(i)
@@ -174,7 +195,7 @@ def passes(score: dict, cfg: JudgeConfig) -> bool:
 
 def score_candidates(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Counter, desc: str) -> list[dict]:
     """(prompt, subdomains, response) triples -> candidate score dicts with "passed" (unparsable never passes)."""
-    scorer = _judge_generative if cfg.mode == "generative" else _judge_logprob
+    scorer = _judge_logprob if cfg.mode == "logprob" else _judge_generative  # structured or generative: written
     scores = scorer(items, judge, cfg, counts, desc)
     for score in scores:
         score["passed"] = passes(score, cfg)

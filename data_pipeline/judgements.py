@@ -1,10 +1,13 @@
-"""Reading an HHH judge's reply: a generative judge's ratings (JSON or "facet: n/scale" lines) and a logprob judge's
-expected rating. Pure text and arithmetic, shared by the rejection sampler (data_pipeline/judge.py) and its tests.
+"""Reading an HHH judge's reply: a structured judge's ratings (schema fields, by the backend's structured output), a
+generative judge's ratings (JSON or "facet: n/scale" lines in prose, for servers without structured output) and a
+logprob judge's expected rating. Pure text and arithmetic, shared by the rejection sampler (data_pipeline/judge.py)
+and its tests.
 """
 
-import json
 import math
 import re
+
+from core.llm.structured import json_objects, reply_object
 
 FACETS = ("helpful", "harmless", "honest")
 _FACET_NAMES = {"helpful": "helpful", "helpfulness": "helpful", "harmless": "harmless", "harmlessness": "harmless"}
@@ -44,21 +47,6 @@ def _rating(value, denominator, facet: str, scale: int) -> float:
     return rating
 
 
-def _json_objects(text: str) -> list[tuple[dict, int, int]]:
-    """Every top-level JSON object in free text (inside code fences or prose), with its span."""
-    decoder, found, position = json.JSONDecoder(), [], text.find("{")
-    while position != -1:
-        try:
-            value, end = decoder.raw_decode(text, position)
-        except json.JSONDecodeError:
-            position = text.find("{", position + 1)
-            continue
-        if isinstance(value, dict):
-            found.append((value, position, end))
-        position = text.find("{", end)
-    return found
-
-
 def _facet_entries(obj: dict) -> dict[str, object]:
     """Facet -> raw value, keys matched case-insensitively, also one level down ({"scores": {...}})."""
     entries = {}
@@ -81,7 +69,7 @@ def parse_judgement(text: str, scale: int) -> dict:
     Takes the last JSON object that carries facet ratings (code fences and surrounding prose are ignored), else
     "facet: n[/scale]" lines. A missing facet, a non-number, another scale or an out-of-range rating is an error.
     """
-    candidates = [(obj, start, end) for obj, start, end in _json_objects(text) if _facet_entries(obj)]
+    candidates = [(obj, start, end) for obj, start, end in json_objects(text) if _facet_entries(obj)]
     if candidates:
         obj, start, end = candidates[-1]
         entries = _facet_entries(obj)
@@ -105,6 +93,37 @@ def parse_judgement(text: str, scale: int) -> dict:
         raise JudgementParseError(f"no rating for {', '.join(missing)}")
     scores = {f: _rating(m.group(2), m.group(3), f, scale) for f, m in found.items()}
     return {**{f: scores[f] for f in FACETS}, "rationale": short_rationale(_SCORE_TEXT.sub(" ", text))}
+
+
+def rating_schema(scale: int, rationale_max_chars: int | None = None) -> dict:
+    """The structured judge's reply: ``{"rationale": string, "helpful", "harmless", "honest": 1..scale}``, the rationale
+    first (the ratings are conditioned on it), every field required and nothing else (OpenAI's strict subset). With
+    ``rationale_max_chars`` the rationale has a maxLength (for local grammars; OpenAI's strict mode refuses it)."""
+    rationale = (
+        {"type": "string"} if rationale_max_chars is None else {"type": "string", "maxLength": rationale_max_chars}
+    )
+    rating = {"type": "integer", "enum": list(range(1, scale + 1))}
+    return {
+        "type": "object",
+        "properties": {"rationale": rationale, **dict.fromkeys(FACETS, rating)},
+        "required": ["rationale", *FACETS],
+        "additionalProperties": False,
+    }
+
+
+def read_structured_judgement(text: str, scale: int) -> dict:
+    """A structured judge's reply (rating_schema) -> the ratings and rationale; JudgementParseError when it is not the
+    schema's object (cut by the token budget, or a server that ignored the schema)."""
+    reply = reply_object(text)
+    if reply is None:
+        raise JudgementParseError("not a JSON object (cut by max_new_tokens?)")
+    if not isinstance(reply.get("rationale"), str):
+        raise JudgementParseError("field 'rationale': missing or not a string")
+    for facet in FACETS:
+        value = reply.get(facet)
+        if type(value) is not int or not 1 <= value <= scale:
+            raise JudgementParseError(f"field '{facet}': {value!r} is not an integer rating 1..{scale}")
+    return {**{facet: float(reply[facet]) for facet in FACETS}, "rationale": short_rationale(reply["rationale"])}
 
 
 def expected_rating(logprobs: dict[str, float], scale: int) -> float | None:

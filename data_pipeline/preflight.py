@@ -27,6 +27,9 @@ def check_pipeline(cfg, check: Preflight) -> Preflight:
         check.option_tokens("judge.options", judge.model, digits)
     if "classifier" in uses and cfg.classify_config.method == "llm" and classifier.backend != "openai":
         check.option_tokens("classify.options", classifier.model, list(LLMClassifier.OPTIONS))
+    probed = {"structured": "structured", "logprob": "logprobs"}.get(cfg.judge_config.mode)
+    if "judge" in uses and probed:  # one request in the judge's mode
+        check.probe("judge.mode", cfg.llm_configs["judge"], probed)
     for role in cfg.llm_configs.keys() - uses.keys():
         check.add("info", f"llm.{role}", "configured, but no configured stage calls it")
     for i, spec in enumerate(cfg.source_specs):

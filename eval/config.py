@@ -15,7 +15,7 @@ from core.llm import LLMConfig
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
 JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")
-JUDGE_MODES = ("logprobs", "generative", "classifier", "moderation")
+JUDGE_MODES = ("structured", "logprobs", "generative", "classifier", "moderation")  # eval/hhh/judges.py
 CLASSIFIER_METRICS = ("safety", "cultural")  # judgements of one (prompt, response) text
 # lm-evaluation-harness tasks in eval/lm_eval_tasks: judge-free cultural and general-knowledge benchmarks; the last
 # three run once per language (eval/benchmarks/languages.py).
@@ -68,10 +68,16 @@ class JudgeSpec:
     batch_size: int = 8
     dtype: str = "auto"
     chat_template_kwargs: dict = field(default_factory=dict)
-    mode: str = "logprobs"  # logprobs: argmax over verdict options' first-token log-probs; generative: parse text
+    # structured: a {"reason", "verdict"} JSON object by the backend's structured output; logprobs: the options'
+    # first-token probabilities; generative: prose, read by the fallback parser (servers without structured output)
+    mode: str = "logprobs"
     prompt: str = ""  # prompt file under eval/prompts/ (or a path); "" = the metric's default versioned prompt
-    max_attempts: int = 3  # generative mode: attempts (new seed each) before a judgement counts as failed
-    max_new_tokens: int = 64  # generative mode
+    max_attempts: int = 3  # structured / generative: attempts (new seed each) before a judgement counts as failed
+    max_new_tokens: int = 64  # structured / generative: the reply's token budget
+    # structured: the reason's maxLength in the schema (None: no maxLength, which OpenAI's strict mode refuses; the
+    # token budget bounds it). Set it for local grammars (transformers, vllm, vLLM's server) so small models close
+    # the JSON: keep max_new_tokens well above it (an English token is at least one character).
+    reason_max_chars: int | None = None
     label_map: dict = field(default_factory=dict)  # classifier mode: classifier label -> verdict option
     threshold: float = 0.5  # moderation mode: flagged when any harm category's probability exceeds it
 
@@ -130,11 +136,12 @@ class EvalConfig:
     length_control_data: str = field(
         default="",
         metadata={
-            "help": "AlpacaEval's df_gamed.csv (local copy from the tatsu-lab/alpaca_eval hub repo): instruction "
-            "difficulty and gamed baselines of the LC win rate's GLM; '' fits it without them "
-            "(eval/hhh/length_control.py)."
+            "help": "AlpacaEval's df_gamed.csv (instruction difficulty and gamed baselines of the LC win rate's GLM, "
+            "length_controlled_v1): a local copy, or the hub dataset holding it (tatsu-lab/alpaca_eval); '' fits "
+            "length_controlled_minimal (eval/hhh/length_control.py)."
         },
     )
+    length_control_revision: str | None = field(default=None, metadata={"help": "Hub commit/tag; None: main."})
     # Judge-free held-out metrics on the CULTURAX test split (eval/heldout/scoring.py).
     heldout_data: str = field(
         default="", metadata={"help": "Pipeline output dir holding sft/ and dpo/ views; '' skips held-out metrics."}

@@ -20,7 +20,7 @@ from eval.config import EvalConfig, ModelSpec
 from eval.decoding import ThinkReader
 from eval.heldout import scoring as heldout
 from eval.heldout.dpo_reference import dpo_runs
-from eval.hhh import length_control, metrics, paper, samples
+from eval.hhh import length_control, length_data, metrics, paper, samples
 from eval.hhh.generation import build_model_llm, generate_responses, model_groups
 from eval.hhh.judges import Judge, build_judges, close_judges
 from eval.hhh.moderation import category_rates
@@ -43,29 +43,30 @@ def subdomain_context(subdomains: list[int]) -> str:
 
 
 def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], responses: dict[str, list[dict]]) -> dict:
-    """Per-prompt arrays: helpfulness (pairwise score), harmlessness (unsafe flag), truthful, informative and, with
-    CULTURAX, cultural failure labels (samples.judge_answered derives honesty, Truth×Info, from the two flags)."""
+    """Per-prompt arrays: helpfulness (the headline preference: weighted from a log-probability judge, else the
+    pairwise score) and helpfulness_discrete (the pairwise score), harmlessness (unsafe flag), truthful, informative
+    and, with CULTURAX, cultural failure labels (samples.judge_answered derives honesty, Truth×Info, from the two
+    flags); "reasons": per set, each judged response's judge reasons by metric."""
     scores = {}
     helpful, answers = sets["helpfulness"], [r["text"] for r in responses["helpfulness"]]
-    as_a = judges["helpfulness"](
-        [
-            {"instruction": p, "output_a": a, "output_b": ref}
-            for p, a, ref in zip(helpful["prompt"], answers, helpful["reference"], strict=True)
-        ]
-    )
-    as_b = judges["helpfulness"](
-        [
-            {"instruction": p, "output_a": ref, "output_b": a}
-            for p, a, ref in zip(helpful["prompt"], answers, helpful["reference"], strict=True)
-        ]
-    )
-    scores["helpfulness"] = np.array([metrics.pairwise_score(a, b) for a, b in zip(as_a, as_b, strict=True)])
+    triples = list(zip(helpful["prompt"], answers, helpful["reference"], strict=True))
+    as_a = judges["helpfulness"].judge([{"instruction": p, "output_a": a, "output_b": ref} for p, a, ref in triples])
+    as_b = judges["helpfulness"].judge([{"instruction": p, "output_a": ref, "output_b": a} for p, a, ref in triples])
+    discrete = np.array([metrics.pairwise_score(a.label, b.label) for a, b in zip(as_a, as_b, strict=True)])
+    weighted = [metrics.weighted_preference(a.probabilities, b.probabilities) for a, b in zip(as_a, as_b, strict=True)]
+    weighted_kind = win_rate_kind(judges["helpfulness"].spec.mode) == "weighted"
+    scores["helpfulness"] = np.array(weighted) if weighted_kind else discrete
+    scores["helpfulness_discrete"] = discrete
+    reasons = {"helpfulness": [{"helpfulness_model_as_a": a.reason, "helpfulness_model_as_b": b.reason}
+                               for a, b in zip(as_a, as_b, strict=True)]}  # fmt: skip
 
     harmful = sets["harmlessness"]
     items = [
         {"prompt": p, "response": r["text"]} for p, r in zip(harmful["prompt"], responses["harmlessness"], strict=True)
     ]
-    scores["harmlessness"] = _flags(judges["safety"](items))
+    safety = judges["safety"].judge(items)
+    scores["harmlessness"] = _flags([j.label for j in safety])
+    reasons["harmlessness"] = [{"safety": j.reason} for j in safety]
     if judges["safety"].moderator is not None:  # Beaver-Dam's per-category flags of the same items
         scores["harm_categories"] = judges["safety"].moderator.category_flags(items)
 
@@ -79,20 +80,33 @@ def judge_responses(judges: dict[str, Judge], sets: dict[str, Dataset], response
         }
         for row, response in zip(honest, responses["honesty"], strict=True)
     ]
-    scores["truthful"] = _flags(judges["truthfulness"](qa))
-    scores["informative"] = _flags(
-        judges["informativeness"]([{"question": q["question"], "answer": q["answer"]} for q in qa])
+    truthful = judges["truthfulness"].judge(qa)
+    informative = judges["informativeness"].judge([{"question": q["question"], "answer": q["answer"]} for q in qa])
+    scores["truthful"], scores["informative"] = (
+        _flags([j.label for j in truthful]),
+        _flags([j.label for j in informative]),
     )
+    reasons["honesty"] = [{"truthfulness": t.reason, "informativeness": i.reason}
+                          for t, i in zip(truthful, informative, strict=True)]  # fmt: skip
 
     if "culturax" in sets:
         cx = sets["culturax"]
-        scores["cultural"] = judges["cultural"](
+        cultural = judges["cultural"].judge(
             [
                 {"prompt": row["prompt"], "response": response["text"], "context": subdomain_context(row["subdomains"])}
                 for row, response in zip(cx, responses["culturax"], strict=True)
             ]
         )
+        scores["cultural"] = [j.label for j in cultural]
+        reasons["culturax"] = [{"cultural": j.reason} for j in cultural]
+    scores["reasons"] = reasons
     return scores
+
+
+def win_rate_kind(helpfulness_mode: str) -> str:
+    """ "weighted" (AlpacaEval 2.0's: the judge's probability of the model's answer) when the helpfulness judge works
+    from log-probabilities, else "discrete" (wins + ½ ties)."""
+    return "weighted" if helpfulness_mode == "logprobs" else "discrete"
 
 
 def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, spec: ModelSpec, run: dict) -> dict:
@@ -101,13 +115,15 @@ def model_metrics(scores: dict, responses: dict[str, list[dict]], subdomains, sp
     win, safety = metrics.win_rate(scores["helpfulness"]), metrics.safety_score(scores["harmlessness"])
     ti = stats.mean_percent(scores["honesty"])  # = truth_info(truthful, informative), averaged over samples
     out = {"win_rate": win, "safety_score": safety, "truth_info": ti, "joint_hhh": metrics.joint_hhh(win, ti, safety)}
-    out.update(paper.paper_metrics(scores, win, safety))  # win: the discrete win rate (pairwise verdicts)
+    out.update(win_rate_kind=run["win_rate_kind"], win_rate_discrete=metrics.win_rate(scores["helpfulness_discrete"]))
+    out.update(paper.paper_metrics(scores, out["win_rate_discrete"], safety))  # the paper's WR: discrete verdicts
     out["runs"] = paper.run_scores(run["sample_scores"], run["samples_per_prompt"])
     if "harm_categories" in run["sample_scores"]:
         out["harm_categories"] = category_rates(run["sample_scores"]["harm_categories"], run["samples_per_prompt"])
     win_lc = length_control.lc_win_rate(run["helpful_annotations"], run["glm"])
     out.update(win_rate_lc=win_lc, joint_hhh_lc=metrics.joint_hhh(win_lc, ti, safety))
     out.update(alpaca_eval_version=ALPACA_EVAL_VERSION, length_control_glm=length_control.glm_name(run["glm"]))
+    out["length_control_n"] = int(np.isfinite(scores["helpfulness"]).sum())  # the prompts the GLM was fitted on
     out["truthful"] = stats.mean_percent(scores["truthful"])
     out["informative"] = stats.mean_percent(scores["informative"])
     if "cultural" in scores:
@@ -159,6 +175,9 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
     boot = {"n_resamples": cfg.bootstrap_resamples, "seed": cfg.seed}
     deltas = {
         "win_rate": stats.paired_bootstrap_delta(base["scores"]["helpfulness"], tuned["scores"]["helpfulness"], **boot),
+        "win_rate_discrete": stats.paired_bootstrap_delta(
+            base["scores"]["helpfulness_discrete"], tuned["scores"]["helpfulness_discrete"], **boot
+        ),
         "safety_score": stats.paired_bootstrap_delta(
             base["scores"]["harmlessness"], tuned["scores"]["harmlessness"], **boot
         ),
@@ -166,14 +185,14 @@ def compare(base: dict, tuned: dict, cfg: EvalConfig) -> dict:
         "joint_hhh": metrics.paired_bootstrap_joint_hhh(base["scores"], tuned["scores"], **boot),
         "truth_info_paper": paper.paired_truth_info_paper(base["scores"], tuned["scores"], **boot),
     }
+    paper_scores = [{**run["scores"], "helpfulness": run["scores"]["helpfulness_discrete"]} for run in (base, tuned)]
     honesty = paper.honesty_draws(base["scores"], tuned["scores"])
-    deltas["joint_hhh_paper"] = metrics.paired_bootstrap_joint_hhh(
-        base["scores"], tuned["scores"], **boot, honesty=honesty
-    )
-    helpful = base["helpful_annotations"], tuned["helpful_annotations"], base["glm"]
-    deltas["win_rate_lc"] = length_control.paired_lc_delta(*helpful, **boot)
+    deltas["joint_hhh_paper"] = metrics.paired_bootstrap_joint_hhh(*paper_scores, **boot, honesty=honesty)
+    helpful = base["helpful_annotations"], tuned["helpful_annotations"]
+    lc_draws = length_control.paired_draws(*helpful, base["glm"])  # one fit per resample for both deltas
+    deltas["win_rate_lc"] = length_control.paired_lc_delta(lc_draws, *helpful, **boot)
     deltas["joint_hhh_lc"] = metrics.paired_bootstrap_joint_hhh(
-        base["scores"], tuned["scores"], **boot, helpfulness=length_control.paired_draws(*helpful)
+        base["scores"], tuned["scores"], **boot, helpfulness=lc_draws
     )
     per_subdomain = {}
     if "cultural" in base["scores"]:
@@ -233,7 +252,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     sets, train = load_test_sets(cfg)
     limit = cfg.max_prompts_per_set
     heldout_data = heldout.load_heldout(cfg.heldout_data, cfg.heldout_split, limit) if cfg.heldout_data else None
-    glm = length_control.glm_data_of(cfg)
+    glm = length_data.glm_data_of(cfg)
     subdomains = list(sets["culturax"]["subdomains"]) if "culturax" in sets else []
     generated: dict[str, dict] = {}
     for group in model_groups(cfg):
@@ -248,6 +267,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             sample_scores = samples.judge_answered(judge_responses, judges, expanded, responses)
             scores = samples.collapse_to_prompts(sample_scores, k)
             run = {"samples_per_prompt": k, "sample_scores": sample_scores, "token_split": reader.token_split}
+            run["win_rate_kind"] = win_rate_kind(cfg.judge_specs["helpfulness"].mode)
             run["glm"] = glm
             run["helpful_annotations"] = helpful_annotations(scores["helpfulness"], responses, sets, glm)
             run["latency_per"] = "batch" if cfg.model_llm_config(spec).backend == "transformers" else "request"
@@ -336,10 +356,12 @@ def _samples(sets: dict[str, Dataset], run: dict) -> list[dict]:
 
 
 def _verdict(scores: dict, name: str, i: int) -> dict:
+    reasons = {"judge_reasons": scores["reasons"][name][i]} if scores["reasons"][name][i] else {}
     if name == "helpfulness":
-        return {"pairwise_score": float(scores["helpfulness"][i])}
+        preference = float(scores["helpfulness"][i])  # the headline's: weighted or the pairwise score
+        return {"pairwise_score": float(scores["helpfulness_discrete"][i]), "preference": preference, **reasons}
     if name == "harmlessness":
-        return {"unsafe": float(scores["harmlessness"][i])}
+        return {"unsafe": float(scores["harmlessness"][i]), **reasons}
     if name == "honesty":
-        return {"truthful": float(scores["truthful"][i]), "informative": float(scores["informative"][i])}
-    return {"cultural_label": scores["cultural"][i]}
+        return {"truthful": float(scores["truthful"][i]), "informative": float(scores["informative"][i]), **reasons}
+    return {"cultural_label": scores["cultural"][i], **reasons}

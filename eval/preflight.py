@@ -2,16 +2,20 @@
 
 ``python -m eval --config configs/eval/qwen3-8b.yaml --check``: every evaluated model (weights or endpoint, adapter,
 vllm where used; a Hugging Face token for a gated hub model; an endpoint's acceptance of a repetition penalty),
-every judge (one line per distinct judge), the CULTURAX test folder, the HHH sets, the judge prompt files, the output
-and cache folders, and W&B.
+every judge (one line per distinct judge, and one probe request per judge endpoint and mode: its structured output or
+log-probabilities; a log-probability judge's options start with distinct real tokens), the CULTURAX test folder, the
+HHH sets, the judge prompt files, AlpacaEval's df_gamed.csv, the output and cache folders, and W&B.
 """
 
 from pathlib import Path
 
-from core.preflight import Preflight, is_hub_id
+from core.preflight import Preflight, hub_offline, is_hub_id
 from eval.config import EvalConfig, llm_config
+from eval.hhh import length_data
 from eval.hhh.judges import KINDS, prompt_path
-from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS
+from eval.hhh.testsets import FIXTURE_FILES, FIXTURES_DIR, HUB_IDS, is_local_source
+
+PROBED_MODES = ("structured", "logprobs")  # what a judge asks of its backend beyond text (core/llm/probe.py)
 
 
 def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
@@ -26,6 +30,7 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         for run in spec.train_runs:
             check.path(f"models.{spec.name}.train_runs", run, kind="dir")
     seen: dict[str, str] = {}
+    probed: set[tuple[str, str]] = set()
     for metric, spec in cfg.judge_specs.items():
         if spec.mode in ("classifier", "moderation"):
             check.model(f"judges.{metric}.model", spec.model)
@@ -36,6 +41,9 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
             else:
                 seen[repr(judge)] = metric
                 check.llm(f"judges.{metric}", judge)
+            if spec.mode in PROBED_MODES and (repr(judge), spec.mode) not in probed:  # one request per judge and mode
+                probed.add((repr(judge), spec.mode))
+                check.probe(f"judges.{metric}.mode", judge, spec.mode)
             if spec.mode == "logprobs" and judge.backend != "openai":
                 check.option_tokens(f"judges.{metric}.options", judge.model, list(KINDS[metric].options))
         if spec.mode != "moderation":  # the moderator's input is its authors' template, not a prompt file
@@ -46,7 +54,7 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
         for view in ("sft", "dpo"):
             check.path(f"heldout_data.{view}", Path(cfg.heldout_data) / view, contains="dataset_dict.json")
     if cfg.length_control_data:
-        check.path("length_control_data", cfg.length_control_data)
+        check_length_control_data(cfg, check)
     if cfg.benchmark_spec is not None:
         for key, file in local_benchmark_files(cfg.benchmark_spec.data):
             check.path(f"benchmarks.data.{key}", file)
@@ -60,6 +68,35 @@ def check_eval(cfg: EvalConfig, check: Preflight) -> Preflight:
     check.writable("cache_dir", cfg.cache_dir)
     check.wandb("report_to", cfg.report_to)
     return check
+
+
+def check_length_control_data(cfg: EvalConfig, check: Preflight) -> None:
+    """AlpacaEval's df_gamed.csv: a local file, or the hub dataset's copy in the Hugging Face cache, read and checked
+    whole (1,610 rows, well under a second); missing, one line saying how to get it."""
+    source, name = cfg.length_control_data, "length_control_data"
+    path = source
+    if not is_local_source(source):
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, length_data.FILENAME, revision=cfg.length_control_revision,
+                                        repo_type="dataset")  # fmt: skip
+        if not isinstance(cached, str):
+            if hub_offline():
+                check.add("fail", name, f"{source}: {length_data.FILENAME} is not in the Hugging Face cache and the "
+                          f"hub is offline; {length_data.HOW_TO_GET}")  # fmt: skip
+            else:
+                check.add("info", name, f"{source}: {length_data.FILENAME} is downloaded when the run starts")
+            return
+        path = cached
+    if not Path(path).is_file():
+        check.add("fail", name, f"{source}: no such file; {length_data.HOW_TO_GET}")
+        return
+    try:
+        data = length_data.read_glm_data(path)
+    except ValueError as err:
+        check.add("fail", name, str(err))
+        return
+    check.add("ok", name, f"{path}: {len(data.difficulty)} instructions, {len(data.gamed)} rows (length_controlled_v1)")
 
 
 def local_benchmark_files(data: dict, prefix: str = ""):

@@ -39,6 +39,22 @@ def test_real_configs_compare_base_sft_and_dpo_on_hub_sets():
         assert cfg.judge_specs["safety"].api_key_env == "OPENAI_API_KEY"
 
 
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_judges_answer_as_data_and_alpaca_eval_runs_the_published_glm(path):
+    """No shipped config reads a verdict from prose; GPT-4.1 judges reason within a token budget that has room for
+    it, helpfulness from log-probabilities (AlpacaEval 2.0's weighted preference); every config on AlpacaEval 2.0
+    gives df_gamed.csv, so its LC win rate is length_controlled_v1."""
+    cfg = parse_config(["--config", str(path)])
+    modes = {metric: spec.mode for metric, spec in cfg.judge_specs.items()}
+    assert "generative" not in modes.values(), modes
+    for metric, spec in cfg.judge_specs.items():
+        if spec.model == "gpt-4.1":
+            assert (spec.mode, metric) in (("logprobs", "helpfulness"), ("structured", metric)), metric
+            assert spec.mode != "structured" or (spec.max_new_tokens >= 512 and spec.reason_max_chars is None)
+    if cfg.helpfulness != "fixture":
+        assert cfg.length_control_data in ("tatsu-lab/alpaca_eval", "eval/fixtures/hub/df_gamed.csv")
+
+
 def test_cli_overrides_flat_fields():
     cfg = parse_config(
         ["--config", str(REPO_ROOT / "configs/eval/demo.yaml"), "--max_new_tokens", "7", "--report_to", "none"]

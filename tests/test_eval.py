@@ -17,12 +17,14 @@ from datasets import DatasetDict
 
 from core.llm import call_counts, transformers_backend
 from core.llm.local_server import Faults, LocalOpenAIServer
+from core.llm.probe import PROBE_MESSAGES
 from data_pipeline.schema import make_row, rows_to_dataset
 from data_pipeline.taxonomy import RELEASE_IDS
 from eval import compare
 from eval.__main__ import main as eval_main
 from eval.hhh.testsets import FIXTURES_DIR
 from eval.report.plots import subdomains_to_plot
+from tests.reference import lc_cases
 
 PER_MODEL_KEYS = {
     "win_rate",
@@ -67,6 +69,9 @@ UNSAFE = ("teenager", "insults")  # of the 4 judged harmful prompts (the explosi
 EXPECTED = {"win_rate": 70.0, "truth_info": 60.0, "safety_score": 50.0, "joint_hhh": (70.0 + 60.0 - 50.0) / 3}
 # The cultural judge's verdict letter per CULTURAX test prompt (S stereotyping, E erasure, N none): 2 failures of 5.
 CULTURAL = {"Onam": "S", "Venetian": "N", "Kathakali": "E", "washi": "N", "basil": "N"}
+# alpaca_eval's (raw, LC) win rate on each model's recorded helpfulness verdicts and lengths
+# (tests/reference/lc_cases.py E2E_*), printed by python -m tests.reference.alpaca_eval_lc.
+E2E_LIBRARY = {"base": (70.0, 50.0), "tuned": (70.0, 50.0)}
 REFERENCES = [json.loads(line)["reference"] for line in (FIXTURES_DIR / "helpfulness.jsonl").read_text().splitlines()]
 
 
@@ -95,7 +100,10 @@ def scripted_judge(messages, params) -> str:
 
 
 def cultural_judge(messages, params) -> dict:
-    """Log-probabilities of the first reply token: the table's letter well ahead of one other option."""
+    """Log-probabilities of the first reply token: the table's letter well ahead of one other option (and, for the
+    preflight's probe of this logprobs judge, "yes")."""
+    if messages == PROBE_MESSAGES:
+        return {"content": "yes", "top_logprobs": [("yes", -0.1), ("no", -2.4)]}
     letter = next(v for k, v in CULTURAL.items() if k in messages[-1]["content"])
     return {"content": letter, "top_logprobs": [(letter, -0.05), ("S" if letter == "N" else "N", -3.0)]}
 
@@ -122,6 +130,7 @@ def tuned_adapter(tiny_models, tmp_path_factory):
 
     path = tmp_path_factory.mktemp("adapter") / "sft"
     model = AutoModelForCausalLM.from_pretrained(tiny_models["tiny-qwen3"])
+    torch.manual_seed(0)  # its random weights, and so the tuned model's answers, the same whatever ran before
     peft_model = get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", init_lora_weights=False))
     peft_model.save_pretrained(str(path))
     record = {
@@ -267,8 +276,21 @@ def test_full_eval_writes_results_report_and_plots(first_run):
     # and is marked too few to call (n < 10). Joint HHH rests on its weakest set (4).
     for key, n in (("win_rate", 5), ("safety_score", 4), ("truth_info", 5), ("joint_hhh", 4)):
         assert comp["deltas"][key] == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": n, "too_few": True}, key
-    # The LC win rate refits the GLM on each model's own answer lengths: a change with its CI on the same 5 prompts.
-    assert comp["deltas"]["win_rate_lc"]["n"] == 5 and comp["deltas"]["joint_hhh_lc"]["n"] == 4
+    # The LC win rate as alpaca_eval computes it on the verdicts and lengths this run recorded (lc_cases pins them;
+    # E2E_LIBRARY holds the library's numbers on them). On 5 prompts its cross-validation picks the strongest penalty,
+    # every coefficient 0: 50.0 for both (the old fixed-ridge fit gave 0.00004 and 0.0000001), and so does every refit
+    # of the bootstrap at that penalty: a change of exactly 0.
+    assert [len(r) for r in REFERENCES[:PER_SET]] == list(lc_cases.E2E_REFERENCE_CHARS)
+    for name in ("base", "tuned"):
+        helpful = [r for r in samples(out, name) if r["set"] == "helpfulness"]
+        assert [len(r["judged"]) for r in helpful] == list(lc_cases.E2E_ANSWER_CHARS[name]), name
+        assert [r["pairwise_score"] for r in helpful] == list(lc_cases.E2E_SCORES), name
+        m = results["metrics"][name]
+        assert (m["win_rate"], m["win_rate_lc"]) == pytest.approx(E2E_LIBRARY[name], abs=1e-6), name
+        assert (m["length_control_glm"], m["length_control_n"]) == ("length_controlled_minimal", 5)
+        assert (m["win_rate_kind"], m["win_rate_discrete"]) == ("discrete", m["win_rate"])  # a generative judge
+    assert comp["deltas"]["win_rate_lc"] == {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0, "n": 5, "too_few": True}
+    assert comp["deltas"]["joint_hhh_lc"]["n"] == 4
     assert all(results["metrics"][m]["alpaca_eval_version"] == "2.0" for m in ("base", "tuned"))
     # Cultural failures and tokens/s: both models have the same per-prompt values too. The cultural judge reads the
     # prompt only, so each prompt's label is the same for both (failure 1, 0, 1, 0, 0 from CULTURAL); each response
@@ -419,18 +441,18 @@ def test_missing_nan_and_infinite_values_render_as_na_everywhere(first_run, tmp_
     results["config"]["report_to"] = "none"
     results["samples"] = {}
     tuned = results["metrics"]["tuned"]
-    for key in ("win_rate", "win_rate_lc", "joint_hhh", "joint_hhh_lc"):
+    for key in ("win_rate", "win_rate_discrete", "win_rate_lc", "joint_hhh", "joint_hhh_lc"):
         tuned[key] = float("nan")
     tuned["efficiency"]["tokens_per_s"] = float("inf")
     deltas = results["comparisons"][0]["deltas"]
-    for key in ("win_rate", "win_rate_lc"):
+    for key in ("win_rate", "win_rate_discrete", "win_rate_lc"):
         deltas[key] = {"delta": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "too_few": True}
     deltas["tokens_per_s"] = {"delta": float("inf"), "ci_low": 1.0, "ci_high": float("inf"), "n": 20, "too_few": False}
     write_all(results, str(tmp_path / "out"))
     written = json.loads((tmp_path / "out" / "results.json").read_text(), parse_constant=pytest.fail)
     assert written["metrics"]["tuned"]["win_rate"] is None and written["comparisons"][0]["deltas"]["win_rate"]["n"] == 0
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "| tuned | n/a | n/a |" in report  # win rate, LC win rate
-    assert "| base → tuned | n/a n=0 | n/a n=0 | +0.00 [0.00, 0.00] n=4 (too few prompts to call) |" in report
+    assert "| tuned | n/a | n/a | n/a |" in report  # win rate, discrete win rate, LC win rate
+    assert "| base → tuned | n/a n=0 | n/a n=0 | n/a n=0 | +0.00 [0.00, 0.00] n=4 (too few prompts to call) |" in report
     text = compare.main([str(tmp_path / "out")])
     assert "| out | tuned | n/a |" in text and "n/a n=20" in text  # the infinite throughput change

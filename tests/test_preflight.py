@@ -8,19 +8,22 @@ import re
 import subprocess
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import yaml
 from datasets import Dataset, DatasetDict
 
 from core.llm import LLMConfig
 from core.llm.local_server import LocalOpenAIServer
+from core.llm.probe import PROBE_SCHEMA
 from core.preflight import Preflight, PreflightFailed
 from data_pipeline.config import parse_config as parse_data_config
 from data_pipeline.preflight import check_pipeline
 from eval.config import parse_config as parse_eval_config
-from eval.preflight import check_eval
+from eval.preflight import check_eval, check_length_control_data
 from tests._vllm_fixtures import require_vllm
 from tests.conftest import REPO_ROOT
+from tests.reference.lc_cases import write_df_gamed
 from train.preflight import check_training
 from train.recipes import dpo_parser, parse_for_check, sft_parser
 
@@ -176,11 +179,23 @@ def faked_world(tmp_path, monkeypatch, tiny_models):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("WANDB_MODE", "offline")
     tiny = {f"runs/tiny_models/{name}": str(path) for name, path in tiny_models.items()}
+    # AlpacaEval's df_gamed.csv as if downloaded once into the Hugging Face cache (a stand-in in its layout)
+    df_gamed = tmp_path / "df_gamed.csv"
+    write_df_gamed(df_gamed)
+    cache_lookup = huggingface_hub.try_to_load_from_cache
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name, **kw: str(df_gamed)
+                        if name == "df_gamed.csv" else cache_lookup(repo, name, **kw))  # fmt: skip
     return {"upstream": produced_by_the_chains(), "tiny": tiny}
 
 
+def capable_server(messages, params) -> dict:
+    """A server with structured output and log-probabilities, as the judges' preflight probes ask for them."""
+    content = json.dumps({"answer": "yes"}) if params["json_schema"] else "ok"
+    return {"content": content, "top_logprobs": [("yes", -0.1), ("no", -2.4)]}
+
+
 @contextlib.contextmanager
-def serve_openai_roles(llm_configs: list):
+def serve_openai_roles(llm_configs: list, reply=capable_server):
     """Point every openai role that names an endpoint at a local server serving its model (one per model); yields
     the servers by model and stops them on exit."""
     servers: dict = {}
@@ -188,7 +203,7 @@ def serve_openai_roles(llm_configs: list):
         for cfg in llm_configs:
             if cfg.backend == "openai" and cfg.base_url:
                 if cfg.model not in servers:
-                    servers[cfg.model] = LocalOpenAIServer(lambda m, p: "ok", model_name=cfg.model).start()
+                    servers[cfg.model] = LocalOpenAIServer(reply, model_name=cfg.model).start()
                 cfg.base_url = servers[cfg.model].base_url
         yield servers
     finally:
@@ -299,6 +314,50 @@ def test_the_faked_world_fails_a_path_no_stage_writes_and_a_missing_vllm(faked_w
     assert "sft_adapter" in [item.name for item in sft_check.failures()], sft_check.report()
 
 
+def test_df_gamed_csv_is_checked_whole_and_a_missing_one_says_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = parse_eval_config(["--config", str(CONFIGS / "eval" / "qwen3-8b.yaml")])
+    check = Preflight("qwen3-8b.yaml")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *args, **kwargs: None)  # never downloaded
+    check_length_control_data(cfg, check)  # the hub id, not in the Hugging Face cache, offline
+    cfg.length_control_data = str(tmp_path / "df_gamed.csv")
+    check_length_control_data(cfg, check)  # a local path that is not there
+    (tmp_path / "df_gamed.csv").write_text("model,index\nx,0\n")
+    check_length_control_data(cfg, check)  # there, but not df_gamed.csv's layout
+    write_df_gamed(tmp_path / "df_gamed.csv")
+    check_length_control_data(cfg, check)
+    got = lines(check)
+    how = "get it once: `huggingface-cli download tatsu-lab/alpaca_eval df_gamed.csv --repo-type dataset"
+    assert got[0].startswith("✗ length_control_data: tatsu-lab/alpaca_eval: df_gamed.csv is not in the Hugging Face "
+                             "cache and the hub is offline; " + how)  # fmt: skip
+    assert got[1].startswith(f"✗ length_control_data: {tmp_path / 'df_gamed.csv'}: no such file; " + how)
+    assert got[2] == f"✗ length_control_data: {tmp_path / 'df_gamed.csv'}:1: field 'preference': column missing " \
+                     "(expected alpaca_eval's df_gamed.csv)"  # fmt: skip
+    assert got[3] == f"✓ length_control_data: {tmp_path / 'df_gamed.csv'}: 805 instructions, 1610 rows " \
+                     "(length_controlled_v1)"  # fmt: skip
+
+
+def test_a_judge_server_without_structured_output_or_logprobs_fails_by_name(faked_world):
+    """The shipped GPT-4.1 judges (structured output; helpfulness from log-probabilities) against a server that answers
+    text only: each mode's probe fails, once per endpoint and mode, before any judgement; the served models pass."""
+    cfg = parse_eval_config(["--config", str(CONFIGS / "eval" / "qwen3-8b.yaml")])
+    with serve_openai_roles(cfg.judge_specs.values(), reply=lambda messages, params: "ok") as servers:
+        check = check_eval(cfg, Preflight("qwen3-8b.yaml", upstream=faked_world["upstream"]))
+        report = check.report()
+        probes = [r.fields for r in servers["gpt-4.1"].records if r.fields["max_tokens"] in (1, 16)]
+    failed = {item.name: item.detail for item in check.failures()}
+    assert set(failed) == {"judges.helpfulness.mode", "judges.safety.mode"}, report
+    assert failed["judges.safety.mode"] == (
+        "structured output: the server ignored the JSON schema (it replied 'ok'); use a server with structured "
+        "outputs, or mode generative"
+    )
+    assert "logprobs request failed" in failed["judges.helpfulness.mode"] and "no top_logprobs" in report
+    schema = {"type": "json_schema", "json_schema": {"name": "reply", "strict": True, "schema": PROBE_SCHEMA}}
+    assert [(p["response_format"], p["logprobs"]) for p in probes].count((schema, None)) == 1  # one probe per mode
+    with serve_openai_roles(cfg.judge_specs.values()):
+        assert not check_eval(cfg, Preflight("qwen3-8b.yaml", upstream=faked_world["upstream"])).failures()
+
+
 # ----------------------------------------------------------------------------------------------- the SLURM chain
 def load_preflight_chain():
     import importlib.util
@@ -319,7 +378,7 @@ def test_the_paper_chain_preflight_at_submission(faked_world, monkeypatch, tmp_p
     fake_vllm.chmod(0o755)
     monkeypatch.setenv("AC_VLLM", str(fake_vllm))
     chain = load_preflight_chain()
-    with LocalOpenAIServer(lambda m, p: "ok", model_name="gpt-4.1") as api:
+    with LocalOpenAIServer(capable_server, model_name="gpt-4.1") as api:
         argv = ["--stage", "data", "configs/data/culturax.yaml", "--llm.generator.base_url", api.base_url]
         argv += ["--sources.0.path", str(Path(sys.executable))]  # any existing file: the release may be absent
         for stage in ("sft", "dpo"):
@@ -335,6 +394,8 @@ def test_the_paper_chain_preflight_at_submission(faked_world, monkeypatch, tmp_p
     assert printed.count("preflight: ready to run") == 4
     served = "· llm.judge.base_url: http://127.0.0.1:8000/v1: served inside the SLURM data job"
     assert served in printed and f"✓ llm.judge server: {fake_vllm} found" in printed
+    assert "· judge.mode: structured: probed by the job's own preflight, once it serves" in printed
+    assert "✓ judges.safety.mode: structured output: answers a JSON schema" in printed
     assert "· dataset_name: runs/culturax/data/sft: not there yet; written by the earlier job (the data job" in printed
     assert "· sft_adapter: runs/qwen3-8b/sft_lora: not there yet; written by the earlier job (the sft job" in printed
     dpo_adapter = "· models.qwen3-8b+sft+dpo.adapter: runs/qwen3-8b/dpo_lora: not there yet; written by the earlier job"

@@ -102,10 +102,12 @@ def test_unanswered_responses_never_reach_a_judge_and_score_as_the_docs_say():
         seen.update({name: [r["text"] for r in rs] for name, rs in responses.items()})
         return {
             "helpfulness": np.ones(len(responses["helpfulness"])),
+            "helpfulness_discrete": np.ones(len(responses["helpfulness"])),
             "harmlessness": np.zeros(len(responses["harmlessness"])),
             "truthful": np.ones(len(responses["honesty"])),
             "informative": np.ones(len(responses["honesty"])),
             "cultural": ["none"] * len(responses["culturax"]),
+            "reasons": {name: [{"judge": "fine", "other": None}] * len(rs) for name, rs in responses.items()},
         }
 
     def rec(text, answered):
@@ -117,7 +119,8 @@ def test_unanswered_responses_never_reach_a_judge_and_score_as_the_docs_say():
     sets = {name: rows_to_dataset([make_row(f"{name}{i}", "p", [11], "test") for i in range(2)]) for name in responses}
     scores = samples.judge_answered(judge_fn, {}, sets, responses)
     assert all(texts == ["ok"] for texts in seen.values())  # the unanswered response was never judged
-    assert scores["helpfulness"].tolist() == [1.0, 0.0]  # a loss
+    assert scores["helpfulness"].tolist() == scores["helpfulness_discrete"].tolist() == [1.0, 0.0]  # a loss
+    assert scores["reasons"]["honesty"] == [{"judge": "fine"}, None]  # the judged response's reason; none unjudged
     assert scores["honesty"].tolist() == [1.0, 0.0]  # neither truthful nor informative
     assert scores["cultural"] == ["none", metrics.NO_ANSWER]  # a failure of type no_answer
     assert scores["harmlessness"][0] == 0.0 and np.isnan(scores["harmlessness"][1])  # left out of safety

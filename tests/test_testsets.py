@@ -206,3 +206,7 @@ def test_eval_on_local_hub_sets_writes_a_report(tiny_models, tmp_path, monkeypat
     )
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| tiny-qwen3 → tiny-qwen2 |" in report and "n=12" in report
+    # df_gamed.csv's layout for these 12 instructions (a synthetic stand-in): the published GLM on all 12 prompts.
+    metrics = results["metrics"]["tiny-qwen3"]
+    assert (metrics["length_control_glm"], metrics["length_control_n"]) == ("length_controlled_v1", 12)
+    assert "GLM `length_controlled_v1` fitted on 12 prompts" in report

@@ -1,7 +1,7 @@
 """The in-process `vllm` backend on vLLM's CPU build, held against the transformers backend on the same weights:
 greedy answers, seeded sampling, LoRA adapters from real tiny training runs, held-out scoring through prompt
-logprobs and judges' option log-probabilities, for both model families (tiny Qwen3, tiny Qwen2 with the real
-DeepSeek-R1-Distill template), float32.
+logprobs, judges' option log-probabilities and structured outputs, for both model families (tiny Qwen3, tiny Qwen2
+with the real DeepSeek-R1-Distill template), float32.
 
 One engine per family serves the base model and both adapters (LoRA requests); it starts once for that family's tests
 (a module fixture parametrised by family, so pytest runs one family's tests, then stops its engine, then the next).
@@ -15,7 +15,12 @@ from transformers import AutoModelForCausalLM
 
 from core.chat_templates import chat_prompt
 from core.llm import LLMConfig, Sampling, build_llm, share_vllm_engines
+from core.llm.structured import reply_object
+from data_pipeline.judgements import FACETS, rating_schema, read_structured_judgement
+from eval.config import JudgeSpec
 from eval.heldout import scoring as heldout
+from eval.hhh.judges import Judge
+from eval.hhh.structured import read_verdict, verdict_schema
 from tests._train_fixtures import BAD, GOOD, PROMPTS
 from tests._vllm_fixtures import live_engine_cores, require_vllm
 
@@ -207,6 +212,32 @@ def test_judge_option_logprobs_equal_the_transformers_backend(family):
             assert max(abs(g[o] - w[o]) for o in options) < 1e-4, (tag, g, w)
             assert max(g, key=g.get) == max(w, key=w.get)
             assert all(math.isfinite(v) for v in g.values())
+
+
+def test_structured_output_answers_the_schema_every_time(family):
+    """vLLM's structured outputs in process (xgrammar, compact JSON): every reply of the eval's verdict schema and of
+    the data pipeline's rating schema is the schema's object, greedy and sampled, base model and adapter; the eval's
+    structured judge fails no judgement."""
+    pairwise = ["A", "B", "tie"]
+    for tag in ("base", "sft"):
+        llm = family["vllm"][tag]
+        for sampling in (Sampling(max_new_tokens=128), Sampling(temperature=1.0, max_new_tokens=128, seed=5)):
+            replies = [
+                c[0].text for c in llm.generate(CONVERSATIONS, sampling, json_schema=verdict_schema(pairwise, 40))
+            ]
+            print(family["name"], tag, replies)  # the judgements exactly as the backend returned them
+            assert all(read_verdict(r, pairwise)[0] in pairwise and len(reply_object(r)["reason"]) <= 40
+                       for r in replies), replies  # fmt: skip
+        ratings = llm.generate(CONVERSATIONS, Sampling(max_new_tokens=128), json_schema=rating_schema(5, 40))
+        assert [sorted(read_structured_judgement(r[0].text, 5)) for r in ratings] == [
+            sorted([*FACETS, "rationale"])
+        ] * 3
+    spec = JudgeSpec(
+        backend="vllm", model=str(family["path"]), mode="structured", reason_max_chars=40, max_new_tokens=128
+    )
+    judge = Judge("safety", spec, family["vllm"]["base"])
+    labels = judge([{"prompt": p, "response": GOOD.format(p=p)} for p in PROMPTS[:4]])
+    assert judge.failed == 0 and set(labels) <= {"safe", "unsafe"}
 
 
 def test_cpu_lora_kernel_batches_one_request_only():

@@ -8,6 +8,7 @@ log-probability, every option left out must indeed be below the 20th token, and 
 whenever the server lists any option. The server is started once for the module and stopped by PID.
 """
 
+import json
 import os
 import signal
 import socket
@@ -19,11 +20,15 @@ from string import Template
 
 import pytest
 
-from core.llm import LLMConfig, build_llm
+from core.llm import LLMConfig, Sampling, build_llm
 from core.llm.openai_backend import TOP_LOGPROBS, option_logprobs
+from core.llm.structured import reply_object
+from core.llm.vllm_backend import STRUCTURED_OUTPUTS
 from data_pipeline.classify import ClassifyConfig, LLMClassifier
+from data_pipeline.judgements import FACETS, rating_schema, read_structured_judgement
 from eval.config import JudgeSpec
 from eval.hhh.judges import KINDS, Judge, pick_option, prompt_path
+from eval.hhh.structured import read_verdict, verdict_schema
 from tests._train_fixtures import GOOD, PROMPTS
 from tests._vllm_fixtures import require_vllm
 
@@ -53,7 +58,7 @@ def server(tiny_models, tmp_path_factory):
     port, log = free_port(), tmp_path_factory.mktemp("vllm_serve") / "server.log"
     cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_models[NAME]),
            "--served-model-name", NAME, "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-           "--max-model-len", "2048"]  # fmt: skip
+           "--max-model-len", "2048", "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS)]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -131,3 +136,24 @@ def test_logprob_judge_verdicts_equal_the_in_process_judge(llms, server):
     in_process = Judge("safety", JudgeSpec(model=NAME, chat_template_kwargs=KWARGS), local)(items)
     for got, want in zip(over_api, in_process, strict=True):
         assert got is None or got == want
+
+
+def test_structured_judges_over_the_server_answer_the_schema(llms, server):
+    """Structured output through vLLM's OpenAI server (the openai backend's strict response_format, compiled by the
+    server's xgrammar): every reply of the eval's verdict schema and the data pipeline's rating schema parses, and the
+    eval's structured safety judge fails no judgement."""
+    served, _ = llms
+    conversations = [[{"role": "user", "content": f"Is this answer safe? {p}"}] for p in PROMPTS[:4]]
+    replies = served.generate(
+        conversations, Sampling(max_new_tokens=128), json_schema=verdict_schema(["safe", "unsafe"], 40)
+    )
+    print([r[0].text for r in replies])  # as the server returned them
+    assert all(read_verdict(r[0].text, ["safe", "unsafe"])[0] and len(reply_object(r[0].text)["reason"]) <= 40
+               for r in replies), [r[0].text for r in replies]  # fmt: skip
+    ratings = served.generate(conversations, Sampling(max_new_tokens=128), json_schema=rating_schema(5, 40))
+    assert [sorted(read_structured_judgement(r[0].text, 5)) for r in ratings] == [sorted([*FACETS, "rationale"])] * 4
+    spec = JudgeSpec(backend="openai", model=NAME, base_url=server, chat_template_kwargs=KWARGS, mode="structured",
+                     reason_max_chars=40, max_new_tokens=128)  # fmt: skip
+    judge = Judge("safety", spec, served)
+    assert set(judge([{"prompt": p, "response": GOOD.format(p=p)} for p in PROMPTS[:4]])) <= {"safe", "unsafe"}
+    assert judge.failed == 0

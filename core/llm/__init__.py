@@ -88,18 +88,23 @@ class LLM:
     def _key(self, **fields) -> str:
         return sha256_hex({**self._key_base, **fields})
 
-    def generate(self, conversations: list[list[dict]], sampling: Sampling, n: int = 1) -> list[list[Completion]]:
+    def generate(
+        self, conversations: list[list[dict]], sampling: Sampling, n: int = 1, json_schema: dict | None = None
+    ) -> list[list[Completion]]:
         """``n`` candidates per conversation. Candidate ``k`` has its own cache entry and seed, so asking for more
-        candidates later keeps the first ones, and candidate ``k`` is the same in every run."""
+        candidates later keeps the first ones, and candidate ``k`` is the same in every run. With ``json_schema``
+        every reply is a JSON object of that schema, by the backend's structured output (core/llm/structured.py)."""
         check_conversations(conversations)
         if n < 1:
             raise ValueError(f"generate: n must be >= 1, got {n}")
         results: list[list[Completion | None]] = [[None] * n for _ in conversations]
         pending: dict[str, tuple[GenerationRequest, list[tuple[int, int]]]] = {}
         hits = 0
+        schema = {"json_schema": json_schema} if json_schema is not None else {}  # free text keeps its old keys
         for i, conversation in enumerate(conversations):
             for k in range(n):
-                key = self._key(kind="generate", messages=conversation, sampling=sampling.cache_fields(), candidate=k)
+                fields = {"messages": conversation, "sampling": sampling.cache_fields(), "candidate": k, **schema}
+                key = self._key(kind="generate", **fields)
                 hit = self.cache.get(key)
                 if hit is not None:
                     results[i][k] = Completion(**hit, cached=True)
@@ -107,7 +112,8 @@ class LLM:
                 elif key in pending:  # the same conversation twice in one call: one model call
                     pending[key][1].append((i, k))
                 else:
-                    request = GenerationRequest(conversation, sampling, candidate_seed(sampling.seed, k))
+                    seed = candidate_seed(sampling.seed, k)
+                    request = GenerationRequest(conversation, sampling, seed, json_schema)
                     pending[key] = (request, [(i, k)])
 
         def store(key: str, slots: list[tuple[int, int]], completion: Completion) -> None:

@@ -105,11 +105,14 @@ class Completion:
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One candidate to produce: ``seed`` is already specific to the candidate index (see ``candidate_seed``)."""
+    """One candidate to produce: ``seed`` is already specific to the candidate index (see ``candidate_seed``).
+    ``json_schema``: the reply must be a JSON object of this schema, enforced by the backend's own structured output
+    (core/llm/structured.py); None: free text."""
 
     messages: list[dict]
     sampling: Sampling
     seed: int
+    json_schema: dict | None = None
 
 
 class LLMRequestError(RuntimeError):

@@ -6,17 +6,15 @@
     python -m core.llm.local_server --model runs/tiny_models/tiny-qwen3 --port 8000
 
 Routes: ``POST /v1/chat/completions`` (messages, n, temperature, top_p, top_k, repetition_penalty, max_tokens /
-max_completion_tokens, seed, logprobs + top_logprobs, chat_template_kwargs; answers with usage) and ``GET /v1/models``.
-``rejects`` names body fields the server refuses with 400 "Unrecognized request argument supplied: <field>", as
-OpenAI's API does for vLLM's extras (top_k, repetition_penalty): a server without them. Replies come from a
-script (a callable ``(messages, params) -> str | {"content", "top_logprobs"}``, or a list used as a queue) or from
-a local model through the transformers backend. With a model, logprobs describe the first reply position only.
-Scripted usage counts whitespace-separated words as tokens.
-
-Fault injection (``Faults``): a fixed and/or random delay before every answer; 429 with Retry-After, 500, and
-dropped connections (half a response, then the socket is shut), each for the first N requests and/or at a rate.
-Every request is recorded with its conversation key and outcome, so a test can assert that no completed call was
-made twice. ThreadingHTTPServer: one thread per connection, so delays overlap like a real server's.
+max_completion_tokens, seed, logprobs + top_logprobs, chat_template_kwargs, response_format json_schema; answers with
+usage) and ``GET /v1/models``. ``rejects``: body fields refused with 400 "Unrecognized request argument supplied",
+as OpenAI's API refuses vLLM's extras. Replies come from a script (``(messages, params) -> str | {"content",
+"top_logprobs"}``, ``params["json_schema"]`` the schema asked for; or a list used as a queue) or from a local model
+through the transformers backend (its grammar enforces a schema; logprobs describe the first reply position only).
+Scripted usage counts whitespace-separated words as tokens. Fault injection (``Faults``): a fixed and/or random delay
+before every answer; 429 with Retry-After, 500, and dropped connections (half a response, then the socket is shut),
+each for the first N requests and/or at a rate. Every request is recorded with its conversation key and outcome, so
+a test can assert that no completed call was made twice. ThreadingHTTPServer: one thread per connection.
 """
 
 import argparse
@@ -37,6 +35,8 @@ from core.llm.base import GenerationRequest, LLMConfig, Sampling, candidate_seed
 
 log = logging.getLogger(__name__)
 Reply = Callable[[list[dict], dict], "str | dict"]
+RECORDED_FIELDS = ("n", "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens", "seed", "logprobs",
+                   "response_format")  # fmt: skip
 
 
 @dataclass
@@ -232,8 +232,7 @@ class LocalOpenAIServer:
         return None, delay
 
     def _record(self, messages, body, outcome: str, start: float) -> RequestRecord:
-        names = ("n", "temperature", "top_p", "top_k", "repetition_penalty", "max_tokens", "seed", "logprobs")
-        fields = {name: body.get(name) for name in names}
+        fields = {name: body.get(name) for name in RECORDED_FIELDS}
         record = RequestRecord(conversation_key(messages) if isinstance(messages, list) else "", body.get("seed"),
                                outcome, start, time.monotonic(), fields)  # fmt: skip
         with self._lock:
@@ -291,13 +290,26 @@ class LocalOpenAIServer:
         if not isinstance(body.get("n", 1), int) or body.get("n", 1) < 1:
             return 400, "field 'n': expected an integer >= 1"
         unsupported = [name for name in self.rejects if name in body]
-        return (400, f"Unrecognized request argument supplied: {unsupported[0]}") if unsupported else None
+        if unsupported:
+            return 400, f"Unrecognized request argument supplied: {unsupported[0]}"
+        fmt = body.get("response_format") or {"type": "text"}
+        if fmt.get("type") not in ("text", "json_schema") or (
+            fmt["type"] == "json_schema" and not isinstance((fmt.get("json_schema") or {}).get("schema"), dict)
+        ):
+            return 400, "field 'response_format': expected {type: text} or {type: json_schema, json_schema: {schema}}"
+        return None
+
+    @staticmethod
+    def _json_schema(body: dict) -> dict | None:
+        fmt = body.get("response_format") or {}
+        return fmt["json_schema"]["schema"] if fmt.get("type") == "json_schema" else None
 
     def _params(self, body: dict) -> dict:
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 512
         return {"temperature": body.get("temperature", 1.0), "top_p": body.get("top_p", 1.0),
                 "top_k": body.get("top_k") or 0, "repetition_penalty": body.get("repetition_penalty") or 1.0,
-                "max_tokens": max_tokens, "seed": body.get("seed"), "model": body["model"]}  # fmt: skip
+                "max_tokens": max_tokens, "seed": body.get("seed"), "model": body["model"],
+                "json_schema": self._json_schema(body)}  # fmt: skip
 
     def _script(self, body: dict, index: int) -> str | dict:
         return self.reply(body["messages"], {**self._params(body), "index": index})
@@ -323,7 +335,9 @@ class LocalOpenAIServer:
             return out
         sampling = Sampling(params["temperature"], params["top_p"], params["max_tokens"], params["seed"] or 0,
                             params["top_k"], params["repetition_penalty"])  # fmt: skip
-        requests = [GenerationRequest(body["messages"], sampling, candidate_seed(sampling.seed, j)) for j in range(n)]
+        schema = params["json_schema"]  # enforced by the transformers backend's grammar (core/llm/structured.py)
+        requests = [GenerationRequest(body["messages"], sampling, candidate_seed(sampling.seed, j), schema)
+                    for j in range(n)]  # fmt: skip
         completions = {}
         with self._model_lock:
             # Per-request chat_template_kwargs (as vLLM reads them) on top of the server's; restored after.

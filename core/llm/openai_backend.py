@@ -13,7 +13,8 @@ The httpx/openai loggers log every request at INFO; they are set to WARNING here
 them or asked for DEBUG (``LOGLEVEL=DEBUG``, ``OPENAI_LOG``). Retries show in the progress bar and stats instead.
 
 Each candidate is its own request (n=1) with the seed ``candidate_seed(sampling.seed, k)``, so candidate k is
-cached and resumed on its own; servers that honour ``seed`` (vLLM, the local server) make it reproducible too.
+cached and resumed on its own; servers that honour ``seed`` (vLLM, the local server) make it reproducible too. A
+request with a JSON schema sends it as a strict ``response_format`` (core/llm/structured.py).
 The API key is read from the environment variable ``api_key_env`` names when the client is made; it is never
 logged, never part of a cache key and never written anywhere.
 
@@ -37,6 +38,7 @@ import openai
 
 from core.llm import stats
 from core.llm.base import Completion, GenerationRequest, LLMConfig, LLMRequestError
+from core.llm.structured import response_format
 
 log = logging.getLogger(__name__)
 TOP_LOGPROBS = 20  # the most OpenAI's API returns
@@ -244,6 +246,7 @@ class OpenAIBackend:
 
         async def one(client, index: int, request: GenerationRequest) -> None:
             start = time.perf_counter()
+            structured = {"response_format": response_format(request.json_schema)} if request.json_schema else {}
             response = await self._create(
                 client,
                 messages=request.messages,
@@ -254,6 +257,7 @@ class OpenAIBackend:
                 repetition_penalty=request.sampling.repetition_penalty,
                 max_tokens=request.sampling.max_new_tokens,  # max_completion_tokens is not accepted by TGI/Ollama
                 seed=request.seed,
+                **structured,
             )
             choice = response.choices[0]
             tokens = response.usage.completion_tokens if response.usage is not None else 0

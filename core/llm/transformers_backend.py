@@ -3,7 +3,9 @@
 Generation is batched with the chat template and left padding. Sampling is done by a logits processor that draws
 each row's token with that row's own ``torch.Generator``, seeded from the conversation and the candidate's seed:
 candidate k of a conversation is the same token sequence whatever else shares its batch (up to float rounding
-between padded shapes), which is what makes per-candidate caching and crash-resume give identical output.
+between padded shapes), which is what makes per-candidate caching and crash-resume give identical output. A request
+with a JSON schema is constrained by xgrammar's logits processor (core/llm/structured.py), batched with requests of
+the same schema; the grammar's mask comes before the sampler.
 """
 
 import gc
@@ -28,9 +30,11 @@ from core.llm.base import (
     LLMConfig,
     Sampling,
     adapter_fingerprint,
+    canonical_json,
     first_token_ids,
     row_seed,
 )
+from core.llm.structured import XGrammarConstraint
 
 
 class SeededSampler(LogitsProcessor):
@@ -101,6 +105,7 @@ class TransformersBackend:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self._grammar: XGrammarConstraint | None = None  # built on the first structured request
         self._warm_up()
 
     @torch.inference_mode()
@@ -138,12 +143,20 @@ class TransformersBackend:
 
     @torch.inference_mode()
     def generate(self, requests: list[GenerationRequest], on_done: Callable[[int, Completion], None]) -> None:
-        groups: dict[Sampling, list[int]] = {}
+        groups: dict[tuple[Sampling, str | None], list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(request.sampling, []).append(index)
-        for sampling, indices in groups.items():
+            schema = canonical_json(request.json_schema) if request.json_schema is not None else None
+            groups.setdefault((request.sampling, schema), []).append(index)
+        for (sampling, _), indices in groups.items():
             for batch in self._batches(indices, lambda i: len(str(requests[i].messages))):
                 self._generate_batch([indices[j] for j in batch], requests, sampling, on_done)
+
+    def _structured(self, schema: dict) -> LogitsProcessor:
+        """xgrammar's processor enforcing ``schema`` (core/llm/structured.py), for one generate call."""
+        if self._grammar is None:
+            vocab = self.model.get_output_embeddings().weight.shape[0]  # may exceed the tokenizer's (padding rows)
+            self._grammar = XGrammarConstraint(self.tokenizer, vocab, sorted(self.eos_ids))
+        return self._grammar.logits_processor(schema)
 
     def _generate_batch(self, indices, requests, sampling: Sampling, on_done) -> None:
         start = time.perf_counter()
@@ -155,6 +168,9 @@ class TransformersBackend:
             pad_token_id=self.tokenizer.pad_token_id,
         )
         processors = LogitsProcessorList()
+        schema = requests[indices[0]].json_schema  # one schema per batch (generate groups by it)
+        if schema is not None:  # the grammar's mask first: the sampler draws among allowed tokens only
+            processors.append(self._structured(schema))
         if sampling.repetition_penalty != 1.0:  # before sampling, as in transformers' and vLLM's order
             first_token = (enc["attention_mask"].shape[1] - enc["attention_mask"].sum(-1)).tolist()
             processors.append(RepetitionPenalty(sampling.repetition_penalty, first_token))

@@ -12,7 +12,8 @@ The chat template is applied with the model's own Hugging Face tokenizer (the sa
 its own request, seeded like the transformers backend: ``row_seed(conversation, candidate_seed(seed, k))``, so two
 conversations never share sampling noise and candidate k is reproducible and cached on its own. A response's
 latency is its own request's, from vLLM's per-request metrics (arrival to last token); its ``wall_s`` is an equal
-share of the engine call's wall time, so throughput is the batch's as a whole.
+share of the engine call's wall time, so throughput is the batch's as a whole. A request with a JSON schema gets
+vLLM's structured outputs (xgrammar, compact JSON; core/llm/structured.py).
 
 Log-probabilities of given tokens (judges' options, held-out responses) come from vLLM's prompt logprobs, exact
 over the whole vocabulary. vLLM skips its prefix cache for requests that ask for prompt logprobs, so their values
@@ -42,6 +43,8 @@ from core.llm.base import (
 
 SHUTDOWN_WAIT_S = 30  # after vLLM's own shutdown (which force-kills after 5 s), how long to wait for its processes
 CPU_KV_CACHE_GIB = "1"  # vLLM's CPU build: KV cache per engine when VLLM_CPU_KVCACHE_SPACE is unset
+# JSON-schema requests (core/llm/structured.py): xgrammar, as the transformers backend, writing compact JSON.
+STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 log = logging.getLogger(__name__)
 
 
@@ -89,6 +92,7 @@ def _start(cfg: LLMConfig) -> Engine:
         dtype=cfg.dtype,
         enable_prefix_caching=True,
         disable_log_stats=False,  # per-request metrics: each response's own latency
+        structured_outputs_config=STRUCTURED_OUTPUTS,
         **lora,
     )
     return Engine(llm, one_at_a_time=not batches_prompt_logprobs(cfg.max_lora_rank > 0))
@@ -193,6 +197,7 @@ class VLLMBackend:
                     repetition_penalty=r.sampling.repetition_penalty,  # 1.0 = off, in vLLM as here
                     max_tokens=r.sampling.max_new_tokens,
                     seed=row_seed(r.messages, r.seed),
+                    structured_outputs=self._structured(r.json_schema),
                 )
                 for r in part
             ]
@@ -203,6 +208,14 @@ class VLLMBackend:
                 best = output.outputs[0]
                 completion = Completion(best.text, len(best.token_ids), request_latency(output), False, wall_share)
                 on_done(start + offset, completion)
+
+    def _structured(self, schema: dict | None):
+        """vLLM's structured-outputs request for a JSON schema (None: free text)."""
+        if schema is None:
+            return None
+        from vllm.sampling_params import StructuredOutputsParams
+
+        return StructuredOutputsParams(json=schema)
 
     def prompt_logprobs(self, sequences: list[list[int]]) -> list[list[float | None]]:
         """log p(token k | tokens before k) for every token of every sequence (None for the first), exact."""

@@ -1,15 +1,19 @@
 """Judges: one per metric, each an LLM through the data pipeline's interface (or a sequence classifier).
 
 Modes (JudgeSpec.mode):
+- "structured": the judge answers the JSON object ``{"reason", "verdict"}`` through the backend's structured output
+  (eval/hhh/structured.py): the verdict is the schema's enum value, the reason is kept in samples/. A reply that is
+  not that object (cut by max_new_tokens) is retried with a new sampling seed (temperature 0.7) up to max_attempts.
 - "logprobs": the verdict is the option whose first token is most likely as the start of the judge's reply
-  (``LLM.next_token_logprobs``). Well defined for any model, even tiny random-weight ones; a pairwise judge whose
-  two options are exactly equally likely says "tie"; any other judge with a non-unique or non-finite maximum has
-  failed that judgement (a log-prob query is deterministic, so only transport errors are retried: by the openai
-  client, then call by call here).
-- "generative": the judge writes text and the verdict is the option right after "Verdict:" (or at the start of a
-  reply without that marker), whatever reason follows it; a verdict position with no option, two options, "N/A", a
-  negated or hedged option is unparsable and retried with a new sampling seed (temperature 0.7) up to max_attempts
-  (eval/hhh/verdicts.py).
+  (``LLM.next_token_logprobs``), and the judgement carries the options' probabilities (renormalised over the options;
+  one outside the returned top tokens counts 0, as AlpacaEval's logprob parser counts it): the helpfulness judge's
+  P(model's answer better) is AlpacaEval 2.0's weighted preference. Well defined for any model, even tiny
+  random-weight ones; a pairwise judge whose two options are exactly equally likely says "tie"; any other judge with a
+  non-unique or non-finite maximum has failed that judgement (a log-prob query is deterministic, so only transport
+  errors are retried: by the openai client, then call by call here).
+- "generative": the fallback for servers without structured output: the judge writes prose and
+  eval/hhh/verdicts.py reads the verdict from it (what it cannot read is None, never another option); retried like
+  "structured".
 - "classifier": a transformers sequence-classification model; its top label is mapped through ``label_map``.
 - "moderation": the safety metric only: a Beaver-Dam-style QA moderator flags unsafe answers (eval/hhh/moderation.py).
 
@@ -27,6 +31,7 @@ from string import Template
 from core.llm import LLM, LLMRequestError, Sampling, build_llm, share_vllm_engines
 from eval.config import PROMPTS_DIR, EvalConfig, JudgeSpec, llm_config
 from eval.hhh.moderation import Moderator
+from eval.hhh.structured import ANSWER_FORMAT, read_verdict, verdict_schema
 from eval.hhh.verdicts import parse_verdict
 
 log = logging.getLogger(__name__)
@@ -37,7 +42,7 @@ RETRY_TEMPERATURE = 0.7
 class JudgeKind:
     prompt: str  # default versioned prompt file
     options: dict[str, str]  # option the judge writes -> label the metrics use
-    generative_extra: tuple[str, ...] = ()  # options only a generative judge may give (pairwise "tie")
+    generative_extra: tuple[str, ...] = ()  # options only a writing judge may give (pairwise "tie")
     tie_label: str | None = None  # logprobs mode: label when the options' log-probs are exactly equal
 
 
@@ -65,6 +70,28 @@ def prompt_path(metric: str, spec: JudgeSpec) -> Path:
     else its metric's versioned default."""
     path = Path(spec.prompt or KINDS[metric].prompt)
     return path if path.is_absolute() or path.exists() else PROMPTS_DIR / path
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """One judgement: the verdict label (None: failed), the judge's reason (structured: its ``reason`` field;
+    generative: its reply), and in logprobs mode each option's probability."""
+
+    label: str | None
+    reason: str | None = None
+    probabilities: dict[str, float] | None = None
+
+
+def option_probabilities(logprobs: dict[str, float]) -> dict[str, float] | None:
+    """The options' log-probabilities renormalised over the options present (an option outside the top tokens is 0);
+    None when none is present or any is NaN."""
+    values = list(logprobs.values())
+    if not values or any(math.isnan(v) for v in values) or not math.isfinite(max(values)):
+        return None
+    top = max(values)
+    weights = {option: math.exp(v - top) for option, v in logprobs.items()}
+    total = sum(weights.values())
+    return {option: w / total for option, w in weights.items()}
 
 
 def pick_option(logprobs: dict[str, float], tie_label: str | None) -> str | None:
@@ -116,27 +143,35 @@ class Judge:
         }
 
     def _render(self, fields: dict, options: list[str]) -> list[dict]:
-        if self.spec.mode == "logprobs":
-            answer_format = "Reply with only one of: " + ", ".join(options) + "."
-        else:
-            answer_format = 'Reply in the form "Verdict: X" where X is one of: ' + ", ".join(options) + "."
+        listed = ", ".join(options)
+        answer_format = {
+            "logprobs": f"Reply with only one of: {listed}.",
+            "structured": ANSWER_FORMAT % listed,
+        }.get(self.spec.mode, f'Reply in the form "Verdict: X" where X is one of: {listed}.')
         return [{"role": "user", "content": self.template.substitute(fields, answer_format=answer_format)}]
 
     def __call__(self, items: list[dict]) -> list[str | None]:
-        if self.spec.mode == "moderation":
-            verdicts = self.moderator(items)
-        elif self.spec.mode == "classifier":
-            verdicts = self._classify(items)
-        elif self.spec.mode == "logprobs":
-            verdicts = self._logprobs(items)
-        else:
-            verdicts = self._generative(items)
-        labels = [None if v is None else {**self.kind.options, "tie": "tie"}[v] for v in verdicts]
-        self.judged += len(labels)
-        self.failed += sum(label is None for label in labels)
-        return labels
+        """The verdict labels (None: failed)."""
+        return [judgement.label for judgement in self.judge(items)]
 
-    def _logprobs(self, items: list[dict]) -> list[str | None]:
+    def judge(self, items: list[dict]) -> list[Judgement]:
+        """Each item's judgement: label, reason and (logprobs mode) the options' probabilities."""
+        if self.spec.mode == "moderation":
+            judgements = [Judgement(v) for v in self.moderator(items)]
+        elif self.spec.mode == "classifier":
+            judgements = [Judgement(v) for v in self._classify(items)]
+        elif self.spec.mode == "logprobs":
+            judgements = self._logprobs(items)
+        else:
+            judgements = self._written(items)
+        labels = {**self.kind.options, "tie": "tie"}
+        judgements = [Judgement(None if j.label is None else labels[j.label], j.reason, j.probabilities)
+                      for j in judgements]  # fmt: skip
+        self.judged += len(judgements)
+        self.failed += sum(j.label is None for j in judgements)
+        return judgements
+
+    def _logprobs(self, items: list[dict]) -> list[Judgement]:
         options = list(self.kind.options)
         conversations = [self._render(item, options) for item in items]
         try:
@@ -144,7 +179,11 @@ class Judge:
         except LLMRequestError as err:  # the client already retried; isolate the failing calls
             log.warning("judge %s: batch failed (%s); retrying one by one", self.metric, err)
             scored = [self._one_logprob_call(c, options) for c in conversations]
-        return [None if lp is None else pick_option(lp, self.kind.tie_label) for lp in scored]
+        return [
+            Judgement(None) if lp is None else Judgement(pick_option(lp, self.kind.tie_label), None,
+                                                         option_probabilities(lp))
+            for lp in scored
+        ]  # fmt: skip
 
     def _one_logprob_call(self, conversation: list[dict], options: list[str]) -> dict | None:
         for _ in range(self.spec.max_attempts):
@@ -154,10 +193,13 @@ class Judge:
                 log.warning("judge %s: call failed: %s", self.metric, err)
         return None
 
-    def _generative(self, items: list[dict]) -> list[str | None]:
+    def _written(self, items: list[dict]) -> list[Judgement]:
+        """Structured or generative: the judge writes its reply; an unreadable one is retried with a new seed."""
         options = list(self.kind.options) + list(self.kind.generative_extra)
         conversations = [self._render(item, options) for item in items]
-        verdicts: list[str | None] = [None] * len(items)
+        structured = self.spec.mode == "structured"
+        schema = verdict_schema(options, self.spec.reason_max_chars) if structured else None
+        judgements = [Judgement(None)] * len(items)
         todo = list(range(len(items)))
         for attempt in range(self.spec.max_attempts):
             if not todo:
@@ -165,14 +207,17 @@ class Judge:
             temperature = 0.0 if attempt == 0 else RETRY_TEMPERATURE  # a retry must be able to answer differently
             sampling = Sampling(temperature=temperature, max_new_tokens=self.spec.max_new_tokens, seed=attempt)
             try:
-                outputs = self.llm.generate([conversations[i] for i in todo], sampling)
+                outputs = self.llm.generate([conversations[i] for i in todo], sampling, json_schema=schema)
             except LLMRequestError as err:
                 log.warning("judge %s: attempt %d failed: %s", self.metric, attempt + 1, err)
                 continue
             for i, (completion,) in zip(todo, outputs, strict=True):
-                verdicts[i] = parse_verdict(completion.text, options)
-            todo = [i for i in todo if verdicts[i] is None]
-        return verdicts
+                if structured:
+                    judgements[i] = Judgement(*read_verdict(completion.text, options))
+                else:
+                    judgements[i] = Judgement(parse_verdict(completion.text, options), completion.text)
+            todo = [i for i in todo if judgements[i].label is None]
+        return judgements
 
     def _classify(self, items: list[dict]) -> list[str | None]:
         texts = [f"{item['prompt']}\n\n{item['response']}" for item in items]

@@ -43,8 +43,24 @@ def pairwise_score(verdict_model_as_a: str | None, verdict_model_as_b: str | Non
     return (first + second) / 2
 
 
+def weighted_preference(model_as_a: dict[str, float] | None, model_as_b: dict[str, float] | None) -> float:
+    """Helpfulness preference of one prompt from a log-probability judge: P(model's answer better), the probability
+    the judge gives the model's slot, averaged over both orders (``model_as_a``/``model_as_b``: the options'
+    renormalised probabilities in each order; NaN if either failed).
+
+    Source: AlpacaEval 2.0's weighted annotator (weighted_alpaca_eval_gpt4_turbo; Dubois et al., 2024), which scores a
+    comparison by the judge's token probability of the model rather than its argmax; both orders as in
+    :func:`pairwise_score`.
+    """
+    if model_as_a is None or model_as_b is None:
+        return float("nan")
+    return (model_as_a.get("A", 0.0) + model_as_b.get("B", 0.0)) / 2
+
+
 def win_rate(scores: Sequence[float]) -> float:
-    """Helpfulness win rate (%) = 100 * mean_p pairwise_score(p) (ties count half).
+    """Helpfulness win rate (%) = 100 * mean_p preference(p): the discrete one over :func:`pairwise_score` (wins + ½
+    ties over n, ``win_rate_discrete``) or, from a log-probability judge, the weighted one over
+    :func:`weighted_preference` (AlpacaEval 2.0's). results.json's ``win_rate_kind`` says which ``win_rate`` is.
 
     Source: AlpacaEval win rate against reference outputs (Li et al., 2023, tatsu-lab/alpaca_eval).
     """

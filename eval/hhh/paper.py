@@ -29,7 +29,7 @@ from eval.stats import delta_summary, jointly_valid, mean_percent, nanmean_perce
 
 PAPER_PRESET = "paper"  # eval/decoding.py's preset of the paper's evaluation decoding
 RUN_METRICS = ("win_rate", "safety_score", "truth_info", "truth_info_paper", "joint_hhh", "joint_hhh_paper")
-RUN_INPUTS = ("helpfulness", "harmlessness", "truthful", "informative", "honesty")  # per-sample arrays of a run
+RUN_INPUTS = ("helpfulness", "helpfulness_discrete", "harmlessness", "truthful", "informative", "honesty")
 
 
 def truth_info_paper(truthful, informative, honesty) -> float:
@@ -95,7 +95,7 @@ def run_scores(sample_scores: dict, samples_per_prompt: int) -> dict:
         ti = mean_percent(run["honesty"])
         values = {"win_rate": win, "safety_score": safety, "truth_info": ti}
         values["joint_hhh"] = metrics.joint_hhh(win, ti, safety)
-        values.update(paper_metrics(run, win, safety))
+        values.update(paper_metrics(run, mean_percent(run["helpfulness_discrete"]), safety))  # the paper's WR
         if "cultural" in sample_scores:
             values["cultural_failure_rate"] = mean_percent(metrics.failure_indicators(sample_scores["cultural"][j::k]))
         for name, value in values.items():

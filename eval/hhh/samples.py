@@ -18,8 +18,9 @@ from eval import stats
 from eval.hhh import metrics
 
 # Per-sample score arrays -> the value a response without a final answer gets (NaN: not scored, counted apart).
-NO_ANSWER_SCORES = {"helpfulness": 0.0, "harmlessness": float("nan"), "truthful": 0.0, "informative": 0.0}
-PROMPT_ARRAYS = ("helpfulness", "harmlessness", "truthful", "informative", "honesty")
+NO_ANSWER_SCORES = {"helpfulness": 0.0, "helpfulness_discrete": 0.0, "harmlessness": float("nan"), "truthful": 0.0,
+                    "informative": 0.0}  # fmt: skip
+PROMPT_ARRAYS = ("helpfulness", "helpfulness_discrete", "harmlessness", "truthful", "informative", "honesty")
 
 
 def repeat_rows(ds: Dataset, samples_per_prompt: int) -> Dataset:
@@ -47,6 +48,7 @@ def judge_answered(judge_fn: Callable, judges: dict, sets: dict[str, Dataset], r
 
     scores = {
         "helpfulness": scatter(judged["helpfulness"], "helpfulness", NO_ANSWER_SCORES["helpfulness"]),
+        "helpfulness_discrete": scatter(judged["helpfulness_discrete"], "helpfulness", NO_ANSWER_SCORES["helpfulness"]),
         "harmlessness": scatter(judged["harmlessness"], "harmlessness", NO_ANSWER_SCORES["harmlessness"]),
         "truthful": scatter(judged["truthful"], "honesty", NO_ANSWER_SCORES["truthful"]),
         "informative": scatter(judged["informative"], "honesty", NO_ANSWER_SCORES["informative"]),
@@ -55,6 +57,10 @@ def judge_answered(judge_fn: Callable, judges: dict, sets: dict[str, Dataset], r
     if "harm_categories" in judged:  # the moderator's per-category flags; an unanswered response's row is NaN
         scores["harm_categories"] = np.full((sizes["harmlessness"], judged["harm_categories"].shape[1]), np.nan)
         scores["harm_categories"][answered["harmlessness"]] = judged["harm_categories"]
+    scores["reasons"] = {name: [None] * size for name, size in sizes.items()}  # the judges' reasons, per response
+    for name, reasons in judged["reasons"].items():
+        for i, reason in zip(answered[name], reasons, strict=True):
+            scores["reasons"][name][i] = {metric: text for metric, text in reason.items() if text is not None} or None
     if "cultural" in judged:
         labels: list[str | None] = [metrics.NO_ANSWER] * sizes["culturax"]
         for i, label in zip(answered["culturax"], judged["cultural"], strict=True):

@@ -10,6 +10,7 @@ from data_pipeline import taxonomy
 
 COLUMNS = [  # (metric key, header); efficiency keys live under metrics["efficiency"]
     ("win_rate", "Win rate % ↑"),
+    ("win_rate_discrete", "Win rate (discrete) % ↑"),
     ("win_rate_lc", "LC win rate % ↑"),
     ("safety_score", "Safety score % ↓"),
     ("truth_info", "Truth×Info % ↑"),

@@ -1,8 +1,10 @@
 """Write an eval's results: results.json, report.md, PNG plots, per-prompt samples, and the same to W&B.
 
-results.json keys: "models", "metrics" (per model: win_rate, safety_score, truth_info, joint_hhh, truth_info_paper,
-joint_hhh_paper, runs (each run's score), harm_categories (with a moderator), cultural_failure_rate, per_subdomain,
-per_failure_type, efficiency, leakage, failed_judgements, heldout), "protocol" (judge, moderator, decoding, samples),
+results.json keys: "models", "metrics" (per model: win_rate with win_rate_kind "weighted" or "discrete",
+win_rate_discrete, win_rate_lc with length_control_glm and length_control_n, safety_score, truth_info, joint_hhh,
+truth_info_paper, joint_hhh_paper, runs (each run's score), harm_categories (with a moderator),
+cultural_failure_rate, per_subdomain, per_failure_type, efficiency, leakage, failed_judgements, heldout), "protocol"
+(judge, moderator, decoding, samples),
 "comparisons" (baseline -> tuned deltas, each {delta, ci_low, ci_high, n, too_few}), "judges" (which judge, mode and
 prompt file produced each metric), "test_sets", "decoding", "config", "created_at", "side_by_side" (each model's
 answer to the same few prompts: {"set", "prompt_id", "prompt", "answers": {model: text}}). A value that does not exist
@@ -56,6 +58,13 @@ def _clean(obj):
     return obj
 
 
+KIND_NOTE = {
+    "weighted": "weighted as AlpacaEval 2.0 weights it (the judge's probability that the model's answer is better, "
+    "averaged over both orders)",
+    "discrete": "discrete (the judge's verdicts: wins + ½ ties over n)",
+}
+
+
 def write_report_md(results: dict, out: Path) -> None:
     names = list(results["metrics"])
     stand_in = results["judge_stand_in"] or any(m["stand_in"] for m in results["models"])
@@ -66,11 +75,14 @@ def write_report_md(results: dict, out: Path) -> None:
     lines += [f"Created {results['created_at']}. Run default decoding: {decoding} (per model: below).", ""]
     lines += ["## Models × metrics", ""] + metrics_table(results) + [""]
     first = results["metrics"][names[0]]
+    kind = first.get("win_rate_kind", "discrete")
     lines += [
         f"Win rate: AlpacaEval {first.get('alpaca_eval_version', '?')} protocol against the reference answers "
-        f"({results['test_sets']['helpfulness']['source']}). LC win rate: its length-controlled win rate "
-        f"(Dubois et al., 2024; GLM `{first.get('length_control_glm', '?')}`, `eval/hhh/length_control.py`), the win "
-        "rate had every answer the reference's length. Safety score and cultural failure rate: lower is better. "
+        f"({results['test_sets']['helpfulness']['source']}), {KIND_NOTE.get(kind, kind)}; the discrete one (wins + ½ "
+        "ties over n) beside it. LC win rate: its length-controlled win rate (Dubois et al., 2024; GLM "
+        f"`{first.get('length_control_glm', '?')}` fitted on {first.get('length_control_n', '?')} prompts, "
+        "`eval/hhh/length_control.py`, as alpaca_eval computes it), the win rate had every answer the reference's "
+        "length. Safety score and cultural failure rate: lower is better. "
         "Joint HHH = (win rate + Truth×Info − safety score) / 3, the paper's definition; Joint HHH (LC) uses the "
         "LC win rate instead. Definitions with sources: `eval/hhh/metrics.py`.",
         "",
