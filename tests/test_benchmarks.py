@@ -398,6 +398,11 @@ def test_report_section_has_a_row_per_benchmark_a_language_table_and_both_plots(
     assert f"English {en['delta']:+.1f} [{en['ci_low']:.1f}, {en['ci_high']:.1f}]" in sentences[0]
     assert "of 4 languages worse" in sentences[1] and "English" not in sentences[1]  # INCLUDE has no English
     assert report_benchmarks.write_plot(results, tmp_path) == "benchmarks.png"
+    # results.json holds null for a value that does not exist (a one-question task has no stderr): drawn as n/a
+    nulls = json.loads(json.dumps(results))
+    nulls["metrics"]["tuned"]["benchmarks"]["normad"] |= {"accuracy": None, "stderr": None}
+    (tmp_path / "nulls").mkdir()
+    assert report_benchmarks.write_plot(nulls, tmp_path / "nulls") == "benchmarks.png"
     for plot in ("benchmarks.png", "languages.png"):
         assert (tmp_path / plot).stat().st_size > 10_000 and f"![{plot}]({plot})" in lines
     payload = report_benchmarks.wandb_payload(results, tmp_path)

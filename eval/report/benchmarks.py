@@ -4,7 +4,6 @@ the multilingual benchmarks across languages (eval/report/languages.py: sentence
 to W&B. Reads results.json's metrics[<model>]["benchmarks"] and comparisons[i]["benchmarks"] (eval/benchmarks/).
 """
 
-import math
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from eval.benchmarks.languages import LANGUAGES  # noqa: E402
 from eval.report import languages as report_languages  # noqa: E402
-from eval.report.tables import fmt, fmt_delta  # noqa: E402
+from eval.report.tables import fmt, fmt_delta, is_number  # noqa: E402
 
 PLOT = "benchmarks.png"
 TITLES = {
@@ -129,8 +128,8 @@ def write_plot(results: dict, out: Path) -> str | None:
     for k, name in enumerate(names):
         xs = [i + (k - (len(names) - 1) / 2) * width for i in range(len(groups))]
         accs = [g[1][k][0] for g in groups]
-        heights = [a if math.isfinite(a) else 0.0 for a in accs]
-        half = [1.96 * g[1][k][1] if math.isfinite(g[1][k][1]) else 0.0 for g in groups]  # normal 95% CI of a mean
+        heights = [a if is_number(a) else 0.0 for a in accs]  # results.json holds null for a value that does not exist
+        half = [1.96 * g[1][k][1] if is_number(g[1][k][1]) else 0.0 for g in groups]  # normal 95% CI of a mean
         errs = [
             [min(e, h) for e, h in zip(half, heights, strict=True)],
             [min(e, 100 - h) for e, h in zip(half, heights, strict=True)],
