@@ -6,7 +6,7 @@ rate per harm category. Definitions: eval/hhh/paper.py and eval/hhh/moderation.p
 from eval.report.tables import fmt
 
 PAPER_COLUMNS = [  # (metrics key, the paper's column)
-    ("win_rate", "WR ↑"),
+    ("win_rate_discrete", "WR ↑"),  # the paper's WR = N_wins / N: the discrete verdicts, ties half
     ("safety_score", "SS ↓"),
     ("truth_info_paper", "TI ↑"),
     ("joint_hhh_paper", "Avg ↑"),
