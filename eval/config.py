@@ -14,6 +14,7 @@ from trl import TrlParser
 from core.llm import LLMConfig
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+HHH_SETS = ("helpfulness", "harmlessness", "honesty")  # the HHH test sets (eval/hhh/testsets.py)
 JUDGE_METRICS = ("helpfulness", "safety", "truthfulness", "informativeness", "cultural")
 JUDGE_MODES = ("structured", "logprobs", "generative", "classifier", "moderation")  # eval/hhh/judges.py
 CLASSIFIER_METRICS = ("safety", "cultural")  # judgements of one (prompt, response) text
@@ -148,7 +149,16 @@ class EvalConfig:
     )
     heldout_split: str = "test"
     heldout_max_length: int = field(default=1024, metadata={"help": "Tokens per teacher-forced sequence (cut)."})
-    max_prompts_per_set: int | None = field(default=None, metadata={"help": "First N prompts of each set."})
+    max_prompts_per_set: int | None = field(
+        default=None,
+        metadata={"help": "Prompts per set: a seeded sample stratified by subdomain / category (eval/hhh/testsets.py), "
+                  "never the first N; null: every prompt."},
+    )  # fmt: skip
+    max_prompts_by_set: dict = field(
+        default_factory=dict,
+        metadata={"help": "Per-set caps overriding max_prompts_per_set, {culturax|helpfulness|harmlessness|honesty: "
+                  "N or null (every prompt)}; culturax's also cuts the held-out views (YAML only)."},
+    )  # fmt: skip
     bootstrap_resamples: int = 1000
     leakage_tau: int = 10
     models: list[dict] = field(default_factory=list, metadata={"help": "ModelSpec mappings (YAML only)."})
@@ -206,8 +216,21 @@ class EvalConfig:
         self.benchmark_spec = _strict(BenchmarksSpec, self.benchmarks, "benchmarks") if self.benchmarks else None
         if self.benchmark_spec is not None:
             check_benchmarks(self.benchmark_spec)
+        unknown = set(self.max_prompts_by_set) - {"culturax", *HHH_SETS}
+        if unknown:
+            raise ValueError(
+                f"config: max_prompts_by_set: unknown set(s) {sorted(unknown)}; known: culturax, {HHH_SETS}"
+            )
+        for name in ("culturax", *HHH_SETS):
+            cap = self.max_prompts(name)
+            if cap is not None and (type(cap) is not int or cap < 1):
+                raise ValueError(f"config: max_prompts for {name}: a whole number >= 1 or null, got {cap!r}")
         if self.report_to not in ("wandb", "none"):
             raise ValueError(f"config: report_to '{self.report_to}' must be 'wandb' or 'none'")
+
+    def max_prompts(self, name: str) -> int | None:
+        """The cap of one set ("culturax" or an HHH set): its max_prompts_by_set entry, else max_prompts_per_set."""
+        return self.max_prompts_by_set.get(name, self.max_prompts_per_set)
 
     def baseline_of(self, spec: ModelSpec) -> str | None:
         """The model a spec is compared against (the first model by default; the first has none)."""

@@ -250,8 +250,10 @@ def generate_group(cfg: EvalConfig, group: list[ModelSpec], sets: dict, heldout_
 
 def run_eval(cfg: EvalConfig) -> dict:
     sets, train = load_test_sets(cfg)
-    limit = cfg.max_prompts_per_set
-    heldout_data = heldout.load_heldout(cfg.heldout_data, cfg.heldout_split, limit) if cfg.heldout_data else None
+    limit = cfg.max_prompts("culturax")  # the held-out views are CULTURAX's test split too
+    heldout_data = (
+        heldout.load_heldout(cfg.heldout_data, cfg.heldout_split, limit, cfg.seed) if cfg.heldout_data else None
+    )
     glm = length_data.glm_data_of(cfg)
     subdomains = list(sets["culturax"]["subdomains"]) if "culturax" in sets else []
     generated: dict[str, dict] = {}

@@ -256,11 +256,12 @@ def expected_base(prompts: list[str]) -> dict:
 
 
 def test_reasoning_eval_counts_no_final_answer_and_scores_it(reasoning_run):
-    from eval.hhh.testsets import load_hhh_set
+    from eval.hhh.testsets import load_hhh_set, sample_set
 
     root, results = reasoning_run
-    prompts = {name: list(load_hhh_set(name, "fixture")["prompt"][:PER_SET]) for name in ("helpfulness", "honesty")}
-    prompts["harmlessness"] = list(load_hhh_set("harmlessness", "fixture")["prompt"][:PER_SET])
+    # The run's PER_SET prompts of each HHH set: its seeded stratified sample (tests/test_testsets.py checks it).
+    prompts = {name: list(sample_set(load_hhh_set(name, "fixture"), name, PER_SET, SEED)["prompt"])
+               for name in ("helpfulness", "honesty", "harmlessness")}  # fmt: skip
     prompts["culturax"] = CULTURAX_PROMPTS
     assert {case_of(p) for ps in prompts.values() for p in ps} == {0, 1, 2}  # all three cases are exercised
     base, tuned = results["metrics"]["r1"], results["metrics"]["r1+sft"]

@@ -210,3 +210,36 @@ def test_eval_on_local_hub_sets_writes_a_report(tiny_models, tmp_path, monkeypat
     metrics = results["metrics"]["tiny-qwen3"]
     assert (metrics["length_control_glm"], metrics["length_control_n"]) == ("length_controlled_v1", 12)
     assert "GLM `length_controlled_v1` fitted on 12 prompts" in report
+
+
+def test_a_cap_is_a_seeded_sample_stratified_by_category_never_the_first_rows():
+    """30 harmful fixture prompts in 13 harm categories, 5 asked for: largest remainder gives 0.67 to fraud (4 rows)
+    and 0.5 to each of the six 3-row categories, so fraud and four of those, one prompt each, in the set's order."""
+    harmful = load_hhh_set("harmlessness", "fixture")
+    picked = testsets.sample_set(harmful, "harmlessness", 5, seed=42)
+    categories = [row["category"][0] for row in picked]
+    three_row = {"weapons", "self_harm", "crime", "hate", "privacy", "violence"}
+    assert "fraud" in categories and len(set(categories)) == 5 and set(categories) - {"fraud"} <= three_row
+    ids = picked["id"]
+    assert ids == sorted(ids) and ids != harmful["id"][:5]
+    assert testsets.sample_set(harmful, "harmlessness", 5, seed=42)["id"] == ids
+    assert len({tuple(testsets.sample_set(harmful, "harmlessness", 5, seed=s)["id"]) for s in range(10)}) > 1
+    assert testsets.sample_set(harmful, "harmlessness", None, seed=42) is harmful
+
+
+def test_per_set_caps_override_the_run_cap(tmp_path):
+    """max_prompts_by_set: CULTURAX whole (null) while the HHH sets are cut; an unknown set or a cap of 0 is refused."""
+    from eval.config import parse_config
+
+    def config(**changes) -> str:
+        path = tmp_path / "c.yaml"
+        judges = {"default": {"model": "x"}}
+        path.write_text(json.dumps({"models": [{"name": "m", "model": "x"}], "judges": judges, **changes}))
+        return str(path)
+
+    cfg = parse_config(["--config", config(max_prompts_per_set=3, max_prompts_by_set={"culturax": None, "honesty": 4})])
+    assert [cfg.max_prompts(n) for n in ("culturax", "helpfulness", "harmlessness", "honesty")] == [None, 3, 3, 4]
+    with pytest.raises(ValueError, match=r"max_prompts_by_set: unknown set\(s\) \['tests'\]"):
+        parse_config(["--config", config(max_prompts_by_set={"tests": 2})])
+    with pytest.raises(ValueError, match="max_prompts for honesty: a whole number >= 1 or null, got 0"):
+        parse_config(["--config", config(max_prompts_by_set={"honesty": 0})])

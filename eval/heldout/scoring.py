@@ -28,13 +28,15 @@ from datasets import load_from_disk
 from tqdm.auto import tqdm
 
 from core.chat_templates import always_thinks, chat_prompt, think_block, training_chat_template
+from core.sampling import sample_rows
 from eval import stats
 
 log = logging.getLogger(__name__)
 
 
-def load_heldout(data_dir: str, split: str, limit: int | None) -> dict:
-    """The SFT view's (prompt turns, assistant turn) and the DPO view's (prompt, chosen, rejected) of one split."""
+def load_heldout(data_dir: str, split: str, limit: int | None, seed: int = 0) -> dict:
+    """The SFT view's (prompt turns, assistant turn) and the DPO view's (prompt, chosen, rejected) of one split, each
+    cut to ``limit`` rows by a seeded sample stratified by first subdomain (core/sampling.py)."""
     views = {}
     for view, columns in (("sft", ("messages",)), ("dpo", ("prompt", "chosen", "rejected"))):
         path = Path(data_dir) / view
@@ -47,7 +49,8 @@ def load_heldout(data_dir: str, split: str, limit: int | None) -> dict:
         missing = [c for c in columns if c not in ds.column_names]
         if missing:
             raise ValueError(f"{path}/{split}: field '{missing[0]}': column missing")
-        views[view] = ds.select(range(min(limit, len(ds)))) if limit is not None else ds
+        rows = sample_rows([(subs[0] if subs else -1,) for subs in ds["subdomains"]], limit, seed)
+        views[view] = ds if len(rows) == len(ds) else ds.select(rows)
     sft = [(m[:-1], m[-1:]) for m in views["sft"]["messages"]]
     for i, (_, answer) in enumerate(sft):
         if not answer or answer[0]["role"] != "assistant":

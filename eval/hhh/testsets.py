@@ -28,6 +28,8 @@ from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
 
+from core.sampling import sample_rows
+
 FIXTURES_DIR = Path(__file__).parents[1] / "fixtures"
 LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
 FIXTURE_FILES = {"helpfulness": "helpfulness.jsonl", "harmlessness": "harmful.jsonl", "honesty": "truthfulqa.jsonl"}
@@ -288,15 +290,29 @@ def load_culturax(source: str, split: str = "test") -> tuple[Dataset, Dataset | 
     return test, train
 
 
+# Each set's strata for a cut (max_prompts_per_set): CULTURAX by first subdomain, BeaverTails by first harm category,
+# TruthfulQA by category (the fixture has none); AlpacaEval's rows keep no category (a plain seeded sample).
+STRATUM = {
+    "culturax": lambda row: (row["subdomains"][0] if row["subdomains"] else -1,),
+    "helpfulness": lambda row: (),
+    "harmlessness": lambda row: (row["category"][0] if row["category"] else "",),
+    "honesty": lambda row: (row.get("category", ""),),  # the fixture has none
+}
+
+
+def sample_set(ds: Dataset, name: str, cap: int | None, seed: int) -> Dataset:
+    """``cap`` rows of a set, a seeded sample stratified by STRATUM[name] (core/sampling.py), in the set's order."""
+    rows = sample_rows([STRATUM[name](row) for row in ds], cap, seed)
+    return ds if len(rows) == len(ds) else ds.select(rows)
+
+
 def load_test_sets(cfg) -> tuple[dict[str, Dataset], Dataset | None]:
-    """All sets the config names, each cut to `max_prompts_per_set`; returns (sets, culturax train split)."""
+    """All sets the config names, each cut to its cap (cfg.max_prompts); returns (sets, culturax train split)."""
     sets = {name: load_hhh_set(name, getattr(cfg, name), getattr(cfg, f"{name}_revision")) for name in HUB_SETS}
     train = None
     if cfg.culturax_dataset:
         sets["culturax"], train = load_culturax(cfg.culturax_dataset, cfg.culturax_split)
-    if cfg.max_prompts_per_set is not None:
-        sets = {name: ds.select(range(min(cfg.max_prompts_per_set, len(ds)))) for name, ds in sets.items()}
-    return sets, train
+    return {name: sample_set(ds, name, cfg.max_prompts(name), cfg.seed) for name, ds in sets.items()}, train
 
 
 def source_of(cfg, name: str) -> str:
