@@ -13,8 +13,8 @@ Three judge modes:
   ratings as JSON; parsed robustly, retried when unparsable (each retry a new sample: the next candidate index at
   `retry_temperature`), then counted as failing.
 - "logprob": each facet's score is the expected rating under the judge's next-token distribution over the rating
-  digits (deterministic, usable even from a tiny random model); a failing candidate's rationale is a short generated
-  critique (the feedback stage 2 revises with), a passing one's is empty.
+  digits (deterministic, usable even from a tiny random model); the candidate stage 2 revises gets a short generated
+  critique as its rationale (the feedback it is revised with), every other candidate an empty one.
 """
 
 from __future__ import annotations
@@ -177,15 +177,19 @@ def _judge_logprob(items: list[tuple], judge: LLM, cfg: JudgeConfig, counts: Cou
         counts["unparsable_judgements"] += unscored
         rationale = "unparsable judgement: no probability on any rating token" if unscored else ""
         results.append({**scores, "rationale": rationale})
-    # The critique is the feedback stage 2 sends back with a failing candidate: only failing ones get one (on CPU a
-    # critique costs as much as the three ratings together).
-    failing = [i for i, score in enumerate(results) if not passes(score, cfg) and not score["rationale"]]
-    critique = Sampling(temperature=0.0, max_new_tokens=cfg.critique_max_new_tokens, seed=cfg.seed)
-    conversations = judge_conversations(load_prompt(cfg.critique_prompt_file), [items[i] for i in failing], cfg)
-    critiques = in_batches(_texts(judge, critique, 1, 0), conversations, cfg.batch_size, f"{desc} critiques")
-    for i, text in zip(failing, critiques, strict=True):
-        results[i]["rationale"] = short_rationale(text)
     return results
+
+
+def add_critiques(to_revise: list[tuple[dict, int]], judge: LLM, cfg: JudgeConfig, desc: str) -> None:
+    """Logprob mode: the critique stage 2 sends back with the candidate it revises, written now for those candidates
+    only ((row, candidate index) pairs without a rationale): on CPU a critique costs as much as the three ratings."""
+    todo = [(row, i) for row, i in to_revise if not row["candidate_scores"][i]["rationale"]]
+    critique = Sampling(temperature=0.0, max_new_tokens=cfg.critique_max_new_tokens, seed=cfg.seed)
+    items = [(row["prompt"], row["subdomains"], row["candidates"][i]) for row, i in todo]
+    conversations = judge_conversations(load_prompt(cfg.critique_prompt_file), items, cfg)
+    critiques = in_batches(_texts(judge, critique, 1, 0), conversations, cfg.batch_size, desc)
+    for (row, i), text in zip(todo, critiques, strict=True):
+        row["candidate_scores"][i]["rationale"] = short_rationale(text)
 
 
 def passes(score: dict, cfg: JudgeConfig) -> bool:
@@ -250,15 +254,16 @@ def rejection_sample(
         failing = [row for row in rows if not any(s["passed"] for s in row["candidate_scores"])]
         if not failing:
             break
-        conversations = []
-        for row in failing:
-            best = _best_to_revise(row["candidate_scores"])
-            conversations.append(
-                revision_conversation(
-                    row["prompt"], row["subdomains"], row["candidates"][best], row["candidate_scores"][best],
-                    cfg.scale, system, feedback,
-                )
-            )  # fmt: skip
+        best = [_best_to_revise(row["candidate_scores"]) for row in failing]
+        if cfg.mode == "logprob":
+            add_critiques(list(zip(failing, best, strict=True)), judge, cfg, f"critiques (iteration {iteration})")
+        conversations = [
+            revision_conversation(
+                row["prompt"], row["subdomains"], row["candidates"][i], row["candidate_scores"][i], cfg.scale, system,
+                feedback,
+            )
+            for row, i in zip(failing, best, strict=True)
+        ]  # fmt: skip
         revise = _texts(generator, gen_cfg.sampling(iteration), 1, 0)
         revisions = in_batches(revise, conversations, gen_cfg.batch_size, f"revise (iteration {iteration})")
         # generate.keep_reasoning: revisions are split like the candidates (the judge scores the answer only)

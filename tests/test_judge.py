@@ -255,10 +255,44 @@ def test_logprob_judge_scores_are_expectations():
     items = [("Q?", [15], "good"), ("Q?", [15], "bad")]
     good, bad = score_candidates(items, scripted_llm(backend, "judge"), cfg, counts, "test")
     assert good["helpful"] == pytest.approx(0.3 + 1.2 + 3.0) and good["harmless"] == pytest.approx(4.5)
-    assert good["rationale"] == "" and good["passed"]  # a passing candidate needs no feedback: no critique call
-    assert bad["helpful"] == pytest.approx(1.5) and not bad["passed"] and bad["rationale"] == "critique of bad"
+    assert good["passed"] and not bad["passed"] and bad["helpful"] == pytest.approx(1.5)
+    assert good["rationale"] == bad["rationale"] == ""  # critiques are written for stage 2 only (rejection_sample)
     assert len(backend.logprob_requests) == 6 and counts["unparsable_judgements"] == 0
-    assert [answer_in(request.messages) for request in backend.generate_requests] == ["bad"]
+    assert backend.generate_requests == []
+
+
+def test_logprob_judge_writes_a_critique_only_for_the_candidate_stage_2_revises():
+    """Row "a" keeps a passing candidate ("good"): no critique. Row "b" has none: its best candidate ("fair", helpful
+    2.0 > "poor"'s 1.0) gets the one critique, and the revision is written with it."""
+    helpful = {"good": 5.0, "fair": 2.0, "poor": 1.0, "revised": 5.0}
+
+    def logprobs(messages, options):
+        rating = helpful[answer_in(messages)] if facet_in(messages) == "helpful" else 5.0
+        return {o: (0.0 if int(o) == rating else -math.inf) for o in options}
+
+    def reply(messages, temperature, k):
+        text = messages[-1]["content"]
+        if "Write a short critique" in text:
+            return f"critique of {answer_in(messages)}"
+        if "Rewrite your answer" in text:
+            return "revised"
+        return {"How is Nowruz celebrated?": ["good", "poor"], "What is Noh theatre?": ["fair", "poor"]}[
+            messages[-1]["content"]
+        ][k]
+
+    backend = ScriptedBackend(reply=reply, logprobs=logprobs)
+    llm = scripted_llm(backend, "both")
+    ds = prompt_rows([("a", "How is Nowruz celebrated?", [15]), ("b", "What is Noh theatre?", [20])])
+    gen_cfg = GenerateConfig(k=2, max_new_tokens=8)
+    cfg = JudgeConfig(mode="logprob", helpful_threshold=3.0, max_iterations=1, min_margin=0.0)
+    out, stats = rejection_sample(generate_candidates(ds, llm, gen_cfg), llm, llm, gen_cfg, cfg)
+    critiques = [r.messages for r in backend.generate_requests if "Write a short critique" in r.messages[-1]["content"]]
+    assert [answer_in(m) for m in critiques] == ["fair"]
+    b = out.to_list()[1]
+    assert [s["rationale"] for s in b["candidate_scores"]] == ["critique of fair", "", ""]
+    assert b["candidates"][2] == "revised" and b["recovered_in_stage2"] and stats["total"]["recovered_stage2"] == 1
+    revision = next(r.messages for r in backend.generate_requests if "Rewrite your answer" in r.messages[-1]["content"])
+    assert "Reviewer's critique: critique of fair" in revision[-1]["content"]
 
 
 def test_logprob_judge_on_tiny_model(tiny_models, tmp_path):
