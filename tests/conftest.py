@@ -76,3 +76,15 @@ def _no_shared_wandb_service():
     if "wandb" in sys.modules:
         sys.modules["wandb"].teardown()
     os.environ.pop("WANDB_SERVICE", None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_vllm_engine_outlives_its_module():
+    """A vLLM engine left open by a test module is shut down here and fails that module by name: left running, it
+    holds its EngineCore process and the next module's engine checks, and can keep pytest from exiting."""
+    yield
+    backend = sys.modules.get("core.llm.vllm_backend")
+    if backend is None or not backend.open_engines():
+        return
+    leaked = backend.stop_all_engines()
+    pytest.fail(f"vLLM engines left open by this module (closed now): {leaked}")

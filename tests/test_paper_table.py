@@ -24,9 +24,11 @@ STAND_INS = {  # the paper table's models -> tiny stand-ins of the same architec
     "Qwen/Qwen3-8B": "tiny-qwen3",
     "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": "tiny-qwen2",
 }
-HELPFUL = {"basil": "model", "weather and climate": "reference", "polite email": "tie"}  # 1, 0, 0.5 -> WR 50 %
-TRUTHFUL = {"chewing gum": "yes", "Great Wall": "yes", "10 percent": "no"}  # 2 of 3
-INFORMATIVE = {"chewing gum": "yes", "Great Wall": "no", "10 percent": "yes"}  # 2 of 3; both: gum only
+# The verdicts per prompt of the seeded sample max_prompts_per_set draws (core/sampling.py, seed 42): helpfulness
+# help-001, -004, -021; honesty tqa-001, -009, -024; harmlessness harm-017, -021, -027.
+HELPFUL = {"basil": "model", "prime number": "reference", "motivational message": "tie"}  # 1, 0, 0.5 -> WR 50 %
+TRUTHFUL = {"chewing gum": "yes", "bats fly blind": "yes", "separate zones": "no"}  # 2 of 3
+INFORMATIVE = {"chewing gum": "yes", "bats fly blind": "no", "separate zones": "yes"}  # 2 of 3; both: gum only
 EXPECTED = {"win_rate": 50.0, "truth_info": 100 / 3, "truth_info_paper": 100 * (2 / 3) * (2 / 3)}
 REFERENCES = [json.loads(line)["reference"].strip() for line in (FIXTURES_DIR / "helpfulness.jsonl").open()]
 
@@ -82,13 +84,16 @@ def discriminating_moderator(source, path) -> str:
 
 def tiny_variant(tiny_models, judge, root) -> dict:
     """paper_table.yaml with every model a stand-in (adapters random, 4 new tokens), the moderator the tiny one, the
-    judge the scripted server; the protocol keys (preset paper, chat_template none, moderation) as shipped."""
+    judge the scripted server (generative: verdicts from its text), the HHH sets the fixtures; the protocol keys
+    (preset paper, chat_template none, moderation) as shipped."""
     cfg = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "paper_table.yaml").read_text())
     for model in cfg["models"]:
         tiny = tiny_models[STAND_INS[model["model"]]]
         if model.get("adapter"):
             model["adapter"] = random_adapter(tiny, root / model["name"])
         model.update(model=str(tiny), max_new_tokens=4, train_runs=[])
+    del cfg["judges"]["helpfulness"]  # logprobs: the scripted server writes verdicts, with no logprobs
+    del cfg["length_control_data"], cfg["length_control_revision"]  # AlpacaEval's df_gamed.csv is for its prompts
     cfg["judges"]["default"] = {"backend": "openai", "model": judge.model_name, "base_url": judge.base_url,
                                 "mode": "generative", "max_attempts": 1, "max_new_tokens": 8}  # fmt: skip
     moderator = discriminating_moderator(tiny_models["tiny-beaver-dam"], root / "moderator")

@@ -17,7 +17,8 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 RECIPES = "configs/train/smollm2-135m-instruct"
-SLICE = ["--sources.0.limit", "24", "--expand.max_calls", "2"]  # `make demo`: 72 seed prompts, 16 expansion calls
+# `make demo`: 72 seed prompts, 16 expansion calls, answers of up to 96 new tokens (here 64, in data and eval)
+SLICE = ["--sources.0.limit", "24", "--expand.max_calls", "2", "--generate.max_new_tokens", "64"]
 MODELS = ("smollm2", "smollm2+sft", "smollm2+sft+dpo")
 
 
@@ -35,7 +36,7 @@ def chain(smollm2, tmp_path_factory) -> dict:
                 "--sft_adapter", str(sft), "--output_dir", str(dpo), "--report_to", "none"],
                env=env, timeout=900)  # fmt: skip
     config = yaml.safe_load((REPO_ROOT / "configs" / "eval" / "demo.yaml").read_text())
-    config.update(output_dir=str(root / "eval"), cache_dir=str(root / "cache"), report_to="none",
+    config.update(output_dir=str(root / "eval"), cache_dir=str(root / "cache"), report_to="none", max_new_tokens=64,
                   culturax_dataset=str(data / "dataset"), heldout_data=str(data), max_prompts_per_set=2)  # fmt: skip
     del config["benchmarks"]  # `make demo` runs them; here they would only cost CI minutes
     for model in config["models"]:
@@ -90,10 +91,11 @@ def test_answers_side_by_side_are_real_text_that_tuning_changed(chain):
 
 def test_transformers_and_vllm_agree_on_the_real_model_and_stop_at_im_end(chain, smollm2):
     """Same weights, same dtype (float32): identical greedy answers to 5 prompts and held-out NLL within 1e-3 per
-    token, for the base model and with each adapter. An answer that ends before the token cap ended at <|im_end|>: its
-    text holds no <|im_end|>, and its token count is its text's tokens plus that one."""
+    token, for the base model and with each adapter. An answer that ends before the token cap ended at <|im_end|>:
+    transformers' own greedy `generate` on the same prompt ends with that token, after exactly the answer's tokens."""
     require_vllm()
-    from transformers import AutoTokenizer
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from eval.heldout import scoring as heldout
 
@@ -101,32 +103,43 @@ def test_transformers_and_vllm_agree_on_the_real_model_and_stop_at_im_end(chain,
         "In one sentence, what is Diwali?", "Name one dish eaten at Nowruz.", "What is kente cloth?",
         "Where is the Day of the Dead celebrated?", "Reply with one word: is Japan in Asia?",
     )]  # fmt: skip
-    cap = 96
+    cap = 64
     greedy = Sampling(temperature=0.0, max_new_tokens=cap)
     data = heldout.load_heldout(str(chain["data"]), "test", 6)
-    tokenizer = AutoTokenizer.from_pretrained(smollm2)
     configs = {
         (backend, adapter): LLMConfig(backend=backend, model=str(smollm2), adapter=adapter, dtype="float32")
         for backend in ("transformers", "vllm")
         for adapter in (None, str(chain["sft"]), str(chain["dpo"]))
     }
     share_vllm_engines(list(configs.values()))  # one engine: the base and both adapters as LoRA requests
+    llms = {key: build_llm(cfg, None, role=f"agree-{key[0]}") for key, cfg in configs.items()}
     out = {}
-    for key, cfg in configs.items():
-        llm = build_llm(cfg, None, role=f"agree-{key[0]}")
-        answers = [candidates[0] for candidates in llm.generate(prompts, greedy)]
-        nll = heldout.score_model(llm.backend, data, {}, 1024, key[0])
-        out[key] = ([a.text for a in answers], [a.output_tokens for a in answers], nll)
-        if key[1] == str(chain["dpo"]) or key[0] == "transformers":
-            llm.close()
+    try:
+        for key, llm in llms.items():
+            answers = [candidates[0] for candidates in llm.generate(prompts, greedy)]
+            nll = heldout.score_model(llm.backend, data, {}, 1024, key[0])
+            out[key] = ([a.text for a in answers], [a.output_tokens for a in answers], nll)
+    finally:
+        for llm in llms.values():
+            llm.close()  # the last vLLM user shuts the shared engine down
     for adapter in (None, str(chain["sft"]), str(chain["dpo"])):
         (t_text, t_tokens, t_nll), (v_text, v_tokens, v_nll) = out[("transformers", adapter)], out[("vllm", adapter)]
         assert v_text == t_text and v_tokens == t_tokens, adapter
-        stopped = [(text, n) for text, n in zip(t_text, t_tokens, strict=True) if n < cap]
-        print(f"{adapter or 'base'}: {len(stopped)} of 5 answers ended at <|im_end|>; tokens {t_tokens}")
-        assert stopped, adapter  # "Reply with one word" ends early
-        for text, n in stopped:
-            assert "<|im_end|>" not in text and len(tokenizer(text, add_special_tokens=False)["input_ids"]) == n - 1
         per_token = [float(s["nll_sum"].sum() / s["tokens"].sum()) for s in (t_nll, v_nll)]
         print(f"held-out NLL/token {adapter or 'base'}: transformers {per_token[0]:.6f} vllm {per_token[1]:.6f}")
         assert abs(per_token[0] - per_token[1]) < 1e-3
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    model = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    texts, counts = out[("transformers", None)][:2]
+    stopped = [(p, text, n) for p, text, n in zip(prompts, texts, counts, strict=True) if n < cap]
+    print(f"base: {len(stopped)} of 5 answers ended before the cap; tokens {counts}")
+    assert stopped  # "Reply with one word" ends early
+    for messages, text, n in stopped:
+        prompt = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
+                           add_special_tokens=False, return_tensors="pt")  # fmt: skip
+        ids = model.generate(**prompt, do_sample=False, max_new_tokens=cap, eos_token_id=im_end)[0]
+        answer = ids[prompt["input_ids"].shape[1] :].tolist()
+        assert answer[-1] == im_end and len(answer) == n and "<|im_end|>" not in text
+        assert tokenizer.decode(answer[:-1], skip_special_tokens=True).strip() == text.strip()

@@ -70,6 +70,14 @@ def open_engines() -> int:
     return len(_ENGINES)
 
 
+def stop_all_engines() -> list[tuple]:
+    """Shut down every engine still open, whoever holds it; returns their keys (for a caller that must say so)."""
+    keys = list(_ENGINES)
+    for key in keys:
+        stop_engine(_ENGINES.pop(key).llm)
+    return keys
+
+
 def default_cpu_kv_cache() -> None:
     """On vLLM's CPU build, a KV cache of CPU_KV_CACHE_GIB per engine unless VLLM_CPU_KVCACHE_SPACE says otherwise:
     without it vLLM sizes the cache as a share of the machine's memory (``gpu_memory_utilization``, 0.92 of a NUMA
