@@ -138,6 +138,15 @@ def room_of(module: str) -> str | None:
     return next((room for room in EVAL_ROOMS if module == room or module.startswith(room + ".")), None)
 
 
+def room_imports(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """What each eval room imports of eval outside itself (shared modules, another room's), for the printout."""
+    imports = {room: set() for room in EVAL_ROOMS}
+    for source, targets in graph.items():
+        if (room := room_of(source)) is not None:
+            imports[room] |= {t for t in targets if t.startswith("eval") and room_of(t) != room and t != "eval"}
+    return imports
+
+
 def eval_room_breaks(source: str, targets: set[str]) -> list[str]:
     room = room_of(source)
     if room is None:  # the composers (eval.evaluate, the commands) and the shared modules
@@ -178,6 +187,9 @@ def main() -> int:
                 across[source.split(".")[0]].add(target)
     for package in PACKAGES:
         print(f"{package} -> {', '.join(sorted(across[package])) or '(nothing of ours)'}")
+        if package == "eval":
+            for room, targets in room_imports(graph).items():
+                print(f"  {room} -> {', '.join(sorted(targets))}")
     problems = [f"import loop: {' <-> '.join(loop)}" for loop in loops(graph)] + rule_breaks(graph) + long_modules()
     for problem in problems:
         print(problem)
