@@ -47,5 +47,5 @@ def test_every_documented_command_exists():
         elif spec.origin and spec.origin.startswith(str(REPO_ROOT)):
             assert 'if __name__ == "__main__":' in open(spec.origin, encoding="utf-8").read(), module
     targets = set(re.findall(r"^([a-z][a-z0-9-]*):", (REPO_ROOT / "Makefile").read_text(encoding="utf-8"), re.M))
-    documented = set(re.findall(r"\bmake ([a-z][a-z0-9-]*)", readme))
+    documented = set(re.findall(r"(?:^|`)make ([a-z][a-z0-9-]*)", readme, re.M))  # commands, not prose
     assert {"demo", "test", "test-fast", "imports"} <= documented and documented <= targets, documented - targets
