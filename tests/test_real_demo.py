@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
+from core.chat_templates import chat_prompt
 from core.llm import LLMConfig, Sampling, build_llm, share_vllm_engines
 from tests._train_fixtures import run_module
 from tests._vllm_fixtures import require_vllm
@@ -125,6 +126,8 @@ def test_transformers_and_vllm_agree_on_the_real_model_and_stop_at_im_end(chain,
     for adapter in (None, str(chain["sft"]), str(chain["dpo"])):
         (t_text, t_tokens, t_nll), (v_text, v_tokens, v_nll) = out[("transformers", adapter)], out[("vllm", adapter)]
         assert v_text == t_text and v_tokens == t_tokens, adapter
+        assert any(n < cap for n in t_tokens), adapter  # "Reply with one word" ends early
+        assert not any("<|im_end|>" in text for text in t_text), adapter
         per_token = [float(s["nll_sum"].sum() / s["tokens"].sum()) for s in (t_nll, v_nll)]
         print(f"held-out NLL/token {adapter or 'base'}: transformers {per_token[0]:.6f} vllm {per_token[1]:.6f}")
         assert abs(per_token[0] - per_token[1]) < 1e-3
@@ -137,8 +140,7 @@ def test_transformers_and_vllm_agree_on_the_real_model_and_stop_at_im_end(chain,
     print(f"base: {len(stopped)} of 5 answers ended before the cap; tokens {counts}")
     assert stopped  # "Reply with one word" ends early
     for messages, text, n in stopped:
-        prompt = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True),
-                           add_special_tokens=False, return_tensors="pt")  # fmt: skip
+        prompt = tokenizer(chat_prompt(tokenizer, messages, {}), add_special_tokens=False, return_tensors="pt")
         ids = model.generate(**prompt, do_sample=False, max_new_tokens=cap, eos_token_id=im_end)[0]
         answer = ids[prompt["input_ids"].shape[1] :].tolist()
         assert answer[-1] == im_end and len(answer) == n and "<|im_end|>" not in text
